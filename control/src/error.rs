@@ -1,0 +1,103 @@
+//! Typed errors for the places where callers branch on what went wrong.
+
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    #[error("network namespace '{name}' does not exist")]
+    NotFound { name: String },
+    #[error("network namespace '{name}' already exists")]
+    Exists { name: String },
+    #[error("cannot {op} network namespace '{name}': {source}")]
+    Io {
+        op: &'static str,
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("device '{dev}' not found in network namespace '{netns}'")]
+    DeviceNotFound { dev: String, netns: String },
+    #[error("device '{dev}' already exists in network namespace '{netns}'")]
+    DeviceExists { dev: String, netns: String },
+    #[error("netlink: cannot {op} '{target}' in network namespace '{netns}': {source}")]
+    Request {
+        op: &'static str,
+        target: String,
+        netns: String,
+        #[source]
+        source: Box<rtnetlink::Error>,
+    },
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("cannot open a netlink socket in network namespace '{netns}': {source}")]
+    Socket {
+        netns: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    #[error("device '{dev}' not found in network namespace '{netns}'")]
+    DeviceNotFound { dev: String, netns: String },
+    #[error("the embedded eBPF object does not load: {0}")]
+    Object(#[source] Box<aya::EbpfError>),
+    #[error("program '{program}' is missing from the eBPF object or has the wrong type")]
+    MissingProgram { program: &'static str },
+    #[error("map '{map}' is missing from the eBPF object or has the wrong type")]
+    MissingMap { map: &'static str },
+    #[error("the kernel rejected program '{program}': {source}")]
+    Load {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot attach '{program}' to '{dev}' in network namespace '{netns}': {source}")]
+    Attach {
+        program: &'static str,
+        dev: String,
+        netns: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot detach '{program}' from '{dev}' in network namespace '{netns}': {source}")]
+    Detach {
+        program: &'static str,
+        dev: String,
+        netns: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot test-run '{program}': {source}")]
+    TestRun {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot list the tcx programs of '{dev}' in network namespace '{netns}': {source}")]
+    Query {
+        dev: String,
+        netns: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("cannot read map '{map}': {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("bpffs at {path}: {source}")]
+    Bpffs {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+}

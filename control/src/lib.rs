@@ -1,0 +1,12 @@
+//! fastpath's control plane as a library: the `fastpath` binary, the CNI plugin and the
+//! integration tests all drive the datapath through it.
+
+pub mod bpffs;
+pub mod datapath;
+pub mod demo;
+pub mod error;
+pub mod netlink;
+pub mod netns;
+pub mod report;
+pub mod topology;
+pub mod traffic;

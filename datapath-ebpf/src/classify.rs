@@ -1,0 +1,53 @@
+//! Decides which reason a frame falls under. Anything not fully understood is a pass reason: the
+//! kernel path stays the fallback for everything the fast path does not handle.
+
+use datapath_common::reasons::*;
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::Ipv4Hdr,
+};
+
+use crate::packet::Packet;
+
+/// More-fragments flag and fragment offset in the IPv4 `frags` field (host order).
+const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
+
+#[inline(always)]
+pub fn classify(pkt: &Packet) -> u32 {
+    let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
+        return PASS_TRUNCATED;
+    };
+    // SAFETY: ptr_at checked that a whole EthHdr lies inside the frame.
+    let eth = unsafe { &*eth };
+    // The group bit of the first octet marks broadcast and multicast.
+    if eth.dst_addr[0] & 1 != 0 {
+        return PASS_L2_MULTICAST;
+    }
+    match eth.ether_type {
+        t if t == EtherType::Ipv4 as u16 => classify_ipv4(pkt),
+        t if t == EtherType::Arp as u16 => PASS_ARP,
+        t if t == EtherType::Ipv6 as u16 => PASS_IPV6,
+        _ => PASS_OTHER_ETHERTYPE,
+    }
+}
+
+#[inline(always)]
+fn classify_ipv4(pkt: &Packet) -> u32 {
+    let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN) else {
+        return PASS_TRUNCATED;
+    };
+    // SAFETY: ptr_at checked that a whole Ipv4Hdr lies inside the frame.
+    let ip = unsafe { &*ip };
+    if ip.vihl != 0x45 {
+        // Version 4 with a 20-byte header is all the fast path parses.
+        return if ip.version() == 4 && ip.ihl() > 20 {
+            PASS_IPV4_OPTIONS
+        } else {
+            PASS_IPV4_MALFORMED
+        };
+    }
+    if u16::from_be_bytes(ip.frags) & IPV4_MF_AND_OFFSET != 0 {
+        return PASS_IPV4_FRAGMENT;
+    }
+    PASS_NO_ENDPOINT
+}

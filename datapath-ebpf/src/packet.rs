@@ -1,0 +1,31 @@
+//! Bounds-checked access to a frame's bytes: the only place that turns an offset into a pointer.
+
+use core::mem;
+
+/// The linear bytes of a frame, as both XDP and TC contexts expose them.
+pub struct Packet {
+    start: usize,
+    end: usize,
+}
+
+impl Packet {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// A pointer to a `T` at `offset`, or `None` when the frame is too short to hold it.
+    #[inline(always)]
+    pub fn ptr_at<T>(&self, offset: usize) -> Option<*const T> {
+        let at = self.start + offset;
+        if at + mem::size_of::<T>() > self.end {
+            return None;
+        }
+        Some(at as *const T)
+    }
+}
