@@ -31,6 +31,10 @@ pub enum NetlinkError {
         #[source]
         source: Box<rtnetlink::Error>,
     },
+    #[error(
+        "the kernel does not support {what} in network namespace '{netns}' (a module missing?)"
+    )]
+    Unsupported { what: String, netns: String },
     #[error(transparent)]
     Netns(#[from] NetnsError),
     #[error("cannot open a netlink socket in network namespace '{netns}': {source}")]

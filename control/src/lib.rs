@@ -2,11 +2,14 @@
 //! integration tests all drive the datapath through it.
 
 pub mod bpffs;
+pub mod cluster;
+pub mod config;
 pub mod datapath;
 pub mod demo;
 pub mod error;
 pub mod netlink;
 pub mod netns;
+pub mod ownership;
 pub mod report;
 pub mod topology;
 pub mod traffic;

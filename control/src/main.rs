@@ -1,13 +1,16 @@
 //! `fastpath`: the command-line face of the control plane.
 
-use std::time::Duration;
+use std::{os::unix::process::CommandExt as _, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use control::{
+    cluster::{self, Cluster, DEFAULT_PREFIX},
+    config::ClusterConfig,
     datapath::{Datapath, Hook},
     demo::{self, DemoOptions},
     netns::Netns,
+    ownership::Ownership,
     report,
 };
 
@@ -23,12 +26,44 @@ struct Cli {
     #[arg(long, global = true, value_name = "LEVEL")]
     ebpf_log: Option<log::Level>,
 
+    /// Prefix of every namespace fastpath creates (`<prefix><node>`, `<prefix><node>-<pod>`).
+    /// Separate prefixes keep separate clusters (and test runs) apart.
+    #[arg(long, global = true, default_value = DEFAULT_PREFIX, value_name = "PREFIX")]
+    prefix: String,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create or correct everything the node description asks for: namespaces, bridge, VXLAN
+    /// device, pods, routes. Running it again changes only what differs. Without --config it
+    /// builds the demo cluster: two simulated nodes with two pods each.
+    Up {
+        /// The node description (TOML; see the README). Default: the embedded demo cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Remove everything fastpath created under --prefix, and nothing else. Safe when nothing is up.
+    Down,
+    /// Show nodes, pods, devices, addresses, MTUs, mode and attached programs as they are now.
+    Status {
+        /// The node description the cluster was brought up with. Default: the demo cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a pod's network namespace: `fastpath exec a1 -- ping 198.18.2.2`.
+    Exec {
+        /// The pod's name.
+        pod: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Build a throwaway pair of namespaces joined by a veth, attach the counting programs to one
     /// end, send a bounded UDP load across, print the counters each second, then remove it all.
     Demo {
@@ -69,8 +104,14 @@ enum Command {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // exec replaces this process, so it runs before any runtime thread exists.
+    if let Command::Exec { pod, command } = &cli.command {
+        let e = exec_in_pod(&cli.prefix, pod, command);
+        eprintln!("fastpath: error: {e:#}");
+        std::process::exit(1);
+    }
     // One thread: network namespaces are per thread, and every netlink socket is opened on it.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,6 +128,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("fastpath needs root (it creates devices and loads eBPF programs)");
     }
     match cli.command {
+        Command::Up { config } => {
+            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
+            let changes = cluster::up(&cluster).await?;
+            if changes.is_empty() {
+                println!("nothing to change: the cluster already matches the config");
+            } else {
+                println!("{} changes:", changes.len());
+                for change in &changes {
+                    println!("  {change}");
+                }
+            }
+            print_reachability(&cluster);
+            Ok(())
+        }
+        Command::Down => {
+            let removed = cluster::down(&Ownership::new(&cli.prefix)).await?;
+            if removed.is_empty() {
+                println!("nothing to remove");
+            } else {
+                println!("removed {}", removed.join(", "));
+            }
+            Ok(())
+        }
+        Command::Status { config, json } => {
+            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
+            let status = cluster::status(&cluster).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", cluster::render_status(&status));
+            }
+            Ok(())
+        }
+        Command::Exec { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo {
             hooks,
             seconds,
@@ -119,6 +194,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// How to reach every pod, for the end of `up`.
+fn print_reachability(cluster: &Cluster) {
+    println!("\npods:");
+    let all: Vec<_> = cluster
+        .config
+        .nodes
+        .iter()
+        .flat_map(|n| n.pods.iter().map(move |p| (n, p)))
+        .collect();
+    for (node, pod) in &all {
+        println!(
+            "  {:<6} {:<15} node {:<4} netns {}",
+            pod.name,
+            pod.address,
+            node.name,
+            cluster.pod_netns(node, pod).label()
+        );
+    }
+    if let [(_, first), .., (_, last)] = all.as_slice() {
+        println!(
+            "\ntry: fastpath exec {} -- ping -c 3 {}",
+            first.name, last.address
+        );
+    }
+}
+
+/// Enters the namespace of `pod` and replaces this process with `command`. Returns only on error.
+fn exec_in_pod(prefix: &str, pod: &str, command: &[String]) -> anyhow::Error {
+    let ownership = Ownership::new(prefix);
+    let candidates: Vec<String> = match ownership.claimed_netns() {
+        Ok(names) => names
+            .into_iter()
+            .filter(|n| n.ends_with(&format!("-{pod}")))
+            .collect(),
+        Err(e) => return anyhow::anyhow!("reading fastpath's ownership records: {e}"),
+    };
+    let netns = match candidates.as_slice() {
+        [one] => Netns::named(one.clone()),
+        [] => {
+            return anyhow::anyhow!(
+                "no pod '{pod}' is up under prefix '{prefix}' (see `fastpath status`)"
+            );
+        }
+        many => return anyhow::anyhow!("pod name '{pod}' is ambiguous: {}", many.join(", ")),
+    };
+    let guard = match netns.enter() {
+        Ok(guard) => guard,
+        Err(e) => return e.into(),
+    };
+    // The guard is never dropped: the process becomes `command` inside the namespace.
+    std::mem::forget(guard);
+    let err = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .exec();
+    anyhow::anyhow!("running '{}' in pod {pod}: {err}", command[0])
 }
 
 async fn watch(

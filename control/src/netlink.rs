@@ -3,13 +3,128 @@
 //! A netlink socket stays in the namespace it was opened in, so a [`Netlink`] is opened inside its
 //! namespace once and then used from anywhere. Errors name the device and the namespace.
 
-use std::{net::IpAddr, os::fd::AsRawFd};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::AsRawFd,
+};
 
 use futures::TryStreamExt as _;
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkMessage, LinkXdp};
-use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use ipnet::Ipv4Net;
+use netlink_packet_route::{
+    AddressFamily,
+    address::{AddressAttribute, AddressMessage},
+    link::{
+        InfoData, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
+    },
+    neighbour::NeighbourFlags,
+    route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
+};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+};
+use serde::Serialize;
 
 use crate::{error::NetlinkError, netns::Netns};
+
+/// What fastpath reads back about a link.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct LinkView {
+    pub index: u32,
+    pub name: String,
+    /// "bridge", "veth", "vxlan", … (None for devices without a kind, like lo).
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+    /// Index of the bridge this link is a port of.
+    pub master: Option<u32>,
+    pub alias: Option<String>,
+    pub mac: Option<String>,
+    /// VXLAN id, local address, UDP port and underlay ifindex, for VXLAN devices.
+    pub vxlan: Option<VxlanView>,
+    /// Id of the attached XDP program, as `ip link` shows it.
+    pub xdp_program: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct VxlanView {
+    pub vni: Option<u32>,
+    pub local: Option<Ipv4Addr>,
+    pub port: Option<u16>,
+    pub underlay_index: Option<u32>,
+    pub learning: Option<bool>,
+}
+
+impl From<&LinkMessage> for LinkView {
+    fn from(msg: &LinkMessage) -> Self {
+        let mut view = LinkView {
+            index: msg.header.index,
+            name: String::new(),
+            kind: None,
+            mtu: 0,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            master: None,
+            alias: None,
+            mac: None,
+            vxlan: None,
+            xdp_program: None,
+        };
+        for attr in &msg.attributes {
+            match attr {
+                LinkAttribute::IfName(name) => view.name = name.clone(),
+                LinkAttribute::Mtu(mtu) => view.mtu = *mtu,
+                LinkAttribute::Controller(index) => view.master = Some(*index),
+                LinkAttribute::IfAlias(alias) => view.alias = Some(alias.clone()),
+                LinkAttribute::Address(mac) => view.mac = Some(crate::config::format_mac(mac)),
+                LinkAttribute::Xdp(xdp) => {
+                    view.xdp_program = xdp.iter().find_map(|x| match x {
+                        LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                        _ => None,
+                    })
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(kind) => {
+                                view.kind = Some(format!("{kind:?}").to_lowercase())
+                            }
+                            LinkInfo::Data(InfoData::Vxlan(attrs)) => {
+                                let mut v = VxlanView {
+                                    vni: None,
+                                    local: None,
+                                    port: None,
+                                    underlay_index: None,
+                                    learning: None,
+                                };
+                                for a in attrs {
+                                    match a {
+                                        InfoVxlan::Id(id) => v.vni = Some(*id),
+                                        InfoVxlan::Local(ip) => v.local = Some(*ip),
+                                        InfoVxlan::Port(port) => v.port = Some(*port),
+                                        InfoVxlan::Link(index) => v.underlay_index = Some(*index),
+                                        InfoVxlan::Learning(on) => v.learning = Some(*on),
+                                        _ => {}
+                                    }
+                                }
+                                view.vxlan = Some(v);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        view
+    }
+}
+
+/// Settings of a VXLAN device fastpath creates.
+pub struct VxlanSpec {
+    pub vni: u32,
+    pub local: Ipv4Addr,
+    pub port: u16,
+    pub underlay_index: u32,
+}
 
 /// A netlink connection inside one network namespace.
 pub struct Netlink {
@@ -159,6 +274,285 @@ impl Netlink {
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
             Err(e) => Err(self.request_error("delete", name)(e)),
         }
+    }
+
+    /// Every link in the namespace.
+    pub async fn links(&self) -> Result<Vec<LinkView>, NetlinkError> {
+        let links: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.request_error("list links of", self.netns.label()))?;
+        Ok(links.iter().map(LinkView::from).collect())
+    }
+
+    /// The link called `name`, read back as a [`LinkView`].
+    pub async fn link_view(&self, name: &str) -> Result<Option<LinkView>, NetlinkError> {
+        Ok(self.link(name).await?.as_ref().map(LinkView::from))
+    }
+
+    async fn add_link(&self, name: &str, msg: LinkMessage) -> Result<(), NetlinkError> {
+        match self.handle.link().add(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Err(NetlinkError::DeviceExists {
+                dev: name.to_string(),
+                netns: self.netns.label().to_string(),
+            }),
+            Err(e) if errno(&e) == Some(libc::EOPNOTSUPP) => Err(NetlinkError::Unsupported {
+                what: format!("creating '{name}'"),
+                netns: self.netns.label().to_string(),
+            }),
+            Err(e) => Err(self.request_error("create", name)(e)),
+        }
+    }
+
+    /// Creates a bridge, down.
+    pub async fn create_bridge(&self, name: &str) -> Result<(), NetlinkError> {
+        self.add_link(name, LinkBridge::new(name).build()).await
+    }
+
+    /// Creates a VXLAN device without learning (peers come from static FDB entries), down.
+    pub async fn create_vxlan(&self, name: &str, spec: &VxlanSpec) -> Result<(), NetlinkError> {
+        let msg = LinkVxlan::new(name, spec.vni)
+            .local(spec.local)
+            .port(spec.port)
+            .dev(spec.underlay_index)
+            .learning(false)
+            .build();
+        self.add_link(name, msg).await
+    }
+
+    async fn set_link(
+        &self,
+        name: &str,
+        op: &'static str,
+        msg: LinkMessage,
+    ) -> Result<(), NetlinkError> {
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(self.request_error(op, name))
+    }
+
+    pub async fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), NetlinkError> {
+        let index = self.index(name).await?;
+        self.set_link(
+            name,
+            "set the MTU of",
+            LinkUnspec::new_with_index(index).mtu(mtu).build(),
+        )
+        .await
+    }
+
+    pub async fn set_mac(&self, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
+        let index = self.index(name).await?;
+        self.set_link(
+            name,
+            "set the MAC of",
+            LinkUnspec::new_with_index(index)
+                .address(mac.to_vec())
+                .build(),
+        )
+        .await
+    }
+
+    pub async fn set_alias(&self, name: &str, alias: &str) -> Result<(), NetlinkError> {
+        let index = self.index(name).await?;
+        self.set_link(
+            name,
+            "set the alias of",
+            LinkUnspec::new_with_index(index).alias(alias).build(),
+        )
+        .await
+    }
+
+    /// Makes `name` a port of the bridge with index `bridge`.
+    pub async fn set_master(&self, name: &str, bridge: u32) -> Result<(), NetlinkError> {
+        let index = self.index(name).await?;
+        self.set_link(
+            name,
+            "attach to its bridge",
+            LinkUnspec::new_with_index(index).controller(bridge).build(),
+        )
+        .await
+    }
+
+    /// The IPv4 addresses on link `index`, with their prefix lengths.
+    pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.request_error("list addresses of", &format!("ifindex {index}")))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.family == AddressFamily::Inet && m.header.index == index)
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(IpAddr::V4(ip))
+                    | AddressAttribute::Address(IpAddr::V4(ip)) => {
+                        Ipv4Net::new(*ip, m.header.prefix_len).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn del_ipv4_address(&self, name: &str, addr: Ipv4Net) -> Result<(), NetlinkError> {
+        let index = self.index(name).await?;
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.request_error("list addresses of", name))?;
+        for msg in msgs {
+            let matches = msg.header.prefix_len == addr.prefix_len()
+                && msg.attributes.iter().any(
+                    |a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == addr.addr()),
+                );
+            if matches {
+                self.handle
+                    .address()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .map_err(self.request_error("remove an address from", name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces the IPv4 route to `dst` via `gateway` out of `dev`; `onlink` says the
+    /// gateway is reachable on `dev` without a covering subnet route (as across a VXLAN device).
+    pub async fn replace_route(
+        &self,
+        dst: Ipv4Net,
+        gateway: Ipv4Addr,
+        dev: &str,
+        onlink: bool,
+    ) -> Result<(), NetlinkError> {
+        let index = self.index(dev).await?;
+        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .gateway(gateway)
+            .output_interface(index);
+        if onlink {
+            builder = builder.onlink();
+        }
+        self.handle
+            .route()
+            .add(builder.build())
+            .replace()
+            .execute()
+            .await
+            .map_err(self.request_error("add a route via", dev))
+    }
+
+    /// The IPv4 routes in the main table out of link `index`: destination and gateway.
+    pub async fn ipv4_routes(
+        &self,
+        index: u32,
+    ) -> Result<Vec<(Ipv4Net, Option<Ipv4Addr>)>, NetlinkError> {
+        let routes: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.request_error("list routes of", self.netns.label()))?;
+        Ok(routes
+            .iter()
+            .filter(|r| r.header.scope != RouteScope::Host)
+            .filter(|r| {
+                r.attributes
+                    .iter()
+                    .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == index))
+            })
+            .filter_map(|r| {
+                let dst = r
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                        _ => None,
+                    })
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                let gateway = r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+                    _ => None,
+                });
+                Some((
+                    Ipv4Net::new(dst, r.header.destination_prefix_length).ok()?,
+                    gateway,
+                ))
+            })
+            .collect())
+    }
+
+    /// Removes the IPv4 route to `dst` out of `dev`.
+    pub async fn del_route(&self, dst: Ipv4Net, dev: &str) -> Result<(), NetlinkError> {
+        let index = self.index(dev).await?;
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .output_interface(index)
+            .build();
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(self.request_error("remove a route from", dev)(e)),
+        }
+    }
+
+    /// A permanent ARP entry `ip` → `mac` on `dev`.
+    pub async fn replace_neighbour(
+        &self,
+        dev: &str,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<(), NetlinkError> {
+        let index = self.index(dev).await?;
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(ip))
+            .link_layer_address(&mac)
+            .replace()
+            .execute()
+            .await
+            .map_err(self.request_error("add a neighbour entry to", dev))
+    }
+
+    /// A permanent FDB entry on VXLAN device `dev`: frames for `mac` go to underlay address `dst`.
+    pub async fn replace_vxlan_fdb(
+        &self,
+        dev: &str,
+        mac: [u8; 6],
+        dst: Ipv4Addr,
+    ) -> Result<(), NetlinkError> {
+        let index = self.index(dev).await?;
+        self.handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .flags(NeighbourFlags::Own)
+            .destination(IpAddr::V4(dst))
+            .replace()
+            .execute()
+            .await
+            .map_err(self.request_error("add an FDB entry to", dev))
     }
 
     /// The id of the XDP program attached to `name`, as netlink reports it (what `ip link` shows).

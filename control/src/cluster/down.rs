@@ -1,0 +1,59 @@
+//! `fastpath down`: removes everything this instance created and nothing else, carrying on past
+//! failures and reporting all of them at the end. Safe when nothing is up.
+
+use anyhow::{Result, bail};
+
+use crate::{netlink::Netlink, netns::Netns, ownership::Ownership};
+
+/// Removes the namespaces this instance claimed and the devices it marked in this namespace;
+/// returns what was removed.
+pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let mut errors = Vec::new();
+    match ownership.claimed_netns() {
+        Ok(names) => {
+            for name in names {
+                let netns = Netns::named(name.clone());
+                let existed = netns.exists();
+                match netns.delete().map_err(anyhow::Error::from).and_then(|()| {
+                    ownership.release_netns(&name)?;
+                    Ok(())
+                }) {
+                    Ok(()) if existed => removed.push(format!("netns {name}")),
+                    Ok(()) => {}
+                    Err(e) => errors.push(format!("{e:#}")),
+                }
+            }
+        }
+        Err(e) => errors.push(format!("reading fastpath's ownership records: {e}")),
+    }
+    // A real node's bridge, VXLAN device and pod veths live in this namespace, marked by alias.
+    // Their routes, neighbour and FDB entries go with them.
+    match Netlink::open(&Netns::host()) {
+        Ok(nl) => match nl.links().await {
+            Ok(links) => {
+                let alias = ownership.device_alias();
+                for link in links
+                    .into_iter()
+                    .filter(|l| l.alias.as_deref() == Some(alias.as_str()))
+                {
+                    match nl.delete_link(&link.name).await {
+                        Ok(()) => removed.push(format!("device {}", link.name)),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        },
+        Err(e) => errors.push(e.to_string()),
+    }
+    if !errors.is_empty() {
+        bail!(
+            "down removed {} things but failed on {}: {}",
+            removed.len(),
+            errors.len(),
+            errors.join("; ")
+        );
+    }
+    Ok(removed)
+}

@@ -1,0 +1,90 @@
+//! A cluster as fastpath builds it: the names of every namespace and device, derived from the
+//! config and a name prefix, and the commands that act on it.
+
+mod down;
+mod status;
+mod up;
+
+pub use down::down;
+pub use status::{ClusterStatus, render as render_status, status};
+pub use up::up;
+
+use crate::{
+    config::{ClusterConfig, NodeConfig, POD_VETH_PREFIX, PodConfig},
+    netns::Netns,
+    ownership::Ownership,
+};
+
+/// Namespaces fastpath creates are named `<prefix><node>` and `<prefix><node>-<pod>`.
+pub const DEFAULT_PREFIX: &str = "fp-";
+
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub ownership: Ownership,
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig, prefix: &str) -> Self {
+        Self {
+            config,
+            ownership: Ownership::new(prefix),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.ownership.prefix()
+    }
+
+    /// The namespace `node` lives in: its own for a simulated node, else this process's.
+    pub fn node_netns(&self, node: &NodeConfig) -> Netns {
+        if node.simulated {
+            Netns::named(format!("{}{}", self.prefix(), node.name))
+        } else {
+            Netns::host()
+        }
+    }
+
+    /// True when fastpath owns `node`'s namespace (and so every device in it).
+    pub fn owns_node_netns(&self, node: &NodeConfig) -> bool {
+        node.simulated
+    }
+
+    pub fn pod_netns(&self, node: &NodeConfig, pod: &PodConfig) -> Netns {
+        Netns::named(format!("{}{}-{}", self.prefix(), node.name, pod.name))
+    }
+
+    /// The host-side end of a pod's veth pair, in the node's namespace.
+    pub fn pod_veth(pod: &PodConfig) -> String {
+        format!("{POD_VETH_PREFIX}{}", pod.name)
+    }
+
+    /// The pod called `name` and its node.
+    pub fn find_pod(&self, name: &str) -> Option<(&NodeConfig, &PodConfig)> {
+        self.config
+            .nodes
+            .iter()
+            .find_map(|n| n.pods.iter().find(|p| p.name == name).map(|p| (n, p)))
+    }
+
+    /// Every namespace the config asks for.
+    pub fn desired_netns(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for node in &self.config.nodes {
+            if let Some(name) = self.node_netns(node).name() {
+                names.push(name.to_string());
+            }
+            for pod in &node.pods {
+                names.push(
+                    self.pod_netns(node, pod)
+                        .name()
+                        .expect("pods are named")
+                        .to_string(),
+                );
+            }
+        }
+        names
+    }
+}
+
+/// The pod interface name inside every pod namespace.
+pub const POD_IFNAME: &str = "eth0";

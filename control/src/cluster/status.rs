@@ -1,0 +1,265 @@
+//! `fastpath status`: what is actually on the machine for each node and pod, read back from the
+//! kernel, next to what the config asks for.
+
+use std::{fmt::Write as _, net::Ipv4Addr};
+
+use anyhow::Result;
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use super::{Cluster, POD_IFNAME};
+use crate::{
+    config::{self, Mode, VXLAN_OVERHEAD},
+    datapath,
+    netlink::{LinkView, Netlink},
+    netns::Netns,
+};
+
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    pub prefix: String,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub netns: String,
+    pub present: bool,
+    pub mode: Mode,
+    pub devices: Vec<DeviceStatus>,
+    pub pods: Vec<PodStatus>,
+    pub peers: Vec<config::VxlanPeer>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceStatus {
+    pub role: &'static str,
+    pub name: String,
+    pub present: bool,
+    pub kind: Option<String>,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub expected_mtu: u32,
+    pub addresses: Vec<Ipv4Net>,
+    pub xdp_program: Option<u32>,
+    pub tcx_programs: Vec<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PodStatus {
+    pub name: String,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    pub present: bool,
+    pub host_veth: DeviceStatus,
+    pub interface: DeviceStatus,
+    pub default_via: Option<Ipv4Addr>,
+}
+
+impl ClusterStatus {
+    /// True when every namespace and device is there, up, with the MTU the config asks for.
+    pub fn healthy(&self) -> bool {
+        self.nodes.iter().all(|n| {
+            n.present
+                && n.devices.iter().all(DeviceStatus::healthy)
+                && n.pods
+                    .iter()
+                    .all(|p| p.present && p.host_veth.healthy() && p.interface.healthy())
+        })
+    }
+}
+
+impl DeviceStatus {
+    fn healthy(&self) -> bool {
+        self.present && self.up && self.mtu == Some(self.expected_mtu)
+    }
+}
+
+async fn device(
+    nl: Option<&Netlink>,
+    role: &'static str,
+    name: &str,
+    expected_mtu: u32,
+) -> Result<DeviceStatus> {
+    let view: Option<LinkView> = match nl {
+        Some(nl) => nl.link_view(name).await?,
+        None => None,
+    };
+    let mut status = DeviceStatus {
+        role,
+        name: name.to_string(),
+        present: view.is_some(),
+        kind: None,
+        up: false,
+        mtu: None,
+        expected_mtu,
+        addresses: Vec::new(),
+        xdp_program: None,
+        tcx_programs: Vec::new(),
+    };
+    if let (Some(nl), Some(view)) = (nl, view) {
+        status.kind = view.kind.clone();
+        status.up = view.up;
+        status.mtu = Some(view.mtu);
+        status.addresses = nl.ipv4_addresses(view.index).await?;
+        status.xdp_program = view.xdp_program;
+        status.tcx_programs =
+            datapath::tcx_ingress_program_ids(nl.netns(), name).unwrap_or_default();
+    }
+    Ok(status)
+}
+
+pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
+    let mut nodes = Vec::new();
+    for node in &cluster.config.nodes {
+        let netns = cluster.node_netns(node);
+        let nl = if netns.exists() {
+            Some(Netlink::open(&netns)?)
+        } else {
+            None
+        };
+        let pod_mtu = config::node_pod_mtu(node);
+        let devices = vec![
+            device(
+                nl.as_ref(),
+                "underlay",
+                &node.underlay.device,
+                node.underlay.mtu,
+            )
+            .await?,
+            device(nl.as_ref(), "bridge", &node.bridge, pod_mtu).await?,
+            device(
+                nl.as_ref(),
+                "vxlan",
+                &cluster.config.vxlan.device,
+                node.underlay.mtu - VXLAN_OVERHEAD,
+            )
+            .await?,
+        ];
+        let mut pods = Vec::new();
+        for pod in &node.pods {
+            let pod_ns = cluster.pod_netns(node, pod);
+            let pod_nl = if pod_ns.exists() {
+                Some(Netlink::open(&pod_ns)?)
+            } else {
+                None
+            };
+            let interface = device(pod_nl.as_ref(), "pod", POD_IFNAME, pod_mtu).await?;
+            let mut default_via = None;
+            if let (Some(pod_nl), true) = (&pod_nl, interface.present) {
+                let index = pod_nl.index(POD_IFNAME).await?;
+                default_via = pod_nl
+                    .ipv4_routes(index)
+                    .await?
+                    .into_iter()
+                    .find(|(dst, _)| dst.prefix_len() == 0)
+                    .and_then(|(_, gw)| gw);
+            }
+            pods.push(PodStatus {
+                name: pod.name.clone(),
+                netns: label(&pod_ns),
+                address: pod.address,
+                present: pod_nl.is_some(),
+                host_veth: device(nl.as_ref(), "pod-host", &Cluster::pod_veth(pod), pod_mtu)
+                    .await?,
+                interface,
+                default_via,
+            });
+        }
+        nodes.push(NodeStatus {
+            name: node.name.clone(),
+            netns: label(&netns),
+            present: nl.is_some(),
+            mode: cluster.config.mode_of(node),
+            devices,
+            pods,
+            peers: cluster.config.vxlan_peers_of(node),
+        });
+    }
+    Ok(ClusterStatus {
+        prefix: cluster.prefix().to_string(),
+        nodes,
+    })
+}
+
+fn label(netns: &Netns) -> String {
+    netns.label().to_string()
+}
+
+/// A report for people: one block per node.
+pub fn render(status: &ClusterStatus) -> String {
+    let mut out = String::new();
+    for node in &status.nodes {
+        let _ = writeln!(
+            out,
+            "node {} (netns {}, mode {}){}",
+            node.name,
+            node.netns,
+            node.mode,
+            if node.present { "" } else { ": NOT UP" }
+        );
+        for d in &node.devices {
+            let _ = writeln!(out, "  {:<9} {}", d.role, device_line(d));
+        }
+        for p in &node.pods {
+            let via = p
+                .default_via
+                .map_or("no default route".to_string(), |g| format!("via {g}"));
+            let _ = writeln!(
+                out,
+                "  pod {:<5} {} in netns {}, {via}",
+                p.name, p.address, p.netns
+            );
+            let _ = writeln!(out, "    eth0    {}", device_line(&p.interface));
+            let _ = writeln!(out, "    host    {}", device_line(&p.host_veth));
+        }
+        for peer in &node.peers {
+            let _ = writeln!(
+                out,
+                "  peer {} {} via {} (VTEP {})",
+                peer.name,
+                peer.pod_cidr,
+                peer.underlay_ip,
+                config::format_mac(&peer.vtep_mac)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if status.healthy() {
+            "all devices up with the configured MTU"
+        } else {
+            "NOT HEALTHY: see the lines above"
+        }
+    );
+    out
+}
+
+fn device_line(d: &DeviceStatus) -> String {
+    if !d.present {
+        return format!("{} MISSING", d.name);
+    }
+    let mut line = format!(
+        "{} {} {} mtu {}",
+        d.name,
+        d.kind.as_deref().unwrap_or("?"),
+        if d.up { "up" } else { "DOWN" },
+        d.mtu.unwrap_or(0)
+    );
+    if d.mtu != Some(d.expected_mtu) {
+        let _ = write!(line, " (config says {})", d.expected_mtu);
+    }
+    if !d.addresses.is_empty() {
+        let addrs: Vec<String> = d.addresses.iter().map(ToString::to_string).collect();
+        let _ = write!(line, " {}", addrs.join(" "));
+    }
+    if let Some(id) = d.xdp_program {
+        let _ = write!(line, " xdp prog {id}");
+    }
+    if !d.tcx_programs.is_empty() {
+        let _ = write!(line, " tcx progs {:?}", d.tcx_programs);
+    }
+    line
+}

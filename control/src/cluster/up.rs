@@ -1,0 +1,473 @@
+//! `fastpath up`: makes the machine match the config. Every step looks first and acts only on a
+//! difference, so a second run changes nothing, a device removed behind fastpath's back comes
+//! back, and a wrong MTU or address is put right. Each change is reported in words.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{Context as _, Result, bail};
+use ipnet::Ipv4Net;
+
+use super::{Cluster, POD_IFNAME};
+use crate::{
+    config::{self, Mode, NodeConfig, PodConfig, VXLAN_OVERHEAD},
+    netlink::{LinkView, Netlink, VxlanSpec},
+    netns::Netns,
+};
+
+/// Brings the cluster to the state its config describes; returns what was changed.
+pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
+    for node in &cluster.config.nodes {
+        let mode = cluster.config.mode_of(node);
+        if mode != Mode::Kernel {
+            bail!(
+                "node '{}': mode '{mode}' is not available in this version of fastpath; use mode = \"kernel\"",
+                node.name
+            );
+        }
+    }
+    let mut r = Reconciler {
+        cluster,
+        changes: Vec::new(),
+    };
+    r.remove_stale_namespaces()?;
+    for node in &cluster.config.nodes {
+        let netns = cluster.node_netns(node);
+        if node.simulated {
+            r.ensure_netns(&netns).await?;
+        }
+        r.ensure_forwarding(&netns)?;
+    }
+    for link in &cluster.config.underlay_links {
+        let [a, b] = &link.nodes;
+        let (a, b) = (
+            cluster.config.node(a).expect("validated"),
+            cluster.config.node(b).expect("validated"),
+        );
+        r.ensure_underlay_link(a, b).await?;
+    }
+    for node in &cluster.config.nodes {
+        if !node.simulated {
+            r.check_real_underlay(node).await?;
+        }
+        r.ensure_bridge(node).await?;
+        r.ensure_vxlan(node).await?;
+        r.ensure_peers(node).await?;
+        for pod in &node.pods {
+            r.ensure_pod(node, pod).await?;
+        }
+        r.remove_stale_pod_veths(node).await?;
+    }
+    Ok(r.changes)
+}
+
+struct Reconciler<'a> {
+    cluster: &'a Cluster,
+    changes: Vec<String>,
+}
+
+impl Reconciler<'_> {
+    fn changed(&mut self, what: String) {
+        log::info!("{what}");
+        self.changes.push(what);
+    }
+
+    /// Namespaces this instance claimed that the config no longer has (a removed pod or node).
+    fn remove_stale_namespaces(&mut self) -> Result<()> {
+        let desired = self.cluster.desired_netns();
+        for name in self
+            .cluster
+            .ownership
+            .claimed_netns()
+            .context("reading fastpath's ownership records")?
+        {
+            if desired.contains(&name) {
+                continue;
+            }
+            Netns::named(name.clone()).delete()?;
+            self.cluster.ownership.release_netns(&name)?;
+            self.changed(format!("removed netns {name} (no longer in the config)"));
+        }
+        Ok(())
+    }
+
+    /// Creates `netns` when missing; refuses one that exists and is not fastpath's.
+    async fn ensure_netns(&mut self, netns: &Netns) -> Result<()> {
+        let name = netns.name().expect("only named namespaces are created");
+        let ownership = &self.cluster.ownership;
+        if netns.exists() {
+            if !ownership.owns_netns(name) {
+                bail!(
+                    "network namespace '{name}' exists but was not created by fastpath: refusing to use it \
+                     (remove it, or choose another --prefix)"
+                );
+            }
+        } else {
+            ownership
+                .claim_netns(name)
+                .with_context(|| format!("recording ownership of netns {name}"))?;
+            netns.create()?;
+            self.changed(format!("created netns {name}"));
+        }
+        let nl = Netlink::open(netns)?;
+        if nl.link_view("lo").await?.is_some_and(|lo| !lo.up) {
+            nl.set_up("lo").await?;
+        }
+        Ok(())
+    }
+
+    /// Nodes route between their pods, the VXLAN device and the underlay.
+    fn ensure_forwarding(&mut self, netns: &Netns) -> Result<()> {
+        const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+        let label = netns.label().to_string();
+        let changed = netns.run(|| -> std::io::Result<bool> {
+            // /proc/sys/net belongs to the namespace of the thread that opens it.
+            if std::fs::read_to_string(IP_FORWARD)?.trim() == "1" {
+                return Ok(false);
+            }
+            std::fs::write(IP_FORWARD, "1")?;
+            Ok(true)
+        })?;
+        if changed.with_context(|| format!("enabling IPv4 forwarding in netns {label}"))? {
+            self.changed(format!("enabled IPv4 forwarding in netns {label}"));
+        }
+        Ok(())
+    }
+
+    /// Returns `name` in `nl`'s namespace when it is there with `kind`; removes it when it has
+    /// another kind and is fastpath's; refuses to touch it when it is not fastpath's.
+    async fn existing_link(
+        &mut self,
+        nl: &Netlink,
+        netns_owned: bool,
+        name: &str,
+        kind: &str,
+    ) -> Result<Option<LinkView>> {
+        let Some(view) = nl.link_view(name).await? else {
+            return Ok(None);
+        };
+        let ns = nl.netns().label().to_string();
+        if !self.cluster.ownership.may_modify(netns_owned, &view) {
+            bail!(
+                "device '{name}' in netns {ns} exists but was not created by fastpath (its alias is not '{}'): \
+                 refusing to change it; rename it or choose another name in the config",
+                self.cluster.ownership.device_alias()
+            );
+        }
+        if view.kind.as_deref() != Some(kind) {
+            nl.delete_link(name).await?;
+            self.changed(format!(
+                "removed {name} in netns {ns}: it was a {} device, not a {kind}",
+                view.kind.as_deref().unwrap_or("plain")
+            ));
+            return Ok(None);
+        }
+        Ok(Some(view))
+    }
+
+    /// Labels a device fastpath just created as its own.
+    async fn mark_created(&mut self, nl: &Netlink, name: &str, what: &str) -> Result<()> {
+        nl.set_alias(name, &self.cluster.ownership.device_alias())
+            .await?;
+        self.changed(format!(
+            "created {what} {name} in netns {}",
+            nl.netns().label()
+        ));
+        Ok(())
+    }
+
+    /// Sets MTU, the exact IPv4 addresses (when given) and up state of `name`, where they differ.
+    async fn converge_link(
+        &mut self,
+        nl: &Netlink,
+        name: &str,
+        mtu: u32,
+        addresses: Option<&[Ipv4Net]>,
+    ) -> Result<()> {
+        let ns = nl.netns().label().to_string();
+        let view = nl
+            .link_view(name)
+            .await?
+            .with_context(|| format!("device '{name}' vanished from netns {ns}"))?;
+        if view.mtu != mtu {
+            nl.set_mtu(name, mtu).await?;
+            self.changed(format!(
+                "set MTU of {name} in netns {ns} to {mtu} (was {})",
+                view.mtu
+            ));
+        }
+        if let Some(wanted) = addresses {
+            let present = nl.ipv4_addresses(view.index).await?;
+            for addr in present.iter().filter(|a| !wanted.contains(a)) {
+                nl.del_ipv4_address(name, *addr).await?;
+                self.changed(format!("removed address {addr} from {name} in netns {ns}"));
+            }
+            for addr in wanted.iter().filter(|a| !present.contains(a)) {
+                nl.add_address(name, IpAddr::V4(addr.addr()), addr.prefix_len())
+                    .await?;
+                self.changed(format!("added address {addr} to {name} in netns {ns}"));
+            }
+        }
+        if !view.up {
+            nl.set_up(name).await?;
+            self.changed(format!("brought {name} in netns {ns} up"));
+        }
+        Ok(())
+    }
+
+    /// The veth pair that stands for the wire between two simulated nodes.
+    async fn ensure_underlay_link(&mut self, a: &NodeConfig, b: &NodeConfig) -> Result<()> {
+        let (ns_a, ns_b) = (self.cluster.node_netns(a), self.cluster.node_netns(b));
+        let (nl_a, nl_b) = (Netlink::open(&ns_a)?, Netlink::open(&ns_b)?);
+        let (dev_a, dev_b) = (&a.underlay.device, &b.underlay.device);
+        let end_a = self.existing_link(&nl_a, true, dev_a, "veth").await?;
+        let end_b = self.existing_link(&nl_b, true, dev_b, "veth").await?;
+        if end_a.is_none() || end_b.is_none() {
+            // A veth end alone joins nothing; remove it and make the pair anew.
+            nl_a.delete_link(dev_a).await?;
+            nl_b.delete_link(dev_b).await?;
+            nl_a.create_veth(dev_a, dev_b, &ns_b).await?;
+            self.mark_created(&nl_a, dev_a, "underlay veth").await?;
+            self.mark_created(&nl_b, dev_b, "underlay veth").await?;
+        }
+        self.converge_link(&nl_a, dev_a, a.underlay.mtu, Some(&[a.underlay.address]))
+            .await?;
+        self.converge_link(&nl_b, dev_b, b.underlay.mtu, Some(&[b.underlay.address]))
+            .await
+    }
+
+    /// A real node's underlay is the user's device: fastpath checks it and changes nothing.
+    async fn check_real_underlay(&mut self, node: &NodeConfig) -> Result<()> {
+        let nl = Netlink::open(&self.cluster.node_netns(node))?;
+        let dev = &node.underlay.device;
+        let Some(view) = nl.link_view(dev).await? else {
+            bail!(
+                "node '{}': underlay.device '{dev}' does not exist",
+                node.name
+            );
+        };
+        let addresses = nl.ipv4_addresses(view.index).await?;
+        if !addresses.contains(&node.underlay.address) {
+            bail!(
+                "node '{}': underlay.device '{dev}' does not have underlay.address {} (it has {}); \
+                 fastpath does not configure devices it did not create",
+                node.name,
+                node.underlay.address,
+                list(&addresses)
+            );
+        }
+        if view.mtu < node.underlay.mtu {
+            bail!(
+                "node '{}': underlay.device '{dev}' has MTU {}, below underlay.mtu {}",
+                node.name,
+                view.mtu,
+                node.underlay.mtu
+            );
+        }
+        Ok(())
+    }
+
+    async fn ensure_bridge(&mut self, node: &NodeConfig) -> Result<()> {
+        let nl = Netlink::open(&self.cluster.node_netns(node))?;
+        let owned = self.cluster.owns_node_netns(node);
+        if self
+            .existing_link(&nl, owned, &node.bridge, "bridge")
+            .await?
+            .is_none()
+        {
+            nl.create_bridge(&node.bridge).await?;
+            self.mark_created(&nl, &node.bridge, "bridge").await?;
+        }
+        let gateway = Ipv4Net::new(config::node_gateway(node), node.pod_cidr.prefix_len())
+            .expect("valid prefix");
+        self.converge_link(
+            &nl,
+            &node.bridge,
+            config::node_pod_mtu(node),
+            Some(&[gateway]),
+        )
+        .await
+    }
+
+    async fn ensure_vxlan(&mut self, node: &NodeConfig) -> Result<()> {
+        let nl = Netlink::open(&self.cluster.node_netns(node))?;
+        let owned = self.cluster.owns_node_netns(node);
+        let vx = &self.cluster.config.vxlan;
+        let spec = VxlanSpec {
+            vni: vx.vni,
+            local: node.underlay.address.addr(),
+            port: vx.port,
+            underlay_index: nl.index(&node.underlay.device).await?,
+        };
+        let existing = self.existing_link(&nl, owned, &vx.device, "vxlan").await?;
+        let matches = existing
+            .as_ref()
+            .and_then(|v| v.vxlan.as_ref())
+            .is_some_and(|v| {
+                v.vni == Some(spec.vni)
+                    && v.local == Some(spec.local)
+                    && v.port == Some(spec.port)
+                    && v.underlay_index == Some(spec.underlay_index)
+                    && v.learning == Some(false)
+            });
+        if existing.is_some() && !matches {
+            // VXLAN id, port and addresses cannot be changed in place.
+            nl.delete_link(&vx.device).await?;
+            self.changed(format!(
+                "removed {} in netns {}: its VXLAN settings differed from the config",
+                vx.device,
+                nl.netns().label()
+            ));
+        }
+        if !matches {
+            nl.create_vxlan(&vx.device, &spec)
+                .await
+                .map_err(|e| match e {
+                    crate::error::NetlinkError::Unsupported { .. } => {
+                        anyhow::anyhow!("{e}: this kernel lacks VXLAN (CONFIG_VXLAN)")
+                    }
+                    e => e.into(),
+                })?;
+            self.mark_created(&nl, &vx.device, "VXLAN device").await?;
+        }
+        let mac = config::vtep_mac(spec.local);
+        if nl.link_view(&vx.device).await?.and_then(|v| v.mac) != Some(config::format_mac(&mac)) {
+            nl.set_mac(&vx.device, mac).await?;
+            self.changed(format!(
+                "set MAC of {} to {}",
+                vx.device,
+                config::format_mac(&mac)
+            ));
+        }
+        // The VXLAN device carries the pod CIDR's network address, as flannel does: it is the
+        // next hop peers route this node's pods through.
+        let own = Ipv4Net::new(node.pod_cidr.network(), 32).expect("/32");
+        self.converge_link(
+            &nl,
+            &vx.device,
+            node.underlay.mtu - VXLAN_OVERHEAD,
+            Some(&[own]),
+        )
+        .await
+    }
+
+    /// Route, neighbour and FDB entry for every peer: pods there are reached through the VXLAN
+    /// device, with no multicast learning.
+    async fn ensure_peers(&mut self, node: &NodeConfig) -> Result<()> {
+        let nl = Netlink::open(&self.cluster.node_netns(node))?;
+        let dev = &self.cluster.config.vxlan.device;
+        let peers = self.cluster.config.vxlan_peers_of(node);
+        let index = nl.index(dev).await?;
+        let routes = nl.ipv4_routes(index).await?;
+        for (dst, _) in &routes {
+            if !peers.iter().any(|p| p.pod_cidr == *dst) {
+                nl.del_route(*dst, dev).await?;
+                self.changed(format!(
+                    "removed route to {dst} via {dev} (no such peer in the config)"
+                ));
+            }
+        }
+        for peer in &peers {
+            let next_hop = peer.pod_cidr.network();
+            nl.replace_neighbour(dev, next_hop, peer.vtep_mac).await?;
+            nl.replace_vxlan_fdb(dev, peer.vtep_mac, peer.underlay_ip)
+                .await?;
+            if !routes.contains(&(peer.pod_cidr, Some(next_hop))) {
+                nl.replace_route(peer.pod_cidr, next_hop, dev, true).await?;
+                self.changed(format!(
+                    "routed {} (node {}) via {dev} to {} in netns {}",
+                    peer.pod_cidr,
+                    peer.name,
+                    peer.underlay_ip,
+                    nl.netns().label()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_pod(&mut self, node: &NodeConfig, pod: &PodConfig) -> Result<()> {
+        let node_ns = self.cluster.node_netns(node);
+        let pod_ns = self.cluster.pod_netns(node, pod);
+        self.ensure_netns(&pod_ns).await?;
+        let (nl_node, nl_pod) = (Netlink::open(&node_ns)?, Netlink::open(&pod_ns)?);
+        let host_end = Cluster::pod_veth(pod);
+        let owned = self.cluster.owns_node_netns(node);
+        let host = self
+            .existing_link(&nl_node, owned, &host_end, "veth")
+            .await?;
+        let inside = self
+            .existing_link(&nl_pod, true, POD_IFNAME, "veth")
+            .await?;
+        if host.is_none() || inside.is_none() {
+            nl_node.delete_link(&host_end).await?;
+            nl_pod.delete_link(POD_IFNAME).await?;
+            nl_node.create_veth(&host_end, POD_IFNAME, &pod_ns).await?;
+            self.mark_created(&nl_node, &host_end, &format!("veth for pod {}", pod.name))
+                .await?;
+        }
+        let mtu = config::node_pod_mtu(node);
+        let bridge = nl_node.index(&node.bridge).await?;
+        let host = nl_node
+            .link_view(&host_end)
+            .await?
+            .context("pod veth vanished")?;
+        if host.master != Some(bridge) {
+            nl_node.set_master(&host_end, bridge).await?;
+            self.changed(format!("attached {host_end} to bridge {}", node.bridge));
+        }
+        self.converge_link(&nl_node, &host_end, mtu, None).await?;
+        let addr = Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix");
+        self.converge_link(&nl_pod, POD_IFNAME, mtu, Some(&[addr]))
+            .await?;
+        let gateway = config::node_gateway(node);
+        let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0");
+        let eth0 = nl_pod.index(POD_IFNAME).await?;
+        if !nl_pod
+            .ipv4_routes(eth0)
+            .await?
+            .contains(&(default, Some(gateway)))
+        {
+            nl_pod
+                .replace_route(default, gateway, POD_IFNAME, false)
+                .await?;
+            self.changed(format!(
+                "set default route of pod {} via {gateway}",
+                pod.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pod veths on the node whose pod is gone from the config.
+    async fn remove_stale_pod_veths(&mut self, node: &NodeConfig) -> Result<()> {
+        let nl = Netlink::open(&self.cluster.node_netns(node))?;
+        let owned = self.cluster.owns_node_netns(node);
+        let wanted: Vec<String> = node.pods.iter().map(Cluster::pod_veth).collect();
+        for link in nl.links().await? {
+            let ours = link.name.starts_with(config::POD_VETH_PREFIX)
+                && link.kind.as_deref() == Some("veth")
+                && link.name != node.underlay.device
+                && self.cluster.ownership.may_modify(owned, &link)
+                && link.alias.as_deref() == Some(self.cluster.ownership.device_alias().as_str());
+            if ours && !wanted.contains(&link.name) {
+                nl.delete_link(&link.name).await?;
+                self.changed(format!(
+                    "removed {} (its pod is no longer in the config)",
+                    link.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn list(addresses: &[Ipv4Net]) -> String {
+    if addresses.is_empty() {
+        return "none".into();
+    }
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

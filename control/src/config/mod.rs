@@ -1,0 +1,508 @@
+//! The node description: what `fastpath up` builds. Parsed from TOML, then checked as a whole
+//! before anything is created, so a bad file leaves the machine untouched. Every error names the
+//! field and the value at fault.
+
+use std::{collections::HashSet, fmt, net::Ipv4Addr, path::Path};
+
+use anyhow::{Context as _, Result, bail};
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// The demo cluster `fastpath up` builds when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Bytes VXLAN adds around a pod's frame: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// Smallest MTU fastpath accepts anywhere (IPv4 hosts must take 576-byte datagrams).
+const MIN_MTU: u32 = 576;
+
+/// Longest device name Linux takes (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+
+/// Host-side pod veths are named `fp-<pod>`.
+pub const POD_VETH_PREFIX: &str = "fp-";
+
+/// The datapath a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The plain kernel path: bridge, routing, kernel VXLAN device. No programs attached.
+    Kernel,
+    /// XDP programs on the pods' veths.
+    Xdp,
+    /// TC (tcx) programs on the pods' veths.
+    Tc,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Kernel => "kernel",
+            Mode::Xdp => "xdp",
+            Mode::Tc => "tc",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Datapath of every node that does not name its own.
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    #[serde(default)]
+    pub vxlan: VxlanConfig,
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+    /// Nodes outside this file that the nodes here reach over VXLAN.
+    #[serde(rename = "peer", default)]
+    pub peers: Vec<PeerConfig>,
+    /// Simulated underlay: veth pairs joining two simulated nodes' underlay devices.
+    #[serde(rename = "underlay_link", default)]
+    pub underlay_links: Vec<UnderlayLink>,
+}
+
+fn default_mode() -> Mode {
+    Mode::Kernel
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanConfig {
+    #[serde(default = "default_vni")]
+    pub vni: u32,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default = "default_vxlan_device")]
+    pub device: String,
+}
+
+fn default_vni() -> u32 {
+    42
+}
+fn default_port() -> u16 {
+    4789
+}
+fn default_vxlan_device() -> String {
+    "fp-vxlan".into()
+}
+
+impl Default for VxlanConfig {
+    fn default() -> Self {
+        Self {
+            vni: default_vni(),
+            port: default_port(),
+            device: default_vxlan_device(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    /// In a namespace of its own (a simulated node) rather than the namespace fastpath runs in.
+    #[serde(default)]
+    pub simulated: bool,
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    pub pod_cidr: Ipv4Net,
+    /// The bridge's address and the pods' default route; default: the CIDR's first address.
+    pub gateway: Option<Ipv4Addr>,
+    /// Pod MTU; default: the underlay MTU less the VXLAN overhead.
+    pub mtu: Option<u32>,
+    pub mode: Option<Mode>,
+    pub underlay: UnderlayConfig,
+    #[serde(default)]
+    pub pods: Vec<PodConfig>,
+}
+
+fn default_bridge() -> String {
+    "fp-br0".into()
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnderlayConfig {
+    pub device: String,
+    /// The node's underlay address with its prefix length, e.g. "198.18.0.1/24".
+    pub address: Ipv4Net,
+    #[serde(default = "default_underlay_mtu")]
+    pub mtu: u32,
+}
+
+fn default_underlay_mtu() -> u32 {
+    1500
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodConfig {
+    pub name: String,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    pub name: String,
+    pub underlay_ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+    /// The MAC of the peer's VXLAN device; default: derived from its underlay address the way
+    /// fastpath derives its own.
+    pub vtep_mac: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnderlayLink {
+    pub nodes: [String; 2],
+}
+
+impl ClusterConfig {
+    /// Parses and validates `text`; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text)
+            .with_context(|| format!("{origin}: not a valid node description"))?;
+        config.validate().with_context(|| origin.to_string())?;
+        Ok(config)
+    }
+
+    /// Reads `path`, or the embedded demo cluster when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Self::parse(&text, &path.display().to_string())
+            }
+            None => Self::parse(DEFAULT_CONFIG, "the embedded demo cluster"),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The mode `node` runs in.
+    pub fn mode_of(&self, node: &NodeConfig) -> Mode {
+        node.mode.unwrap_or(self.mode)
+    }
+
+    /// The underlay link `node` is part of, and the node at its other end.
+    pub fn underlay_peer_of(&self, node: &str) -> Option<&NodeConfig> {
+        self.underlay_links.iter().find_map(|l| match &l.nodes {
+            [a, b] if a == node => self.node(b),
+            [a, b] if b == node => self.node(a),
+            _ => None,
+        })
+    }
+
+    /// Every node a node reaches over VXLAN: the other nodes in the file, then the external peers.
+    pub fn vxlan_peers_of(&self, node: &NodeConfig) -> Vec<VxlanPeer> {
+        let mut peers: Vec<VxlanPeer> = self
+            .nodes
+            .iter()
+            .filter(|n| n.name != node.name)
+            .map(|n| VxlanPeer {
+                name: n.name.clone(),
+                underlay_ip: n.underlay.address.addr(),
+                pod_cidr: n.pod_cidr,
+                vtep_mac: vtep_mac(n.underlay.address.addr()),
+            })
+            .collect();
+        peers.extend(self.peers.iter().map(|p| {
+            VxlanPeer {
+                name: p.name.clone(),
+                underlay_ip: p.underlay_ip,
+                pod_cidr: p.pod_cidr,
+                vtep_mac: p
+                    .vtep_mac
+                    .as_deref()
+                    .map(|m| parse_mac(m).expect("validated"))
+                    .unwrap_or_else(|| vtep_mac(p.underlay_ip)),
+            }
+        }));
+        peers
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.nodes.is_empty() {
+            bail!("no [[node]]: describe at least one node");
+        }
+        if self.vxlan.vni == 0 || self.vxlan.vni >= 1 << 24 {
+            bail!("vxlan.vni = {}: must be 1..16777215", self.vxlan.vni);
+        }
+        if self.vxlan.port == 0 {
+            bail!("vxlan.port = 0: must be a UDP port number");
+        }
+        check_ifname("vxlan.device", &self.vxlan.device)?;
+
+        let mut node_names = HashSet::new();
+        let mut pod_names = HashSet::new();
+        let mut underlay_ips = HashSet::new();
+        let mut cidrs: Vec<(String, Ipv4Net)> = Vec::new();
+        let mut real_nodes = 0;
+        for node in &self.nodes {
+            let at = format!("node '{}'", node.name);
+            check_name("node.name", &node.name, 8)?;
+            if !node_names.insert(&node.name) {
+                bail!("node.name = '{}': two nodes have this name", node.name);
+            }
+            if !node.simulated {
+                real_nodes += 1;
+            }
+            check_ifname(&format!("{at}: bridge"), &node.bridge)?;
+            check_ifname(&format!("{at}: underlay.device"), &node.underlay.device)?;
+            let names = [&node.bridge, &node.underlay.device, &self.vxlan.device];
+            if names.iter().collect::<HashSet<_>>().len() != names.len() {
+                bail!(
+                    "{at}: bridge '{}', underlay.device '{}' and vxlan.device '{}' must be different devices",
+                    node.bridge,
+                    node.underlay.device,
+                    self.vxlan.device
+                );
+            }
+            if node.underlay.mtu < MIN_MTU + VXLAN_OVERHEAD || node.underlay.mtu > 65535 {
+                bail!(
+                    "{at}: underlay.mtu = {}: must be {}..65535",
+                    node.underlay.mtu,
+                    MIN_MTU + VXLAN_OVERHEAD
+                );
+            }
+            let pod_mtu = node_pod_mtu(node);
+            if pod_mtu < MIN_MTU || pod_mtu > node.underlay.mtu - VXLAN_OVERHEAD {
+                bail!(
+                    "{at}: mtu = {pod_mtu}: pods' MTU must be {MIN_MTU}..{} (underlay.mtu {} less {VXLAN_OVERHEAD} bytes of VXLAN)",
+                    node.underlay.mtu - VXLAN_OVERHEAD,
+                    node.underlay.mtu
+                );
+            }
+            let underlay_ip = node.underlay.address.addr();
+            if node.underlay.address.prefix_len() > 30
+                || !is_host(node.underlay.address, underlay_ip)
+            {
+                bail!(
+                    "{at}: underlay.address = {}: must be a host address with a prefix of /30 or shorter",
+                    node.underlay.address
+                );
+            }
+            if !underlay_ips.insert(underlay_ip) {
+                bail!("{at}: underlay.address = {underlay_ip}: another node has this address");
+            }
+            let cidr = node.pod_cidr;
+            if cidr != cidr.trunc() || cidr.prefix_len() > 30 {
+                bail!(
+                    "{at}: pod_cidr = {cidr}: must be a network address (e.g. {}) with a prefix of /30 or shorter",
+                    cidr.trunc()
+                );
+            }
+            cidrs.push((at.clone(), cidr));
+            let gateway = node_gateway(node);
+            if !is_host(cidr, gateway) {
+                bail!("{at}: gateway = {gateway}: must be a host address inside pod_cidr {cidr}");
+            }
+            let mut addresses = HashSet::from([gateway]);
+            for pod in &node.pods {
+                check_name("pod.name", &pod.name, MAX_IFNAME - POD_VETH_PREFIX.len())?;
+                if !pod_names.insert(&pod.name) {
+                    bail!(
+                        "pod.name = '{}': two pods have this name (pod names are cluster-wide)",
+                        pod.name
+                    );
+                }
+                if !is_host(cidr, pod.address) {
+                    bail!(
+                        "{at}: pod '{}': address = {}: must be a host address inside pod_cidr {cidr}",
+                        pod.name,
+                        pod.address
+                    );
+                }
+                if !addresses.insert(pod.address) {
+                    bail!(
+                        "{at}: pod '{}': address = {}: already used by the gateway or another pod",
+                        pod.name,
+                        pod.address
+                    );
+                }
+            }
+        }
+        if real_nodes > 1 {
+            bail!(
+                "{real_nodes} nodes have simulated = false: only one node can be this machine's namespace"
+            );
+        }
+        for peer in &self.peers {
+            let at = format!("peer '{}'", peer.name);
+            check_name("peer.name", &peer.name, 8)?;
+            if !node_names.insert(&peer.name) {
+                bail!(
+                    "peer.name = '{}': a node or another peer has this name",
+                    peer.name
+                );
+            }
+            if !underlay_ips.insert(peer.underlay_ip) {
+                bail!(
+                    "{at}: underlay_ip = {}: another node has this address",
+                    peer.underlay_ip
+                );
+            }
+            if peer.pod_cidr != peer.pod_cidr.trunc() {
+                bail!(
+                    "{at}: pod_cidr = {}: must be a network address",
+                    peer.pod_cidr
+                );
+            }
+            if let Some(mac) = &peer.vtep_mac {
+                parse_mac(mac).with_context(|| format!("{at}: vtep_mac = '{mac}'"))?;
+            }
+            cidrs.push((at, peer.pod_cidr));
+        }
+        for (i, (at_a, a)) in cidrs.iter().enumerate() {
+            for (at_b, b) in &cidrs[i + 1..] {
+                if a.contains(b) || b.contains(a) {
+                    bail!("{at_a}: pod_cidr {a} overlaps pod_cidr {b} of {at_b}");
+                }
+            }
+            for ip in &underlay_ips {
+                if a.contains(ip) {
+                    bail!("{at_a}: pod_cidr {a} contains the underlay address {ip}");
+                }
+            }
+        }
+        let mut linked = HashSet::new();
+        for link in &self.underlay_links {
+            let [a, b] = &link.nodes;
+            if a == b {
+                bail!("underlay_link.nodes = ['{a}', '{b}']: a link joins two different nodes");
+            }
+            for name in [a, b] {
+                let Some(node) = self.node(name) else {
+                    bail!("underlay_link.nodes: no node is called '{name}'");
+                };
+                if !node.simulated {
+                    bail!(
+                        "underlay_link.nodes: node '{name}' is not simulated; fastpath only creates underlays between simulated nodes"
+                    );
+                }
+                if !linked.insert(name) {
+                    bail!(
+                        "underlay_link.nodes: node '{name}' is in two underlay links; a simulated node has one"
+                    );
+                }
+            }
+            let (na, nb) = (self.node(a).unwrap(), self.node(b).unwrap());
+            if na.underlay.address.trunc() != nb.underlay.address.trunc() {
+                bail!(
+                    "underlay_link ['{a}', '{b}']: underlay addresses {} and {} are not in one subnet",
+                    na.underlay.address,
+                    nb.underlay.address
+                );
+            }
+            if na.underlay.mtu != nb.underlay.mtu {
+                bail!(
+                    "underlay_link ['{a}', '{b}']: underlay.mtu {} and {} differ; a veth has one MTU",
+                    na.underlay.mtu,
+                    nb.underlay.mtu
+                );
+            }
+        }
+        for node in &self.nodes {
+            if node.simulated && !linked.contains(&node.name) && self.nodes.len() > 1 {
+                bail!(
+                    "node '{}' is simulated but in no [[underlay_link]]: it would have no way to reach the others",
+                    node.name
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pods' MTU on `node`.
+pub fn node_pod_mtu(node: &NodeConfig) -> u32 {
+    node.mtu.unwrap_or(node.underlay.mtu - VXLAN_OVERHEAD)
+}
+
+/// The gateway (bridge) address of `node`.
+pub fn node_gateway(node: &NodeConfig) -> Ipv4Addr {
+    node.gateway.unwrap_or_else(|| first_host(node.pod_cidr))
+}
+
+fn first_host(net: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(net.network()) + 1)
+}
+
+/// True when `addr` is inside `net` and is neither its network nor its broadcast address.
+fn is_host(net: Ipv4Net, addr: Ipv4Addr) -> bool {
+    net.contains(&addr) && addr != net.network() && addr != net.broadcast()
+}
+
+/// A node's VXLAN MAC: locally administered, derived from its underlay address so that peers
+/// can compute it without asking.
+pub fn vtep_mac(underlay_ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = underlay_ip.octets();
+    [0x02, 0xfa, a, b, c, d]
+}
+
+pub fn parse_mac(text: &str) -> Result<[u8; 6]> {
+    let parts: Vec<&str> = text.split(':').collect();
+    if parts.len() != 6 {
+        bail!("not a MAC address (six hex bytes separated by ':')");
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        *byte = u8::from_str_radix(part, 16)
+            .map_err(|_| anyhow::anyhow!("'{part}' is not a hex byte"))?;
+    }
+    Ok(mac)
+}
+
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn check_name(field: &str, name: &str, max: usize) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if !ok {
+        bail!(
+            "{field} = '{name}': use 1..{max} characters from a-z, 0-9 and '-', not starting with '-'"
+        );
+    }
+    Ok(())
+}
+
+fn check_ifname(field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_IFNAME
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control());
+    if !ok {
+        bail!("{field} = '{name}': not a device name (1..15 characters, no '/', ':' or spaces)");
+    }
+    Ok(())
+}
+
+/// A node reached over VXLAN, with everything the routes and FDB need.
+#[derive(Clone, Debug, Serialize)]
+pub struct VxlanPeer {
+    pub name: String,
+    pub underlay_ip: Ipv4Addr,
+    pub pod_cidr: Ipv4Net,
+    pub vtep_mac: [u8; 6],
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! How fastpath knows what it created, so `up` never takes over and `down` never removes anything
+//! else. Namespaces: a marker file under /run/fastpath/netns, written *before* the namespace is
+//! created (an interrupted `up` leaves a marker, never an unmarked namespace of ours). Devices in a
+//! namespace fastpath does not own (a real node's): the link alias `fastpath:<prefix>`.
+
+use std::{io, path::PathBuf};
+
+use crate::netlink::LinkView;
+
+const MARKER_DIR: &str = "/run/fastpath/netns";
+
+/// The ownership records of one fastpath instance (one name prefix).
+#[derive(Clone, Debug)]
+pub struct Ownership {
+    prefix: String,
+}
+
+impl Ownership {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn marker(&self, netns: &str) -> PathBuf {
+        PathBuf::from(MARKER_DIR).join(netns)
+    }
+
+    /// The alias fastpath gives every device it creates.
+    pub fn device_alias(&self) -> String {
+        format!("fastpath:{}", self.prefix)
+    }
+
+    /// Records that fastpath is about to create `netns`.
+    pub fn claim_netns(&self, netns: &str) -> io::Result<()> {
+        std::fs::create_dir_all(MARKER_DIR)?;
+        std::fs::write(self.marker(netns), format!("{}\n", self.prefix))
+    }
+
+    pub fn owns_netns(&self, netns: &str) -> bool {
+        netns.starts_with(&self.prefix) && self.marker(netns).exists()
+    }
+
+    pub fn release_netns(&self, netns: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.marker(netns)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Names of the namespaces this instance has claimed (created or about to be).
+    pub fn claimed_netns(&self) -> io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(MARKER_DIR) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&self.prefix) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// True when fastpath may change or remove `link`: it lives in a namespace fastpath owns, or
+    /// carries this instance's alias.
+    pub fn may_modify(&self, netns_owned: bool, link: &LinkView) -> bool {
+        netns_owned || link.alias.as_deref() == Some(self.device_alias().as_str())
+    }
+}
