@@ -6,6 +6,7 @@
 //! run (whose pid is gone) are removed the next time a fixture is made.
 
 pub mod frames;
+pub mod probe;
 
 use std::{
     net::Ipv4Addr,
@@ -16,7 +17,10 @@ use std::{
 };
 
 use control::{
+    cluster::{self, Cluster},
+    config::ClusterConfig,
     netns::{self, Netns, OwnedNetns},
+    ownership::Ownership,
     topology::{self, Endpoint},
 };
 
@@ -38,26 +42,105 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// A namespace name no other test (in this or a parallel run) uses.
-pub fn unique_netns_name(tag: &str) -> String {
+/// A name prefix no other test (in this or a parallel run) uses: `fpt-<pid>-<seq>-`.
+pub fn unique_prefix() -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     remove_leftovers_of_dead_runs();
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{TEST_PREFIX}{}-{seq}-{tag}", std::process::id())
+    format!("{TEST_PREFIX}{}-{seq}-", std::process::id())
 }
 
-/// Deletes `fpt-<pid>-…` namespaces whose test process no longer exists.
+/// A namespace name no other test (in this or a parallel run) uses.
+pub fn unique_netns_name(tag: &str) -> String {
+    format!("{}{tag}", unique_prefix())
+}
+
+/// The pid in a `fpt-<pid>-…` name, if the process is gone.
+fn dead_run(name: &str) -> bool {
+    let pid = name[TEST_PREFIX.len()..].split('-').next().unwrap_or("");
+    pid.is_empty() || !std::path::Path::new("/proc").join(pid).exists()
+}
+
+/// Deletes `fpt-<pid>-…` namespaces (and fastpath ownership records) of test runs that died
+/// without cleaning up (SIGKILL, a timeout).
 fn remove_leftovers_of_dead_runs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         for name in netns::list_with_prefix(TEST_PREFIX).unwrap_or_default() {
-            let pid = name[TEST_PREFIX.len()..].split('-').next().unwrap_or("");
-            let alive = !pid.is_empty() && std::path::Path::new("/proc").join(pid).exists();
-            if !alive {
+            if dead_run(&name) {
                 let _ = Netns::named(name).delete();
             }
         }
+        let records = Ownership::new(TEST_PREFIX)
+            .claimed_netns()
+            .unwrap_or_default();
+        for name in records.into_iter().filter(|n| dead_run(n)) {
+            let _ = Ownership::new(TEST_PREFIX).release_netns(&name);
+        }
     });
+}
+
+/// A cluster under a prefix of its own; `fastpath down` runs when it is dropped, also on panic.
+pub struct TestCluster {
+    pub cluster: Cluster,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl TestCluster {
+    /// The embedded demo cluster (two nodes, two pods each), not brought up yet.
+    pub fn demo() -> Self {
+        Self::with_config(ClusterConfig::load(None).expect("demo config"))
+    }
+
+    pub fn with_config(config: ClusterConfig) -> Self {
+        require_root();
+        Self {
+            cluster: Cluster::new(config, &unique_prefix()),
+            rt: runtime(),
+        }
+    }
+
+    /// Runs `fastpath up`; returns the changes it reports.
+    pub fn up(&self) -> Vec<String> {
+        self.rt
+            .block_on(cluster::up(&self.cluster))
+            .expect("fastpath up")
+    }
+
+    pub fn status(&self) -> cluster::ClusterStatus {
+        self.rt
+            .block_on(cluster::status(&self.cluster))
+            .expect("fastpath status")
+    }
+
+    /// Every pod: its name, address and namespace.
+    pub fn pods(&self) -> Vec<(String, Ipv4Addr, Netns)> {
+        self.cluster
+            .config
+            .nodes
+            .iter()
+            .flat_map(|n| n.pods.iter().map(move |p| (n, p)))
+            .map(|(n, p)| (p.name.clone(), p.address, self.cluster.pod_netns(n, p)))
+            .collect()
+    }
+
+    pub fn node_netns(&self, node: &str) -> Netns {
+        self.cluster
+            .node_netns(self.cluster.config.node(node).expect("node"))
+    }
+
+    /// Namespaces under this cluster's prefix that exist now.
+    pub fn namespaces_left(&self) -> Vec<String> {
+        netns::list_with_prefix(self.cluster.prefix()).expect("list /run/netns")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.rt.block_on(cluster::down(&self.cluster.ownership)) {
+            eprintln!("cleanup of {}: {e:#}", self.cluster.prefix());
+        }
+    }
 }
 
 /// Two namespaces, `a` and `b`, joined by a veth pair in 198.18.0.0/30 (a = .1, b = .2).
@@ -101,4 +184,41 @@ impl VethPair {
             _namespaces: [ns_a, ns_b],
         }
     }
+}
+
+/// The `fastpath` binary `cargo xtask test` builds before running the tests.
+pub fn fastpath_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps")
+        .join("fastpath");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A `fastpath` command under `prefix`, run inside `netns` (through nsenter, which keeps the
+/// mount namespace, so the namespaces it creates stay visible) or here.
+pub fn fastpath(prefix: &str, netns: Option<&Netns>) -> std::process::Command {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut cmd = std::process::Command::new("nsenter");
+            cmd.arg(format!(
+                "--net={}/{}",
+                netns::NETNS_RUN_DIR,
+                ns.name().expect("named")
+            ))
+            .arg("--")
+            .arg(fastpath_bin());
+            cmd
+        }
+        None => std::process::Command::new(fastpath_bin()),
+    };
+    cmd.args(["--prefix", prefix]);
+    cmd
 }

@@ -27,8 +27,9 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Build, then run `fastpath` as root: by default its demo. Arguments after `--` replace
-    /// `demo` (e.g. `cargo xtask run -- demo --hook tc --seconds 10`).
+    /// Build, then run `fastpath` as root: by default `fastpath up`, which brings up the demo
+    /// cluster. Arguments after `--` replace `up` (e.g. `cargo xtask run -- status`,
+    /// `cargo xtask run -- down`).
     Run {
         #[arg(long)]
         release: bool,
@@ -54,15 +55,19 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.task {
-        Task::Build { release } => build(release),
+        Task::Build { release } => build(release, false),
         Task::Run { release, args } => {
-            build(release)?;
+            // aya-build replays the eBPF build's whole log as cargo warnings on every build: keep
+            // the demo's output readable, and show the log only when the build fails.
+            if build(release, true).is_err() {
+                build(release, false)?;
+            }
             let binary = workspace_root()
                 .join("target")
                 .join(if release { "release" } else { "debug" })
                 .join("fastpath");
             let args = if args.is_empty() {
-                vec!["demo".to_string()]
+                vec!["up".to_string()]
             } else {
                 args
             };
@@ -76,7 +81,7 @@ fn run(cli: Cli) -> Result<()> {
                     "the integration tests create namespaces and load eBPF programs: run `cargo xtask test` as root"
                 );
             }
-            build(false)?;
+            build(false, false)?;
             let mut cmd = cargo();
             cmd.arg("test").args(&args);
             run_command(&mut cmd)
@@ -98,10 +103,13 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn build(release: bool) -> Result<()> {
+fn build(release: bool, quiet: bool) -> Result<()> {
     toolchain::ensure()?;
     let mut cmd = cargo();
     cmd.arg("build");
+    if quiet {
+        cmd.arg("--quiet");
+    }
     if release {
         cmd.arg("--release");
     }

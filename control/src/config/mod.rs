@@ -163,8 +163,16 @@ pub struct UnderlayLink {
 impl ClusterConfig {
     /// Parses and validates `text`; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text)
-            .with_context(|| format!("{origin}: not a valid node description"))?;
+        let config: Self = toml::from_str(text).map_err(|e| {
+            // toml's own rendering spans several lines; one line with a position reads better.
+            let at = e.span().map_or(String::new(), |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(":{line}:{column}")
+            });
+            anyhow::anyhow!("{origin}{at}: {}", e.message().trim())
+        })?;
         config.validate().with_context(|| origin.to_string())?;
         Ok(config)
     }

@@ -143,3 +143,18 @@ fn macs_round_trip() {
     assert!(parse_mac("02:fa:c6:12:00").is_err());
     assert!(parse_mac("02:fa:c6:12:00:zz").is_err());
 }
+
+#[test]
+fn the_readme_example_is_a_valid_description_of_the_demo() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("## The node description").expect("section")..];
+    let start = section.find("```toml\n").expect("toml block") + "```toml\n".len();
+    let block = &section[start..start + section[start..].find("```").expect("block end")];
+    let c = parse(block).expect("the README's example parses");
+    let demo = ClusterConfig::load(None).unwrap();
+    assert_eq!(
+        serde_json::to_value(&c).unwrap(),
+        serde_json::to_value(&demo).unwrap(),
+        "the README shows the embedded demo"
+    );
+}

@@ -1,0 +1,128 @@
+//! The control plane and the plain kernel path: the demo cluster comes up, every pod reaches
+//! every other over the bridge and over VXLAN, `up` converges, `down` leaves nothing.
+
+use control::{netlink::Netlink, ownership::Ownership};
+use tests::{
+    TestCluster,
+    probe::{self, pattern},
+};
+
+const TRANSFER: usize = 512 * 1024;
+
+#[test]
+fn every_pod_reaches_every_other_and_down_leaves_nothing() {
+    let tc = TestCluster::demo();
+    let changes = tc.up();
+    assert!(!changes.is_empty());
+    assert!(tc.status().healthy(), "{:#?}", tc.status());
+
+    let pods = tc.pods();
+    assert_eq!(pods.len(), 4);
+    for (name_a, _, ns_a) in &pods {
+        for (name_b, addr_b, ns_b) in &pods {
+            if name_a == name_b {
+                continue;
+            }
+            assert!(
+                probe::ping(ns_a, *addr_b, 2, &[]),
+                "ping {name_a} -> {name_b} ({addr_b})"
+            );
+            let got = probe::tcp_transfer(ns_a, ns_b, *addr_b, TRANSFER);
+            assert_eq!(got.len(), TRANSFER, "{name_a} -> {name_b}: bytes received");
+            assert!(
+                got == pattern(TRANSFER),
+                "{name_a} -> {name_b}: bytes differ"
+            );
+        }
+    }
+
+    let removed = tc
+        .rt
+        .block_on(control::cluster::down(&tc.cluster.ownership))
+        .expect("down");
+    assert_eq!(removed.len(), 6, "2 node + 4 pod namespaces: {removed:?}");
+    assert!(
+        tc.namespaces_left().is_empty(),
+        "{:?}",
+        tc.namespaces_left()
+    );
+    assert!(
+        Ownership::new(tc.cluster.prefix())
+            .claimed_netns()
+            .unwrap()
+            .is_empty()
+    );
+    // A second down finds nothing and succeeds.
+    assert!(
+        tc.rt
+            .block_on(control::cluster::down(&tc.cluster.ownership))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn the_largest_df_ping_that_fits_the_pod_mtu_crosses_nodes_and_one_byte_more_does_not() {
+    let tc = TestCluster::demo();
+    tc.up();
+    let pods = tc.pods();
+    let (a1, b1) = (&pods[0], &pods[2]);
+    // Pod MTU 1450 = 20 (IPv4) + 8 (ICMP) + 1422.
+    assert!(probe::ping(&a1.2, b1.1, 1, &["-M", "do", "-s", "1422"]));
+    assert!(!probe::ping(&a1.2, b1.1, 1, &["-M", "do", "-s", "1423"]));
+}
+
+#[test]
+fn a_second_up_changes_nothing() {
+    let tc = TestCluster::demo();
+    tc.up();
+    let before = serde_json::to_value(tc.status()).unwrap();
+    assert_eq!(tc.up(), Vec::<String>::new());
+    assert_eq!(serde_json::to_value(tc.status()).unwrap(), before);
+}
+
+#[test]
+fn up_restores_what_was_removed_or_changed_behind_its_back() {
+    let tc = TestCluster::demo();
+    tc.up();
+    let node_a = tc.node_netns("a");
+    let nl = tc.rt.block_on(async { Netlink::open(&node_a) }).unwrap();
+    tc.rt.block_on(async {
+        nl.delete_link("fp-vxlan").await.unwrap();
+        nl.delete_link("fp-a2").await.unwrap();
+        nl.set_mtu("fp-br0", 1300).await.unwrap();
+        nl.del_ipv4_address("fp-br0", "198.18.1.1/24".parse().unwrap())
+            .await
+            .unwrap();
+        nl.add_address("fp-br0", "198.18.1.99".parse().unwrap(), 24)
+            .await
+            .unwrap();
+    });
+    assert!(!tc.status().healthy());
+
+    let changes = tc.up().join("\n");
+    for expected in [
+        "created VXLAN device fp-vxlan",
+        "created veth for pod a2 fp-a2",
+        "set MTU of fp-br0 in netns",
+        "removed address 198.18.1.99/24 from fp-br0",
+        "added address 198.18.1.1/24 to fp-br0",
+    ] {
+        assert!(
+            changes.contains(expected),
+            "missing {expected:?} in:\n{changes}"
+        );
+    }
+    assert!(tc.status().healthy());
+    let pods = tc.pods();
+    // Across nodes through the new VXLAN device, and to the pod whose veth was recreated.
+    assert!(
+        probe::ping(&pods[2].2, pods[0].1, 2, &[]),
+        "b1 -> a1 after repair"
+    );
+    assert!(
+        probe::ping(&pods[0].2, pods[1].1, 2, &[]),
+        "a1 -> a2 after repair"
+    );
+    assert_eq!(tc.up(), Vec::<String>::new());
+}
