@@ -1,17 +1,26 @@
 //! Loads the embedded eBPF object, attaches and detaches its programs, reads its maps. The only
 //! module that touches aya's program and map handles.
 
+use std::{
+    borrow::Borrow,
+    io,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::PerCpuArray,
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, xdp::DevMapHash},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
+        links::FdLink,
         tc::{SchedClassifierLinkId, TcAttachOptions},
         xdp::XdpLinkId,
     },
 };
 use datapath_common::{
     COUNTER_SLOTS, Counter, counter_index,
+    maps::{Endpoint, NODE_FAST_PATH, NodeConfig, Source},
     reasons::{self, MAX_REASONS, Verdict, program},
 };
 use serde::Serialize;
@@ -24,6 +33,15 @@ static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub const XDP_POD: &str = "xdp_pod";
 pub const TC_POD: &str = "tc_pod";
 const COUNTERS: &str = "COUNTERS";
+const ENDPOINTS: &str = "ENDPOINTS";
+const SOURCES: &str = "SOURCES";
+const NODE: &str = "NODE";
+const DEVMAP: &str = "DEVMAP";
+/// Every map, pinned under a node's directory by these names.
+const MAPS: [&str; 5] = [COUNTERS, ENDPOINTS, SOURCES, NODE, DEVMAP];
+
+/// Where fastpath pins each node's maps and program links.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/fastpath";
 
 /// Where a program hooks into a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -42,6 +60,27 @@ impl Hook {
             Hook::Tc => TC_POD,
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::Tc => "tc",
+        }
+    }
+
+    /// The bpffs file that holds this hook's link on `dev`.
+    pub fn link_pin(self, pin_dir: &Path, dev: &str) -> PathBuf {
+        pin_dir.join(format!("link-{}-{dev}", self.name()))
+    }
+}
+
+/// A local pod as the maps describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointEntry {
+    pub ip: Ipv4Addr,
+    /// The pod's host-side veth.
+    pub ifindex: u32,
+    pub mac: [u8; 6],
 }
 
 enum LinkId {
@@ -61,6 +100,8 @@ pub struct Datapath {
     ebpf: Ebpf,
     attachments: Vec<Attachment>,
     _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Where maps and links are pinned, for a node's datapath; None for a throwaway one.
+    pin_dir: Option<PathBuf>,
 }
 
 /// One counter cell summed over all CPUs.
@@ -93,14 +134,32 @@ impl Datapath {
     /// Loads the programs into the kernel (nothing is attached yet). With `ebpf_log_level` set,
     /// the programs' aya-log messages at that level and above go to this process's logger.
     pub fn load(ebpf_log_level: Option<log::Level>) -> Result<Self, DatapathError> {
+        Self::load_inner(None, ebpf_log_level)
+    }
+
+    /// Loads the programs with their maps pinned under `pin_dir`: maps already pinned there are
+    /// reused, so endpoints and counters survive a restart of the control plane.
+    pub fn load_pinned(pin_dir: &Path, ebpf_log_level: Option<log::Level>) -> Result<Self, DatapathError> {
+        Self::load_inner(Some(pin_dir), ebpf_log_level)
+    }
+
+    fn load_inner(pin_dir: Option<&Path>, ebpf_log_level: Option<log::Level>) -> Result<Self, DatapathError> {
         bpffs::ensure_mounted()?;
         // aya-log's level numbering: 0 off, 1 error .. 5 trace. Off unless asked, because every
         // enabled log call costs a ring-buffer write per packet.
         let level: u8 = ebpf_log_level.map_or(0, |l| l as u8);
-        let mut ebpf = EbpfLoader::new()
-            .override_global("AYA_LOG_LEVEL", &level, false)
-            .load(DATAPATH_OBJECT)
-            .map_err(|e| DatapathError::Object(Box::new(e)))?;
+        let mut loader = EbpfLoader::new();
+        loader.override_global("AYA_LOG_LEVEL", &level, false);
+        if let Some(dir) = pin_dir {
+            std::fs::create_dir_all(dir).map_err(|source| DatapathError::Bpffs {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            for name in MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(DATAPATH_OBJECT).map_err(|e| DatapathError::Object(Box::new(e)))?;
         let logger = match ebpf_log_level {
             Some(_) => match aya_log::EbpfLogger::init(&mut ebpf) {
                 Ok(logger) => Some(logger),
@@ -125,7 +184,122 @@ impl Datapath {
             ebpf,
             attachments: Vec::new(),
             _logger: logger,
+            pin_dir: pin_dir.map(Path::to_path_buf),
         })
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
+        self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { map: name })
+    }
+
+    /// Writes the node's settings and switches the fast path on.
+    pub fn set_node(&mut self, gateway_mac: [u8; 6], gateway_ip: Ipv4Addr) -> Result<(), DatapathError> {
+        let mut node: Array<_, NodeConfig> =
+            Array::try_from(self.map_mut(NODE)?).map_err(|source| DatapathError::Map { map: NODE, source })?;
+        let value = NodeConfig {
+            gateway_mac,
+            _pad: [0; 2],
+            gateway_ip: u32::from_ne_bytes(gateway_ip.octets()),
+            flags: NODE_FAST_PATH,
+        };
+        node.set(0, value, 0).map_err(|source| DatapathError::Map { map: NODE, source })
+    }
+
+    /// Makes the endpoint, source and redirect maps hold exactly `entries`; returns how many
+    /// entries were added or removed. Redirect targets are ifindexes of `netns`, so the devmap is
+    /// written from inside it.
+    pub fn sync_endpoints(&mut self, netns: &Netns, entries: &[EndpointEntry]) -> Result<usize, DatapathError> {
+        let _inside = netns.enter()?;
+        let map_err = |map| move |source| DatapathError::Map { map, source };
+        let mut changed = 0;
+
+        let mut endpoints: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(self.map_mut(ENDPOINTS)?).map_err(map_err(ENDPOINTS))?;
+        let want: Vec<(u32, Endpoint)> = entries
+            .iter()
+            .map(|e| {
+                let value = Endpoint {
+                    ifindex: e.ifindex,
+                    flags: 0,
+                    mac: e.mac,
+                    _pad: [0; 2],
+                };
+                (u32::from_ne_bytes(e.ip.octets()), value)
+            })
+            .collect();
+        changed += sync_hash(&mut endpoints, &want).map_err(map_err(ENDPOINTS))?;
+
+        let mut sources: HashMap<_, u32, Source> =
+            HashMap::try_from(self.map_mut(SOURCES)?).map_err(map_err(SOURCES))?;
+        let want: Vec<(u32, Source)> = entries
+            .iter()
+            .map(|e| {
+                let value = Source {
+                    ip: u32::from_ne_bytes(e.ip.octets()),
+                    mac: e.mac,
+                    _pad: [0; 2],
+                };
+                (e.ifindex, value)
+            })
+            .collect();
+        changed += sync_hash(&mut sources, &want).map_err(map_err(SOURCES))?;
+
+        let mut devmap = DevMapHash::try_from(self.map_mut(DEVMAP)?).map_err(map_err(DEVMAP))?;
+        let present: Vec<u32> = devmap.keys().collect::<Result<_, _>>().map_err(map_err(DEVMAP))?;
+        for key in present.iter().filter(|k| !entries.iter().any(|e| e.ifindex == **k)) {
+            devmap.remove(*key).map_err(map_err(DEVMAP))?;
+            changed += 1;
+        }
+        for e in entries.iter().filter(|e| !present.contains(&e.ifindex)) {
+            devmap.insert(e.ifindex, e.ifindex, None, 0).map_err(|source| DatapathError::DevMap {
+                ifindex: e.ifindex,
+                source: Box::new(source),
+            })?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
+    /// Attaches `hook`'s program to `dev` in `netns` through a link pinned in this datapath's
+    /// directory, so it stays attached when this process exits. Returns false when a pinned link
+    /// was already there (nothing to do).
+    pub fn attach_pinned(&mut self, hook: Hook, netns: &Netns, dev: &str) -> Result<bool, DatapathError> {
+        let dir = self.pin_dir.clone().expect("attach_pinned needs a datapath loaded with load_pinned");
+        let pin = hook.link_pin(&dir, dev);
+        if pin.exists() {
+            return Ok(false);
+        }
+        self.attach(hook, netns, dev)?;
+        let attachment = self.attachments.pop().expect("attach pushed one");
+        let link: FdLink = match attachment.link {
+            LinkId::Xdp(id) => {
+                let xdp: &mut Xdp = program_mut(&mut self.ebpf, XDP_POD)?;
+                let link = xdp.take_link(id).map_err(|source| DatapathError::Load {
+                    program: XDP_POD,
+                    source: Box::new(source),
+                })?;
+                link.try_into().map_err(|source| DatapathError::Pin {
+                    path: pin.display().to_string(),
+                    source: io::Error::other(source),
+                })?
+            }
+            LinkId::Tc(id) => {
+                let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, TC_POD)?;
+                let link = tc.take_link(id).map_err(|source| DatapathError::Load {
+                    program: TC_POD,
+                    source: Box::new(source),
+                })?;
+                link.try_into().map_err(|source| DatapathError::Pin {
+                    path: pin.display().to_string(),
+                    source: io::Error::other(source),
+                })?
+            }
+        };
+        link.pin(&pin).map_err(|source| DatapathError::Pin {
+            path: pin.display().to_string(),
+            source: io::Error::other(source),
+        })?;
+        Ok(true)
     }
 
     /// Attaches the program for `hook` to `dev` in `netns`.
@@ -229,44 +403,107 @@ impl Datapath {
 
     /// Every counter cell that has counted something, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<CounterRow>, DatapathError> {
-        let map = self
-            .ebpf
-            .map(COUNTERS)
-            .ok_or(DatapathError::MissingMap { map: COUNTERS })?;
+        let map = self.ebpf.map(COUNTERS).ok_or(DatapathError::MissingMap { map: COUNTERS })?;
         let counters: PerCpuArray<_, Counter> =
-            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map {
-                map: COUNTERS,
-                source,
-            })?;
-        let mut rows = Vec::new();
-        for slot in 0..program::SLOTS {
-            for reason in 0..MAX_REASONS {
-                let index = counter_index(slot, reason);
-                debug_assert!(index < COUNTER_SLOTS);
-                let per_cpu = counters
-                    .get(&index, 0)
-                    .map_err(|source| DatapathError::Map {
-                        map: COUNTERS,
-                        source,
-                    })?;
-                let (packets, bytes) = per_cpu
-                    .iter()
-                    .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-                if packets == 0 {
-                    continue;
-                }
-                let info = reasons::reason_info(reason);
-                rows.push(CounterRow {
-                    program: reasons::program_name(slot).unwrap_or("unknown-program"),
-                    reason: info.map_or("unknown-reason", |i| i.name),
-                    verdict: info.map_or("unknown", |i| verdict_name(i.verdict)),
-                    packets,
-                    bytes,
-                });
-            }
-        }
-        Ok(rows)
+            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { map: COUNTERS, source })?;
+        counter_rows(&counters)
     }
+}
+
+/// Detaches `hook` from `dev` by removing its pinned link (the kernel drops the link with its last
+/// reference). Returns false when there was none.
+pub fn detach_pinned(pin_dir: &Path, hook: Hook, dev: &str) -> Result<bool, DatapathError> {
+    let pin = hook.link_pin(pin_dir, dev);
+    match std::fs::remove_file(&pin) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(DatapathError::Pin {
+            path: pin.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The (hook, device) pairs with a pinned link under `pin_dir`.
+pub fn pinned_links(pin_dir: &Path) -> Result<Vec<(Hook, String)>, DatapathError> {
+    let entries = match std::fs::read_dir(pin_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(DatapathError::Pin {
+                path: pin_dir.display().to_string(),
+                source,
+            });
+        }
+    };
+    let mut links = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(dev) = name.strip_prefix("link-xdp-") {
+            links.push((Hook::Xdp, dev.to_string()));
+        } else if let Some(dev) = name.strip_prefix("link-tc-") {
+            links.push((Hook::Tc, dev.to_string()));
+        }
+    }
+    links.sort_by(|a, b| (a.1.as_str(), a.0.name()).cmp(&(b.1.as_str(), b.0.name())));
+    Ok(links)
+}
+
+/// The counters pinned under `pin_dir`, read by any process (no programs loaded).
+pub fn pinned_counters(pin_dir: &Path) -> Result<Vec<CounterRow>, DatapathError> {
+    let err = |source| DatapathError::Map { map: COUNTERS, source };
+    let data = MapData::from_pin(pin_dir.join(COUNTERS)).map_err(err)?;
+    let map = Map::from_map_data(data).map_err(err)?;
+    let counters: PerCpuArray<_, Counter> = PerCpuArray::try_from(map).map_err(err)?;
+    counter_rows(&counters)
+}
+
+/// Makes a hash map hold exactly `want`; returns how many entries changed.
+fn sync_hash<T, V>(map: &mut HashMap<T, u32, V>, want: &[(u32, V)]) -> Result<usize, aya::maps::MapError>
+where
+    T: Borrow<MapData> + std::borrow::BorrowMut<MapData>,
+    V: aya::Pod + PartialEq,
+{
+    let mut changed = 0;
+    let present: Vec<u32> = map.keys().collect::<Result<_, _>>()?;
+    for key in present.iter().filter(|k| !want.iter().any(|(w, _)| w == *k)) {
+        map.remove(key)?;
+        changed += 1;
+    }
+    for (key, value) in want {
+        if map.get(key, 0).ok().as_ref() != Some(value) {
+            map.insert(key, value, 0)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Every counter cell that has counted something, summed over CPUs.
+fn counter_rows<T: Borrow<MapData>>(counters: &PerCpuArray<T, Counter>) -> Result<Vec<CounterRow>, DatapathError> {
+    let mut rows = Vec::new();
+    for slot in 0..program::SLOTS {
+        for reason in 0..MAX_REASONS {
+            let index = counter_index(slot, reason);
+            debug_assert!(index < COUNTER_SLOTS);
+            let per_cpu = counters
+                .get(&index, 0)
+                .map_err(|source| DatapathError::Map { map: COUNTERS, source })?;
+            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+            if packets == 0 {
+                continue;
+            }
+            let info = reasons::reason_info(reason);
+            rows.push(CounterRow {
+                program: reasons::program_name(slot).unwrap_or("unknown-program"),
+                reason: info.map_or("unknown-reason", |i| i.name),
+                verdict: info.map_or("unknown", |i| verdict_name(i.verdict)),
+                packets,
+                bytes,
+            });
+        }
+    }
+    Ok(rows)
 }
 
 impl Drop for Datapath {

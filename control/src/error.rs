@@ -96,6 +96,18 @@ pub enum DatapathError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("cannot add ifindex {ifindex} to the XDP redirect map: {source}")]
+    DevMap {
+        ifindex: u32,
+        #[source]
+        source: Box<aya::maps::xdp::XdpMapError>,
+    },
+    #[error("pinned link {path}: {source}")]
+    Pin {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("bpffs at {path}: {source}")]
     Bpffs {
         path: String,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod datapath;
 pub mod demo;
 pub mod error;
+pub mod ethtool;
 pub mod netlink;
 pub mod netns;
 pub mod ownership;

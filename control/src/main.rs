@@ -1,12 +1,14 @@
 //! `fastpath`: the command-line face of the control plane.
 
+mod stats;
+
 use std::{os::unix::process::CommandExt as _, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use control::{
     cluster::{self, Cluster, DEFAULT_PREFIX},
-    config::ClusterConfig,
+    config::{ClusterConfig, Mode},
     datapath::{Datapath, Hook},
     demo::{self, DemoOptions},
     netns::Netns,
@@ -44,6 +46,10 @@ enum Command {
         /// The node description (TOML; see the README). Default: the embedded demo cluster.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Run every node in this datapath mode, whatever the file says. On a running cluster
+        /// this switches modes in place, without recreating pods or dropping traffic.
+        #[arg(long, value_enum)]
+        mode: Option<Mode>,
     },
     /// Remove everything fastpath created under --prefix, and nothing else. Safe when nothing is up.
     Down,
@@ -55,6 +61,19 @@ enum Command {
         /// JSON for scripts.
         #[arg(long)]
         json: bool,
+    },
+    /// Packet counters of every node's programs, by program and reason, read from the pinned
+    /// maps (so any process can read them, while the datapath keeps running).
+    Stats {
+        /// The node description the cluster was brought up with. Default: the demo cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+        /// Print every second with rates, until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
     },
     /// Run a command inside a pod's network namespace: `fastpath exec a1 -- ping 198.18.2.2`.
     Exec {
@@ -128,8 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("fastpath needs root (it creates devices and loads eBPF programs)");
     }
     match cli.command {
-        Command::Up { config } => {
-            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
+        Command::Up { config, mode } => {
+            let mut cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
+            cluster.mode_override = mode;
             let changes = cluster::up(&cluster).await?;
             if changes.is_empty() {
                 println!("nothing to change: the cluster already matches the config");
@@ -160,6 +180,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("{}", cluster::render_status(&status));
             }
             Ok(())
+        }
+        Command::Stats { config, json, watch } => {
+            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
+            stats::run(&cluster, json, watch).await
         }
         Command::Exec { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo {

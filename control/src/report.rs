@@ -7,11 +7,10 @@ pub fn counters_table(rows: &[CounterRow]) -> String {
     if rows.is_empty() {
         return "no packets counted yet\n".to_string();
     }
-    let header = ["PROGRAM", "VERDICT", "REASON", "PACKETS", "BYTES"];
-    let cells: Vec<[String; 5]> = rows
+    let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [
+            vec![
                 r.program.to_string(),
                 r.verdict.to_string(),
                 r.reason.to_string(),
@@ -20,32 +19,37 @@ pub fn counters_table(rows: &[CounterRow]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
+    table(&["PROGRAM", "VERDICT", "REASON", "PACKETS", "BYTES"], &cells, 3)
+}
+
+/// An aligned table: columns before `numbers_from` left-aligned, the rest right-aligned. Rows
+/// may be shorter than the header.
+pub fn table(header: &[&str], rows: &[Vec<String>], numbers_from: usize) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
         }
     }
     let mut out = String::new();
-    let mut line = |cols: [&str; 5]| {
-        // Text columns left-aligned, numbers right-aligned.
-        out.push_str(&format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}\n",
-            cols[0],
-            cols[1],
-            cols[2],
-            cols[3],
-            cols[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-        ));
+    let mut line = |cells: Vec<&str>| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if i < numbers_from {
+                text.push_str(&format!("{cell:<w$}"));
+            } else {
+                text.push_str(&format!("{cell:>w$}"));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
     };
-    line(header);
-    for row in &cells {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
     }
     out
 }
@@ -78,7 +82,7 @@ mod tests {
         assert!(lines[0].starts_with("PROGRAM"));
         assert!(lines[1].starts_with("xdp_pod") && lines[1].ends_with("98000"));
         assert!(lines[2].starts_with("tc_pod ") && lines[2].ends_with("   84"));
-        // Right alignment: every line has the same length.
+        // Right-aligned last column: every line has the same length.
         assert!(lines.iter().all(|l| l.len() == lines[0].len()), "{table}");
     }
 

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod maps;
 pub mod reasons;
 
 pub use counters::{COUNTER_SLOTS, Counter, counter_index};

@@ -38,6 +38,15 @@ pub const PASS_IPV4_OPTIONS: u32 = 6;
 pub const PASS_IPV4_FRAGMENT: u32 = 7;
 pub const PASS_NO_ENDPOINT: u32 = 8;
 pub const PASS_IPV4_MALFORMED: u32 = 9;
+pub const PASS_TTL_EXPIRED: u32 = 10;
+pub const PASS_NOT_ADDRESSED_TO_ENDPOINT: u32 = 11;
+pub const PASS_FAST_PATH_OFF: u32 = 12;
+pub const PASS_NOT_FROM_POD: u32 = 13;
+pub const REDIRECT_SWITCHED: u32 = 16;
+pub const REDIRECT_ROUTED: u32 = 17;
+pub const DROP_SPOOFED_MAC: u32 = 32;
+pub const DROP_SPOOFED_IP: u32 = 33;
+pub const PASS_REDIRECT_FAILED: u32 = 34;
 
 /// A reason's printable name and meaning.
 #[derive(Clone, Copy, Debug)]
@@ -107,6 +116,60 @@ pub const REASONS: &[ReasonInfo] = &[
         "ipv4-malformed",
         Verdict::Pass,
         "IPv4 header with a bad version or header length; the kernel drops it with its own reason",
+    ),
+    reason(
+        PASS_TTL_EXPIRED,
+        "ttl-expired",
+        Verdict::Pass,
+        "routed packet whose TTL would reach zero; the kernel answers with ICMP time exceeded",
+    ),
+    reason(
+        PASS_NOT_ADDRESSED_TO_ENDPOINT,
+        "not-addressed-to-endpoint",
+        Verdict::Pass,
+        "IPv4 for a local pod in a frame addressed to neither that pod nor the gateway",
+    ),
+    reason(
+        PASS_FAST_PATH_OFF,
+        "fast-path-off",
+        Verdict::Pass,
+        "the node's fast path is switched off (or not configured yet)",
+    ),
+    reason(
+        PASS_NOT_FROM_POD,
+        "not-from-pod",
+        Verdict::Pass,
+        "arrived on a device that is not a registered pod veth",
+    ),
+    reason(
+        REDIRECT_SWITCHED,
+        "switched",
+        Verdict::Redirect,
+        "sent straight to a local pod, frame unchanged (same subnet, as the bridge would)",
+    ),
+    reason(
+        REDIRECT_ROUTED,
+        "routed",
+        Verdict::Redirect,
+        "sent straight to a local pod with MACs rewritten and TTL decremented, as routing would",
+    ),
+    reason(
+        DROP_SPOOFED_MAC,
+        "spoofed-mac",
+        Verdict::Drop,
+        "a pod sent with a source MAC that is not its own",
+    ),
+    reason(
+        DROP_SPOOFED_IP,
+        "spoofed-ip",
+        Verdict::Drop,
+        "a pod sent IPv4 with a source address that is not its own",
+    ),
+    reason(
+        PASS_REDIRECT_FAILED,
+        "redirect-failed",
+        Verdict::Pass,
+        "the destination pod's device is not in the redirect map; handed to the kernel path",
     ),
 ];
 

@@ -1,5 +1,6 @@
-//! Decides which reason a frame falls under. Anything not fully understood is a pass reason: the
-//! kernel path stays the fallback for everything the fast path does not handle.
+//! Sorts a frame into "IPv4 the fast path parses" or a pass reason. Anything not fully understood
+//! is a pass reason: the kernel path stays the fallback for everything the fast path does not
+//! handle.
 
 use datapath_common::reasons::*;
 use network_types::{
@@ -12,42 +13,44 @@ use crate::packet::Packet;
 /// More-fragments flag and fragment offset in the IPv4 `frags` field (host order).
 const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 
+pub enum Frame<'a> {
+    /// Unicast IPv4 with a plain 20-byte header, not a fragment.
+    Ipv4(&'a Ipv4Hdr),
+    /// Anything else, with the reason it goes to the kernel.
+    Other(u32),
+}
+
 #[inline(always)]
-pub fn classify(pkt: &Packet) -> u32 {
-    let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
-        return PASS_TRUNCATED;
-    };
-    // SAFETY: ptr_at checked that a whole EthHdr lies inside the frame.
-    let eth = unsafe { &*eth };
+pub fn frame<'a>(pkt: &'a Packet, eth: &EthHdr) -> Frame<'a> {
     // The group bit of the first octet marks broadcast and multicast.
     if eth.dst_addr[0] & 1 != 0 {
-        return PASS_L2_MULTICAST;
+        return Frame::Other(PASS_L2_MULTICAST);
     }
     match eth.ether_type {
-        t if t == EtherType::Ipv4 as u16 => classify_ipv4(pkt),
-        t if t == EtherType::Arp as u16 => PASS_ARP,
-        t if t == EtherType::Ipv6 as u16 => PASS_IPV6,
-        _ => PASS_OTHER_ETHERTYPE,
+        t if t == EtherType::Ipv4 as u16 => ipv4(pkt),
+        t if t == EtherType::Arp as u16 => Frame::Other(PASS_ARP),
+        t if t == EtherType::Ipv6 as u16 => Frame::Other(PASS_IPV6),
+        _ => Frame::Other(PASS_OTHER_ETHERTYPE),
     }
 }
 
 #[inline(always)]
-fn classify_ipv4(pkt: &Packet) -> u32 {
+fn ipv4(pkt: &Packet) -> Frame<'_> {
     let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN) else {
-        return PASS_TRUNCATED;
+        return Frame::Other(PASS_TRUNCATED);
     };
     // SAFETY: ptr_at checked that a whole Ipv4Hdr lies inside the frame.
     let ip = unsafe { &*ip };
     if ip.vihl != 0x45 {
         // Version 4 with a 20-byte header is all the fast path parses.
-        return if ip.version() == 4 && ip.ihl() > 20 {
+        return Frame::Other(if ip.version() == 4 && ip.ihl() > 20 {
             PASS_IPV4_OPTIONS
         } else {
             PASS_IPV4_MALFORMED
-        };
+        });
     }
     if u16::from_be_bytes(ip.frags) & IPV4_MF_AND_OFFSET != 0 {
-        return PASS_IPV4_FRAGMENT;
+        return Frame::Other(PASS_IPV4_FRAGMENT);
     }
-    PASS_NO_ENDPOINT
+    Frame::Ipv4(ip)
 }

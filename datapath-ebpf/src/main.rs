@@ -4,51 +4,95 @@
 
 mod classify;
 mod counters;
+mod forward;
+mod maps;
 mod packet;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, xdp_action},
+    bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, xdp_action},
+    helpers::bpf_redirect_peer,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
 use datapath_common::reasons::{self, program};
 
-use crate::packet::Packet;
+use crate::{
+    forward::{Action, Decision},
+    maps::DEVMAP,
+    packet::Packet,
+};
 
-/// On a pod's host-side veth: sees every frame the pod sends, before the bridge does.
+/// Ethernet + IPv4 header: what the decision reads.
+const HEADERS: u32 = 34;
+
+/// On a pod's host-side veth, native XDP: redirects to local pods through the devmap.
 #[xdp]
 pub fn xdp_pod(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let reason = classify::classify(&pkt);
+    let Decision { mut reason, action } = forward::decide(&pkt, ctx.ingress_ifindex() as u32);
+    let verdict = match action {
+        Action::Pass => xdp_action::XDP_PASS,
+        Action::Drop => xdp_action::XDP_DROP,
+        Action::Redirect { ifindex, rewrite } => {
+            // Checked first: a rewritten frame must not fall back to the kernel path.
+            if DEVMAP.get_ifindex(ifindex).is_none() {
+                reason = reasons::PASS_REDIRECT_FAILED;
+                xdp_action::XDP_PASS
+            } else if rewrite.as_ref().is_some_and(|rw| !forward::apply(&pkt, rw)) {
+                reason = reasons::PASS_TRUNCATED;
+                xdp_action::XDP_PASS
+            } else {
+                DEVMAP
+                    .redirect(ifindex, u64::from(xdp_action::XDP_PASS))
+                    .unwrap_or(xdp_action::XDP_PASS)
+            }
+        }
+    };
     counters::count(program::XDP_POD, reason, pkt.len());
     if is_malformed(reason) {
-        debug!(
-            &ctx,
-            "xdp_pod: malformed frame of {} bytes, reason {}",
-            pkt.len(),
-            reason
-        );
+        debug!(&ctx, "xdp_pod: malformed frame of {} bytes, reason {}", pkt.len(), reason);
     }
-    xdp_action::XDP_PASS
+    verdict
 }
 
-/// The same hook point through tcx ingress, where the frame is already an skb (GSO intact).
+/// The same decisions through tcx ingress, where the frame is still an skb: GSO and checksum
+/// offload state survive, and bpf_redirect_peer hands it straight to the pod's side.
 #[classifier]
 pub fn tc_pod(ctx: TcContext) -> i32 {
+    if ((ctx.data_end() - ctx.data()) as u32) < HEADERS && ctx.len() >= HEADERS {
+        // Headers split across fragments: make them linear so they can be read.
+        let _ = ctx.pull_data(HEADERS);
+    }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let reason = classify::classify(&pkt);
+    // SAFETY: the context's skb pointer is valid for the program's run.
+    let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
+    let Decision { mut reason, action } = forward::decide(&pkt, ingress);
+    let verdict = match action {
+        Action::Pass => TC_ACT_OK,
+        Action::Drop => TC_ACT_SHOT,
+        Action::Redirect { ifindex, rewrite } => {
+            if rewrite.as_ref().is_some_and(|rw| !forward::apply(&pkt, rw)) {
+                reason = reasons::PASS_TRUNCATED;
+                TC_ACT_OK
+            } else {
+                // SAFETY: a helper call with plain integer arguments.
+                let ret = unsafe { bpf_redirect_peer(ifindex, 0) } as i32;
+                if ret != TC_ACT_REDIRECT {
+                    reason = reasons::PASS_REDIRECT_FAILED;
+                    TC_ACT_OK
+                } else {
+                    ret
+                }
+            }
+        }
+    };
     // skb->len counts the whole packet, also the part not in the linear area.
     counters::count(program::TC_POD, reason, ctx.len() as usize);
     if is_malformed(reason) {
-        debug!(
-            &ctx,
-            "tc_pod: malformed frame of {} bytes, reason {}",
-            ctx.len(),
-            reason
-        );
+        debug!(&ctx, "tc_pod: malformed frame of {} bytes, reason {}", ctx.len(), reason);
     }
-    TC_ACT_OK
+    verdict
 }
 
 /// Frames worth a debug message: rare in normal traffic, and a sign of a broken sender.

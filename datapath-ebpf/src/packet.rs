@@ -28,4 +28,10 @@ impl Packet {
         }
         Some(at as *const T)
     }
+
+    /// As [`Packet::ptr_at`], for writing.
+    #[inline(always)]
+    pub fn ptr_at_mut<T>(&self, offset: usize) -> Option<*mut T> {
+        self.ptr_at::<T>(offset).map(|p| p as *mut T)
+    }
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::{netlink::Netlink, netns::Netns, ownership::Ownership};
+use crate::{datapath::PIN_ROOT, netlink::Netlink, netns::Netns, ownership::Ownership};
 
 /// Removes the namespaces this instance claimed and the devices it marked in this namespace;
 /// returns what was removed.
@@ -26,6 +26,18 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
             }
         }
         Err(e) => errors.push(format!("reading fastpath's ownership records: {e}")),
+    }
+    // Pinned maps and links: removing a link's pin detaches its program.
+    if let Ok(entries) = std::fs::read_dir(PIN_ROOT) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(ownership.prefix()) {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) => removed.push(format!("pins {}", entry.path().display())),
+                    Err(e) => errors.push(format!("removing {}: {e}", entry.path().display())),
+                }
+            }
+        }
     }
     // A real node's bridge, VXLAN device and pod veths live in this namespace, marked by alias.
     // Their routes, neighbour and FDB entries go with them.

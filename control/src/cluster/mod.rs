@@ -2,6 +2,7 @@
 //! config and a name prefix, and the commands that act on it.
 
 mod down;
+mod mode;
 mod status;
 mod up;
 
@@ -9,8 +10,11 @@ pub use down::down;
 pub use status::{ClusterStatus, render as render_status, status};
 pub use up::up;
 
+use std::path::PathBuf;
+
 use crate::{
-    config::{ClusterConfig, NodeConfig, POD_VETH_PREFIX, PodConfig},
+    config::{ClusterConfig, Mode, NodeConfig, POD_VETH_PREFIX, PodConfig},
+    datapath::PIN_ROOT,
     netns::Netns,
     ownership::Ownership,
 };
@@ -21,6 +25,8 @@ pub const DEFAULT_PREFIX: &str = "fp-";
 pub struct Cluster {
     pub config: ClusterConfig,
     pub ownership: Ownership,
+    /// `fastpath up --mode`: every node runs this, whatever the file says.
+    pub mode_override: Option<Mode>,
 }
 
 impl Cluster {
@@ -28,7 +34,18 @@ impl Cluster {
         Self {
             config,
             ownership: Ownership::new(prefix),
+            mode_override: None,
         }
+    }
+
+    /// The mode `node` runs in.
+    pub fn mode_of(&self, node: &NodeConfig) -> Mode {
+        self.mode_override.unwrap_or_else(|| self.config.mode_of(node))
+    }
+
+    /// Where `node`'s maps and program links are pinned.
+    pub fn pin_dir(&self, node: &NodeConfig) -> PathBuf {
+        PathBuf::from(PIN_ROOT).join(format!("{}{}", self.prefix(), node.name))
     }
 
     pub fn prefix(&self) -> &str {

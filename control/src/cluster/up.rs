@@ -9,22 +9,13 @@ use ipnet::Ipv4Net;
 
 use super::{Cluster, POD_IFNAME};
 use crate::{
-    config::{self, Mode, NodeConfig, PodConfig, VXLAN_OVERHEAD},
+    config::{self, NodeConfig, PodConfig, VXLAN_OVERHEAD},
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
 };
 
 /// Brings the cluster to the state its config describes; returns what was changed.
 pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
-    for node in &cluster.config.nodes {
-        let mode = cluster.config.mode_of(node);
-        if mode != Mode::Kernel {
-            bail!(
-                "node '{}': mode '{mode}' is not available in this version of fastpath; use mode = \"kernel\"",
-                node.name
-            );
-        }
-    }
     let mut r = Reconciler {
         cluster,
         changes: Vec::new(),
@@ -56,17 +47,18 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
             r.ensure_pod(node, pod).await?;
         }
         r.remove_stale_pod_veths(node).await?;
+        r.ensure_mode(node).await?;
     }
     Ok(r.changes)
 }
 
-struct Reconciler<'a> {
-    cluster: &'a Cluster,
+pub(super) struct Reconciler<'a> {
+    pub(super) cluster: &'a Cluster,
     changes: Vec<String>,
 }
 
 impl Reconciler<'_> {
-    fn changed(&mut self, what: String) {
+    pub(super) fn changed(&mut self, what: String) {
         log::info!("{what}");
         self.changes.push(what);
     }

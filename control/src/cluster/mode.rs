@@ -1,0 +1,101 @@
+//! The datapath part of `up`: keeps each node's pinned maps true (node settings, one entry per
+//! pod) and its programs attached as its mode says. A mode switch never leaves a pod without a
+//! path: the new program is attached before the old one is detached, and the offloads xdp mode
+//! needs are set before its program attaches and restored only after it is gone.
+
+use anyhow::{Context as _, Result};
+
+use super::{Cluster, POD_IFNAME, up::Reconciler};
+use crate::{
+    config::{self, Mode, NodeConfig},
+    datapath::{self, Datapath, EndpointEntry, Hook},
+    ethtool::{self, Offloads},
+    netlink::Netlink,
+};
+
+impl Reconciler<'_> {
+    pub(super) async fn ensure_mode(&mut self, node: &NodeConfig) -> Result<()> {
+        let cluster = self.cluster;
+        let mode = cluster.mode_of(node);
+        let dir = cluster.pin_dir(node);
+        let node_ns = cluster.node_netns(node);
+        let pods: Vec<_> = node
+            .pods
+            .iter()
+            .map(|p| (p, Cluster::pod_veth(p), cluster.pod_netns(node, p)))
+            .collect();
+
+        let wanted = match mode {
+            Mode::Kernel => None,
+            Mode::Xdp => Some(Hook::Xdp),
+            Mode::Tc => Some(Hook::Tc),
+        };
+        // Pinned links on devices that are no longer pods, or of a hook this mode does not use,
+        // go after the wanted ones are in place (below); devices of removed pods are gone anyway.
+        if let Some(hook) = wanted {
+            let mut dp = Datapath::load_pinned(&dir, None)
+                .with_context(|| format!("loading the fast path for node '{}'", node.name))?;
+            let nl = Netlink::open(&node_ns)?;
+            let bridge_mac = nl
+                .link_view(&node.bridge)
+                .await?
+                .and_then(|b| b.mac)
+                .with_context(|| format!("bridge {} has no MAC", node.bridge))?;
+            dp.set_node(config::parse_mac(&bridge_mac)?, config::node_gateway(node))?;
+            let mut entries = Vec::new();
+            for (pod, veth, pod_ns) in &pods {
+                let mac = Netlink::open(pod_ns)?
+                    .link_view(POD_IFNAME)
+                    .await?
+                    .and_then(|l| l.mac)
+                    .with_context(|| format!("pod {} has no {POD_IFNAME}", pod.name))?;
+                entries.push(EndpointEntry {
+                    ip: pod.address,
+                    ifindex: nl.index(veth).await?,
+                    mac: config::parse_mac(&mac)?,
+                });
+            }
+            let n = dp.sync_endpoints(&node_ns, &entries)?;
+            if n > 0 {
+                self.changed(format!("updated {n} fast-path map entries of node {}", node.name));
+            }
+            for (pod, veth, pod_ns) in &pods {
+                if hook == Hook::Xdp {
+                    self.set_offloads(pod_ns, &pod.name, Offloads::XDP)?;
+                }
+                if dp.attach_pinned(hook, &node_ns, veth)? {
+                    self.changed(format!("attached {} to {veth} (node {})", hook.program(), node.name));
+                }
+            }
+        }
+        for (hook, dev) in datapath::pinned_links(&dir)? {
+            let keep = Some(hook) == wanted && pods.iter().any(|(_, veth, _)| *veth == dev);
+            if !keep && datapath::detach_pinned(&dir, hook, &dev)? {
+                self.changed(format!("detached {} from {dev} (node {})", hook.program(), node.name));
+            }
+        }
+        if wanted != Some(Hook::Xdp) {
+            for (pod, _, pod_ns) in &pods {
+                self.set_offloads(pod_ns, &pod.name, Offloads::DEFAULT)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_offloads(&mut self, pod_ns: &crate::netns::Netns, pod: &str, wanted: Offloads) -> Result<()> {
+        let before = ethtool::set(pod_ns, POD_IFNAME, wanted)
+            .with_context(|| format!("setting offloads of {POD_IFNAME} in pod {pod}"))?;
+        if before.is_some() {
+            self.changed(format!(
+                "pod {pod}: {POD_IFNAME} tx checksum offload {}, GRO {}",
+                on_off(wanted.tx_checksum),
+                on_off(wanted.gro)
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}

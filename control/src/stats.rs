@@ -1,0 +1,78 @@
+//! `fastpath stats`: the pinned counters of every node, as totals or (with --watch) rates.
+
+use std::{collections::HashMap, time::Duration};
+
+use anyhow::Result;
+use control::{cluster::Cluster, datapath, report};
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct NodeCounters {
+    node: String,
+    /// False when the node has no pinned datapath (mode kernel, or not up).
+    loaded: bool,
+    counters: Vec<datapath::CounterRow>,
+}
+
+fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
+    let mut nodes = Vec::new();
+    for node in &cluster.config.nodes {
+        let dir = cluster.pin_dir(node);
+        let loaded = dir.join("COUNTERS").exists();
+        let counters = if loaded { datapath::pinned_counters(&dir)? } else { Vec::new() };
+        nodes.push(NodeCounters {
+            node: node.name.clone(),
+            loaded,
+            counters,
+        });
+    }
+    Ok(nodes)
+}
+
+pub async fn run(cluster: &Cluster, json: bool, watch: bool) -> Result<()> {
+    let mut previous: HashMap<(String, &'static str, &'static str), u64> = HashMap::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let nodes = read(cluster)?;
+        if json {
+            println!("{}", serde_json::to_string(&nodes)?);
+        } else {
+            let mut rows = Vec::new();
+            for n in &nodes {
+                if !n.loaded {
+                    rows.push(vec![n.node.clone(), "-".into(), "-".into(), "(no fast path loaded)".into()]);
+                }
+                for c in &n.counters {
+                    let key = (n.node.clone(), c.program, c.reason);
+                    let mut row = vec![
+                        n.node.clone(),
+                        c.program.to_string(),
+                        c.verdict.to_string(),
+                        c.reason.to_string(),
+                        c.packets.to_string(),
+                        c.bytes.to_string(),
+                    ];
+                    if watch {
+                        let rate = c.packets.saturating_sub(previous.get(&key).copied().unwrap_or(c.packets));
+                        row.push(format!("{rate}/s"));
+                    }
+                    previous.insert(key, c.packets);
+                    rows.push(row);
+                }
+            }
+            let mut header = vec!["NODE", "PROGRAM", "VERDICT", "REASON", "PACKETS", "BYTES"];
+            if watch {
+                header.push("RATE");
+            }
+            print!("{}", report::table(&header, &rows, 4));
+        }
+        if !watch {
+            return Ok(());
+        }
+        println!();
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
