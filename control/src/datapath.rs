@@ -139,11 +139,17 @@ impl Datapath {
 
     /// Loads the programs with their maps pinned under `pin_dir`: maps already pinned there are
     /// reused, so endpoints and counters survive a restart of the control plane.
-    pub fn load_pinned(pin_dir: &Path, ebpf_log_level: Option<log::Level>) -> Result<Self, DatapathError> {
+    pub fn load_pinned(
+        pin_dir: &Path,
+        ebpf_log_level: Option<log::Level>,
+    ) -> Result<Self, DatapathError> {
         Self::load_inner(Some(pin_dir), ebpf_log_level)
     }
 
-    fn load_inner(pin_dir: Option<&Path>, ebpf_log_level: Option<log::Level>) -> Result<Self, DatapathError> {
+    fn load_inner(
+        pin_dir: Option<&Path>,
+        ebpf_log_level: Option<log::Level>,
+    ) -> Result<Self, DatapathError> {
         bpffs::ensure_mounted()?;
         // aya-log's level numbering: 0 off, 1 error .. 5 trace. Off unless asked, because every
         // enabled log call costs a ring-buffer write per packet.
@@ -159,7 +165,9 @@ impl Datapath {
                 loader.map_pin_path(name, dir.join(name));
             }
         }
-        let mut ebpf = loader.load(DATAPATH_OBJECT).map_err(|e| DatapathError::Object(Box::new(e)))?;
+        let mut ebpf = loader
+            .load(DATAPATH_OBJECT)
+            .map_err(|e| DatapathError::Object(Box::new(e)))?;
         let logger = match ebpf_log_level {
             Some(_) => match aya_log::EbpfLogger::init(&mut ebpf) {
                 Ok(logger) => Some(logger),
@@ -189,26 +197,37 @@ impl Datapath {
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut Map, DatapathError> {
-        self.ebpf.map_mut(name).ok_or(DatapathError::MissingMap { map: name })
+        self.ebpf
+            .map_mut(name)
+            .ok_or(DatapathError::MissingMap { map: name })
     }
 
     /// Writes the node's settings and switches the fast path on.
-    pub fn set_node(&mut self, gateway_mac: [u8; 6], gateway_ip: Ipv4Addr) -> Result<(), DatapathError> {
-        let mut node: Array<_, NodeConfig> =
-            Array::try_from(self.map_mut(NODE)?).map_err(|source| DatapathError::Map { map: NODE, source })?;
+    pub fn set_node(
+        &mut self,
+        gateway_mac: [u8; 6],
+        gateway_ip: Ipv4Addr,
+    ) -> Result<(), DatapathError> {
+        let mut node: Array<_, NodeConfig> = Array::try_from(self.map_mut(NODE)?)
+            .map_err(|source| DatapathError::Map { map: NODE, source })?;
         let value = NodeConfig {
             gateway_mac,
             _pad: [0; 2],
             gateway_ip: u32::from_ne_bytes(gateway_ip.octets()),
             flags: NODE_FAST_PATH,
         };
-        node.set(0, value, 0).map_err(|source| DatapathError::Map { map: NODE, source })
+        node.set(0, value, 0)
+            .map_err(|source| DatapathError::Map { map: NODE, source })
     }
 
     /// Makes the endpoint, source and redirect maps hold exactly `entries`; returns how many
     /// entries were added or removed. Redirect targets are ifindexes of `netns`, so the devmap is
     /// written from inside it.
-    pub fn sync_endpoints(&mut self, netns: &Netns, entries: &[EndpointEntry]) -> Result<usize, DatapathError> {
+    pub fn sync_endpoints(
+        &mut self,
+        netns: &Netns,
+        entries: &[EndpointEntry],
+    ) -> Result<usize, DatapathError> {
         let _inside = netns.enter()?;
         let map_err = |map| move |source| DatapathError::Map { map, source };
         let mut changed = 0;
@@ -245,16 +264,24 @@ impl Datapath {
         changed += sync_hash(&mut sources, &want).map_err(map_err(SOURCES))?;
 
         let mut devmap = DevMapHash::try_from(self.map_mut(DEVMAP)?).map_err(map_err(DEVMAP))?;
-        let present: Vec<u32> = devmap.keys().collect::<Result<_, _>>().map_err(map_err(DEVMAP))?;
-        for key in present.iter().filter(|k| !entries.iter().any(|e| e.ifindex == **k)) {
+        let present: Vec<u32> = devmap
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(DEVMAP))?;
+        for key in present
+            .iter()
+            .filter(|k| !entries.iter().any(|e| e.ifindex == **k))
+        {
             devmap.remove(*key).map_err(map_err(DEVMAP))?;
             changed += 1;
         }
         for e in entries.iter().filter(|e| !present.contains(&e.ifindex)) {
-            devmap.insert(e.ifindex, e.ifindex, None, 0).map_err(|source| DatapathError::DevMap {
-                ifindex: e.ifindex,
-                source: Box::new(source),
-            })?;
+            devmap
+                .insert(e.ifindex, e.ifindex, None, 0)
+                .map_err(|source| DatapathError::DevMap {
+                    ifindex: e.ifindex,
+                    source: Box::new(source),
+                })?;
             changed += 1;
         }
         Ok(changed)
@@ -263,8 +290,16 @@ impl Datapath {
     /// Attaches `hook`'s program to `dev` in `netns` through a link pinned in this datapath's
     /// directory, so it stays attached when this process exits. Returns false when a pinned link
     /// was already there (nothing to do).
-    pub fn attach_pinned(&mut self, hook: Hook, netns: &Netns, dev: &str) -> Result<bool, DatapathError> {
-        let dir = self.pin_dir.clone().expect("attach_pinned needs a datapath loaded with load_pinned");
+    pub fn attach_pinned(
+        &mut self,
+        hook: Hook,
+        netns: &Netns,
+        dev: &str,
+    ) -> Result<bool, DatapathError> {
+        let dir = self
+            .pin_dir
+            .clone()
+            .expect("attach_pinned needs a datapath loaded with load_pinned");
         let pin = hook.link_pin(&dir, dev);
         if pin.exists() {
             return Ok(false);
@@ -382,30 +417,50 @@ impl Datapath {
         errors
     }
 
-    /// Runs the program for `hook` once on `frame` (BPF_PROG_TEST_RUN, no device involved) and
-    /// returns its verdict. Counters move as they would for a real packet.
-    pub fn run_on_frame(&mut self, hook: Hook, frame: &[u8]) -> Result<u32, DatapathError> {
-        let opts = TestRunOptions {
+    /// Runs the program for `hook` once on `frame` (BPF_PROG_TEST_RUN, no device involved) as if
+    /// it arrived on ifindex 1 (the calling thread's loopback, where XDP test runs place it).
+    /// Returns the verdict and the frame as the program left it. Counters move as they would for
+    /// a real packet.
+    pub fn run_on_frame(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+    ) -> Result<(u32, Vec<u8>), DatapathError> {
+        let mut out = vec![0u8; frame.len() + 256];
+        // struct __sk_buff up to and including ingress_ifindex (offset 36).
+        let mut skb_ctx = [0u8; 40];
+        skb_ctx[36..40].copy_from_slice(&1u32.to_ne_bytes());
+        let mut opts = TestRunOptions {
             data_in: Some(frame),
+            data_out: Some(&mut out),
             ..TestRunOptions::new()
         };
         let result = match hook {
             Hook::Xdp => program_mut::<Xdp>(&mut self.ebpf, XDP_POD)?.test_run(opts),
-            Hook::Tc => program_mut::<SchedClassifier>(&mut self.ebpf, TC_POD)?.test_run(opts),
+            Hook::Tc => {
+                opts.ctx_in = Some(&skb_ctx);
+                program_mut::<SchedClassifier>(&mut self.ebpf, TC_POD)?.test_run(opts)
+            }
         };
-        result
-            .map(|r| r.return_value)
-            .map_err(|source| DatapathError::TestRun {
-                program: hook.program(),
-                source: Box::new(source),
-            })
+        let result = result.map_err(|source| DatapathError::TestRun {
+            program: hook.program(),
+            source: Box::new(source),
+        })?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
     }
 
     /// Every counter cell that has counted something, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<CounterRow>, DatapathError> {
-        let map = self.ebpf.map(COUNTERS).ok_or(DatapathError::MissingMap { map: COUNTERS })?;
+        let map = self
+            .ebpf
+            .map(COUNTERS)
+            .ok_or(DatapathError::MissingMap { map: COUNTERS })?;
         let counters: PerCpuArray<_, Counter> =
-            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map { map: COUNTERS, source })?;
+            PerCpuArray::try_from(map).map_err(|source| DatapathError::Map {
+                map: COUNTERS,
+                source,
+            })?;
         counter_rows(&counters)
     }
 }
@@ -451,7 +506,10 @@ pub fn pinned_links(pin_dir: &Path) -> Result<Vec<(Hook, String)>, DatapathError
 
 /// The counters pinned under `pin_dir`, read by any process (no programs loaded).
 pub fn pinned_counters(pin_dir: &Path) -> Result<Vec<CounterRow>, DatapathError> {
-    let err = |source| DatapathError::Map { map: COUNTERS, source };
+    let err = |source| DatapathError::Map {
+        map: COUNTERS,
+        source,
+    };
     let data = MapData::from_pin(pin_dir.join(COUNTERS)).map_err(err)?;
     let map = Map::from_map_data(data).map_err(err)?;
     let counters: PerCpuArray<_, Counter> = PerCpuArray::try_from(map).map_err(err)?;
@@ -459,14 +517,20 @@ pub fn pinned_counters(pin_dir: &Path) -> Result<Vec<CounterRow>, DatapathError>
 }
 
 /// Makes a hash map hold exactly `want`; returns how many entries changed.
-fn sync_hash<T, V>(map: &mut HashMap<T, u32, V>, want: &[(u32, V)]) -> Result<usize, aya::maps::MapError>
+fn sync_hash<T, V>(
+    map: &mut HashMap<T, u32, V>,
+    want: &[(u32, V)],
+) -> Result<usize, aya::maps::MapError>
 where
     T: Borrow<MapData> + std::borrow::BorrowMut<MapData>,
     V: aya::Pod + PartialEq,
 {
     let mut changed = 0;
     let present: Vec<u32> = map.keys().collect::<Result<_, _>>()?;
-    for key in present.iter().filter(|k| !want.iter().any(|(w, _)| w == *k)) {
+    for key in present
+        .iter()
+        .filter(|k| !want.iter().any(|(w, _)| w == *k))
+    {
         map.remove(key)?;
         changed += 1;
     }
@@ -480,7 +544,9 @@ where
 }
 
 /// Every counter cell that has counted something, summed over CPUs.
-fn counter_rows<T: Borrow<MapData>>(counters: &PerCpuArray<T, Counter>) -> Result<Vec<CounterRow>, DatapathError> {
+fn counter_rows<T: Borrow<MapData>>(
+    counters: &PerCpuArray<T, Counter>,
+) -> Result<Vec<CounterRow>, DatapathError> {
     let mut rows = Vec::new();
     for slot in 0..program::SLOTS {
         for reason in 0..MAX_REASONS {
@@ -488,8 +554,13 @@ fn counter_rows<T: Borrow<MapData>>(counters: &PerCpuArray<T, Counter>) -> Resul
             debug_assert!(index < COUNTER_SLOTS);
             let per_cpu = counters
                 .get(&index, 0)
-                .map_err(|source| DatapathError::Map { map: COUNTERS, source })?;
-            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+                .map_err(|source| DatapathError::Map {
+                    map: COUNTERS,
+                    source,
+                })?;
+            let (packets, bytes) = per_cpu
+                .iter()
+                .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
             if packets == 0 {
                 continue;
             }

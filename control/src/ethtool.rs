@@ -1,10 +1,14 @@
 //! The two offload switches the XDP fast path depends on, through the SIOCETHTOOL ioctl.
 //!
 //! XDP_REDIRECT into a veth delivers only when the receiving end runs NAPI; on a veth that means
-//! GRO on (or an XDP program) on the pod's end. And a frame turned into an XDP frame loses
-//! CHECKSUM_PARTIAL: a pod that leaves its TCP/UDP checksums to offload would deliver them
-//! unfinished. So in xdp mode the pod's end gets GRO on and TX checksum offload off (its stack
-//! computes checksums itself); the other modes restore the veth defaults.
+//! GRO on (or an XDP program) at that end. fastpath keeps GRO on at both ends of every pod veth in
+//! every mode: switching it (or attaching the first XDP program to a veth without it) starts or
+//! stops NAPI, and stopping NAPI frees the frames queued in the veth's ring, which loses packets
+//! during a mode switch.
+//!
+//! A frame turned into an XDP frame also loses CHECKSUM_PARTIAL: a pod that leaves its TCP/UDP
+//! checksums to offload would deliver them unfinished. So in xdp mode the pod's end has TX
+//! checksum offload off (its stack computes checksums itself); the other modes turn it back on.
 
 use std::{io, os::fd::AsRawFd as _};
 
@@ -29,26 +33,6 @@ struct Ifreq {
     _pad: [u8; 16],
 }
 
-/// The offload settings fastpath manages on a pod's end of its veth.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Offloads {
-    pub tx_checksum: bool,
-    pub gro: bool,
-}
-
-impl Offloads {
-    /// What xdp mode needs on the pod's end.
-    pub const XDP: Self = Self {
-        tx_checksum: false,
-        gro: true,
-    };
-    /// A veth's defaults, for the other modes.
-    pub const DEFAULT: Self = Self {
-        tx_checksum: true,
-        gro: false,
-    };
-}
-
 fn ethtool(socket: &std::net::UdpSocket, dev: &str, cmd: u32, data: u32) -> io::Result<u32> {
     let mut value = EthtoolValue { cmd, data };
     let mut req = Ifreq {
@@ -57,7 +41,10 @@ fn ethtool(socket: &std::net::UdpSocket, dev: &str, cmd: u32, data: u32) -> io::
         _pad: [0; 16],
     };
     if dev.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("device name '{dev}' too long")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("device name '{dev}' too long"),
+        ));
     }
     req.name[..dev.len()].copy_from_slice(dev.as_bytes());
     // SAFETY: req and value outlive the call; SIOCETHTOOL reads and writes only them.
@@ -74,30 +61,30 @@ fn socket_in(netns: &Netns) -> io::Result<std::net::UdpSocket> {
         .map_err(io::Error::other)?
 }
 
-/// The current settings of `dev` in `netns`.
-pub fn get(netns: &Netns, dev: &str) -> io::Result<Offloads> {
+/// Whether GRO and TX checksum offload are on for `dev` in `netns`.
+pub fn get(netns: &Netns, dev: &str) -> io::Result<(bool, bool)> {
     let socket = socket_in(netns)?;
-    Ok(Offloads {
-        tx_checksum: ethtool(&socket, dev, ETHTOOL_GTXCSUM, 0)? != 0,
-        gro: ethtool(&socket, dev, ETHTOOL_GGRO, 0)? != 0,
-    })
+    Ok((
+        ethtool(&socket, dev, ETHTOOL_GGRO, 0)? != 0,
+        ethtool(&socket, dev, ETHTOOL_GTXCSUM, 0)? != 0,
+    ))
 }
 
-/// Sets `dev` in `netns` to `wanted`; returns the settings it had when they differed.
-pub fn set(netns: &Netns, dev: &str, wanted: Offloads) -> io::Result<Option<Offloads>> {
+fn set(netns: &Netns, dev: &str, get: u32, set: u32, on: bool) -> io::Result<bool> {
     let socket = socket_in(netns)?;
-    let before = Offloads {
-        tx_checksum: ethtool(&socket, dev, ETHTOOL_GTXCSUM, 0)? != 0,
-        gro: ethtool(&socket, dev, ETHTOOL_GGRO, 0)? != 0,
-    };
-    if before == wanted {
-        return Ok(None);
+    if (ethtool(&socket, dev, get, 0)? != 0) == on {
+        return Ok(false);
     }
-    if before.gro != wanted.gro {
-        ethtool(&socket, dev, ETHTOOL_SGRO, u32::from(wanted.gro))?;
-    }
-    if before.tx_checksum != wanted.tx_checksum {
-        ethtool(&socket, dev, ETHTOOL_STXCSUM, u32::from(wanted.tx_checksum))?;
-    }
-    Ok(Some(before))
+    ethtool(&socket, dev, set, u32::from(on))?;
+    Ok(true)
+}
+
+/// Turns GRO on or off; returns whether it changed.
+pub fn set_gro(netns: &Netns, dev: &str, on: bool) -> io::Result<bool> {
+    set(netns, dev, ETHTOOL_GGRO, ETHTOOL_SGRO, on)
+}
+
+/// Turns TX checksum offload on or off; returns whether it changed.
+pub fn set_tx_checksum(netns: &Netns, dev: &str, on: bool) -> io::Result<bool> {
+    set(netns, dev, ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM, on)
 }

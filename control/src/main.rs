@@ -181,7 +181,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Stats { config, json, watch } => {
+        Command::Stats {
+            config,
+            json,
+            watch,
+        } => {
             let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
             stats::run(&cluster, json, watch).await
         }

@@ -19,7 +19,11 @@ pub fn counters_table(rows: &[CounterRow]) -> String {
             ]
         })
         .collect();
-    table(&["PROGRAM", "VERDICT", "REASON", "PACKETS", "BYTES"], &cells, 3)
+    table(
+        &["PROGRAM", "VERDICT", "REASON", "PACKETS", "BYTES"],
+        &cells,
+        3,
+    )
 }
 
 /// An aligned table: columns before `numbers_from` left-aligned, the rest right-aligned. Rows

@@ -19,7 +19,11 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
     for node in &cluster.config.nodes {
         let dir = cluster.pin_dir(node);
         let loaded = dir.join("COUNTERS").exists();
-        let counters = if loaded { datapath::pinned_counters(&dir)? } else { Vec::new() };
+        let counters = if loaded {
+            datapath::pinned_counters(&dir)?
+        } else {
+            Vec::new()
+        };
         nodes.push(NodeCounters {
             node: node.name.clone(),
             loaded,
@@ -40,7 +44,12 @@ pub async fn run(cluster: &Cluster, json: bool, watch: bool) -> Result<()> {
             let mut rows = Vec::new();
             for n in &nodes {
                 if !n.loaded {
-                    rows.push(vec![n.node.clone(), "-".into(), "-".into(), "(no fast path loaded)".into()]);
+                    rows.push(vec![
+                        n.node.clone(),
+                        "-".into(),
+                        "-".into(),
+                        "(no fast path loaded)".into(),
+                    ]);
                 }
                 for c in &n.counters {
                     let key = (n.node.clone(), c.program, c.reason);
@@ -53,7 +62,9 @@ pub async fn run(cluster: &Cluster, json: bool, watch: bool) -> Result<()> {
                         c.bytes.to_string(),
                     ];
                     if watch {
-                        let rate = c.packets.saturating_sub(previous.get(&key).copied().unwrap_or(c.packets));
+                        let rate = c
+                            .packets
+                            .saturating_sub(previous.get(&key).copied().unwrap_or(c.packets));
                         row.push(format!("{rate}/s"));
                     }
                     previous.insert(key, c.packets);

@@ -19,7 +19,10 @@ pub struct Rewrite {
 pub enum Action {
     Pass,
     Drop,
-    Redirect { ifindex: u32, rewrite: Option<Rewrite> },
+    Redirect {
+        ifindex: u32,
+        rewrite: Option<Rewrite>,
+    },
 }
 
 pub struct Decision {
@@ -109,7 +112,10 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
 /// checksum updated incrementally (RFC 1624).
 #[inline(always)]
 pub fn apply(pkt: &Packet, rewrite: &Rewrite) -> bool {
-    let (Some(eth), Some(ip)) = (pkt.ptr_at_mut::<EthHdr>(0), pkt.ptr_at_mut::<Ipv4Hdr>(EthHdr::LEN)) else {
+    let (Some(eth), Some(ip)) = (
+        pkt.ptr_at_mut::<EthHdr>(0),
+        pkt.ptr_at_mut::<Ipv4Hdr>(EthHdr::LEN),
+    ) else {
         return false;
     };
     // SAFETY: ptr_at_mut checked both headers lie inside the frame; nothing else aliases them.
@@ -119,7 +125,8 @@ pub fn apply(pkt: &Packet, rewrite: &Rewrite) -> bool {
         let old = u16::from_be_bytes([(*ip).ttl, (*ip).proto]);
         (*ip).ttl -= 1;
         let new = u16::from_be_bytes([(*ip).ttl, (*ip).proto]);
-        let mut sum = u32::from(!u16::from_be_bytes((*ip).check)) + u32::from(!old) + u32::from(new);
+        let mut sum =
+            u32::from(!u16::from_be_bytes((*ip).check)) + u32::from(!old) + u32::from(new);
         sum = (sum & 0xffff) + (sum >> 16);
         sum = (sum & 0xffff) + (sum >> 16);
         (*ip).check = (!(sum as u16)).to_be_bytes();

@@ -51,7 +51,12 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
     };
     counters::count(program::XDP_POD, reason, pkt.len());
     if is_malformed(reason) {
-        debug!(&ctx, "xdp_pod: malformed frame of {} bytes, reason {}", pkt.len(), reason);
+        debug!(
+            &ctx,
+            "xdp_pod: malformed frame of {} bytes, reason {}",
+            pkt.len(),
+            reason
+        );
     }
     verdict
 }
@@ -90,7 +95,12 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
     // skb->len counts the whole packet, also the part not in the linear area.
     counters::count(program::TC_POD, reason, ctx.len() as usize);
     if is_malformed(reason) {
-        debug!(&ctx, "tc_pod: malformed frame of {} bytes, reason {}", ctx.len(), reason);
+        debug!(
+            &ctx,
+            "tc_pod: malformed frame of {} bytes, reason {}",
+            ctx.len(),
+            reason
+        );
     }
     verdict
 }

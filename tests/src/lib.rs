@@ -7,6 +7,7 @@
 
 pub mod frames;
 pub mod probe;
+pub mod witness;
 
 use std::{
     net::Ipv4Addr,

@@ -73,3 +73,39 @@ pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: Ipv4Addr, len: usize) -> Ve
     drop(conn);
     receiver.join().expect("receiver thread")
 }
+
+/// Sends one raw Ethernet frame out of `dev` in `netns` (an AF_PACKET socket), bypassing the
+/// pod's IP stack: the way a misbehaving pod forges a source.
+pub fn send_raw_frame(netns: &Netns, dev: &str, frame: &[u8]) {
+    netns
+        .run(|| {
+            // SAFETY: plain socket calls on a descriptor this function owns and closes.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                assert!(
+                    fd >= 0,
+                    "AF_PACKET socket: {}",
+                    std::io::Error::last_os_error()
+                );
+                let name = std::ffi::CString::new(dev).unwrap();
+                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+                assert!(addr.sll_ifindex > 0, "no {dev}");
+                addr.sll_halen = 6;
+                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                let err = std::io::Error::last_os_error();
+                libc::close(fd);
+                assert_eq!(sent, frame.len() as isize, "sendto: {err}");
+            }
+        })
+        .unwrap();
+}

@@ -12,7 +12,10 @@ const TC_ACT_OK: u32 = 0;
 
 fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
     let mut cases = vec![
-        ("no-endpoint", frames::udp_frame(Ipv4::default(), b"hello")),
+        (
+            "fast-path-off",
+            frames::udp_frame(Ipv4::default(), b"hello"),
+        ),
         (
             "arp",
             frames::ethernet(PEER_MAC, POD_MAC, ETH_ARP, &[0; 28]),
@@ -99,7 +102,7 @@ fn every_frame_is_counted_under_its_reason(hook: Hook, pass: u32) {
     let mut dp = Datapath::load(None).expect("load");
     for (reason, frame) in cases(hook) {
         let before = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
-        let verdict = dp
+        let (verdict, _) = dp
             .run_on_frame(hook, &frame)
             .unwrap_or_else(|e| panic!("{reason} ({} bytes): {e:?}", frame.len()));
         assert_eq!(

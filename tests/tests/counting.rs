@@ -39,7 +39,7 @@ fn count_udp_through(hook: Hook) {
     );
 
     let rows = dp.counters().expect("counters");
-    let counted = datapath::packets(&rows, hook.program(), "no-endpoint");
+    let counted = datapath::packets(&rows, hook.program(), "fast-path-off");
     assert!(
         counted >= SENT,
         "{} counted {counted} of {SENT} IPv4 packets: {rows:?}",
@@ -56,7 +56,7 @@ fn count_udp_through(hook: Hook) {
     );
     let bytes: u64 = rows
         .iter()
-        .filter(|r| r.program == hook.program() && r.reason == "no-endpoint")
+        .filter(|r| r.program == hook.program() && r.reason == "fast-path-off")
         .map(|r| r.bytes)
         .sum();
     // 100 bytes of payload + UDP 8 + IPv4 20 + Ethernet 14.

@@ -40,7 +40,8 @@ impl Cluster {
 
     /// The mode `node` runs in.
     pub fn mode_of(&self, node: &NodeConfig) -> Mode {
-        self.mode_override.unwrap_or_else(|| self.config.mode_of(node))
+        self.mode_override
+            .unwrap_or_else(|| self.config.mode_of(node))
     }
 
     /// Where `node`'s maps and program links are pinned.

@@ -9,7 +9,7 @@ use super::{Cluster, POD_IFNAME, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
     datapath::{self, Datapath, EndpointEntry, Hook},
-    ethtool::{self, Offloads},
+    ethtool,
     netlink::Netlink,
 };
 
@@ -57,45 +57,54 @@ impl Reconciler<'_> {
             }
             let n = dp.sync_endpoints(&node_ns, &entries)?;
             if n > 0 {
-                self.changed(format!("updated {n} fast-path map entries of node {}", node.name));
+                self.changed(format!(
+                    "updated {n} fast-path map entries of node {}",
+                    node.name
+                ));
             }
-            for (pod, veth, pod_ns) in &pods {
-                if hook == Hook::Xdp {
-                    self.set_offloads(pod_ns, &pod.name, Offloads::XDP)?;
+            if hook == Hook::Xdp {
+                // Pods compute their own checksums before any frame of theirs becomes an XDP frame.
+                for (pod, _, pod_ns) in &pods {
+                    self.set_tx_checksum(pod_ns, &pod.name, false)?;
                 }
+            }
+            for (_, veth, _) in &pods {
                 if dp.attach_pinned(hook, &node_ns, veth)? {
-                    self.changed(format!("attached {} to {veth} (node {})", hook.program(), node.name));
+                    self.changed(format!(
+                        "attached {} to {veth} (node {})",
+                        hook.program(),
+                        node.name
+                    ));
                 }
             }
         }
         for (hook, dev) in datapath::pinned_links(&dir)? {
             let keep = Some(hook) == wanted && pods.iter().any(|(_, veth, _)| *veth == dev);
             if !keep && datapath::detach_pinned(&dir, hook, &dev)? {
-                self.changed(format!("detached {} from {dev} (node {})", hook.program(), node.name));
+                self.changed(format!(
+                    "detached {} from {dev} (node {})",
+                    hook.program(),
+                    node.name
+                ));
             }
         }
         if wanted != Some(Hook::Xdp) {
             for (pod, _, pod_ns) in &pods {
-                self.set_offloads(pod_ns, &pod.name, Offloads::DEFAULT)?;
+                self.set_tx_checksum(pod_ns, &pod.name, true)?;
             }
         }
         Ok(())
     }
 
-    fn set_offloads(&mut self, pod_ns: &crate::netns::Netns, pod: &str, wanted: Offloads) -> Result<()> {
-        let before = ethtool::set(pod_ns, POD_IFNAME, wanted)
-            .with_context(|| format!("setting offloads of {POD_IFNAME} in pod {pod}"))?;
-        if before.is_some() {
+    fn set_tx_checksum(&mut self, pod_ns: &crate::netns::Netns, pod: &str, on: bool) -> Result<()> {
+        if ethtool::set_tx_checksum(pod_ns, POD_IFNAME, on)
+            .with_context(|| format!("setting TX checksum offload of {POD_IFNAME} in pod {pod}"))?
+        {
+            let state = if on { "on" } else { "off (xdp mode)" };
             self.changed(format!(
-                "pod {pod}: {POD_IFNAME} tx checksum offload {}, GRO {}",
-                on_off(wanted.tx_checksum),
-                on_off(wanted.gro)
+                "pod {pod}: {POD_IFNAME} TX checksum offload {state}"
             ));
         }
         Ok(())
     }
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
 }

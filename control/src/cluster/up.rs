@@ -10,6 +10,7 @@ use ipnet::Ipv4Net;
 use super::{Cluster, POD_IFNAME};
 use crate::{
     config::{self, NodeConfig, PodConfig, VXLAN_OVERHEAD},
+    ethtool,
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
 };
@@ -411,6 +412,19 @@ impl Reconciler<'_> {
         let addr = Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix");
         self.converge_link(&nl_pod, POD_IFNAME, mtu, Some(&[addr]))
             .await?;
+        // NAPI on both ends, for good: see ethtool.rs for why it never changes afterwards. The
+        // kernel starts NAPI (and marks the peer as an XDP redirect target) only for a veth that
+        // is up when GRO is turned on, so this comes after both ends are up.
+        for (nl, dev) in [(&nl_node, host_end.as_str()), (&nl_pod, POD_IFNAME)] {
+            if ethtool::set_gro(nl.netns(), dev, true)
+                .with_context(|| format!("turning GRO on for {dev}"))?
+            {
+                self.changed(format!(
+                    "turned GRO on for {dev} in netns {}",
+                    nl.netns().label()
+                ));
+            }
+        }
         let gateway = config::node_gateway(node);
         let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0");
         let eth0 = nl_pod.index(POD_IFNAME).await?;

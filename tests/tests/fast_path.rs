@@ -1,0 +1,381 @@
+//! The same-node fast path end to end: pods on one node reach each other through the XDP or TC
+//! program, the bridge never sees their traffic, checksums stay valid, forged sources are dropped,
+//! unknown destinations still take the kernel path, and mode switches lose nothing.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use control::{
+    config::{self, Mode},
+    datapath::{self, CounterRow},
+    netlink::Netlink,
+    netns::Netns,
+    traffic::{self, UdpSink},
+};
+use tests::{
+    TestCluster, fastpath,
+    frames::{self, Ipv4},
+    probe::{self, pattern},
+    witness::{self, BridgeWitness},
+};
+
+const A1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const A2: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
+const NOBODY: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 77);
+const UDP_COUNT: u64 = 200;
+const PINGS: u32 = 5;
+const TRANSFER: usize = 2 * 1024 * 1024;
+
+fn demo_in(mode: Mode) -> TestCluster {
+    let mut tc = TestCluster::demo();
+    tc.cluster.mode_override = Some(mode);
+    tc.up();
+    tc
+}
+
+fn pod_ns(tc: &TestCluster, name: &str) -> Netns {
+    tc.pods().into_iter().find(|p| p.0 == name).expect("pod").2
+}
+
+fn pod_mac(tc: &TestCluster, name: &str) -> [u8; 6] {
+    let nl = tc
+        .rt
+        .block_on(async { Netlink::open(&pod_ns(tc, name)) })
+        .unwrap();
+    let mac = tc
+        .rt
+        .block_on(nl.link_view("eth0"))
+        .unwrap()
+        .unwrap()
+        .mac
+        .unwrap();
+    config::parse_mac(&mac).unwrap()
+}
+
+fn counters(tc: &TestCluster) -> Vec<CounterRow> {
+    let node = tc.cluster.config.node("a").unwrap();
+    datapath::pinned_counters(&tc.cluster.pin_dir(node)).unwrap()
+}
+
+fn count(rows: &[CounterRow], verdict: &str, reason: &str) -> u64 {
+    rows.iter()
+        .filter(|r| r.verdict == verdict && r.reason == reason)
+        .map(|r| r.packets)
+        .sum()
+}
+
+fn redirected(rows: &[CounterRow]) -> u64 {
+    rows.iter()
+        .filter(|r| r.verdict == "redirect")
+        .map(|r| r.packets)
+        .sum()
+}
+
+/// Ping, UDP and a TCP transfer a1 -> a2; returns the bridge's pod-to-pod count for the flows.
+fn same_node_flows(tc: &TestCluster, witness: &BridgeWitness) -> u64 {
+    let (a1, a2) = (pod_ns(tc, "a1"), pod_ns(tc, "a2"));
+    let before = witness::snmp(&a2);
+    let bridge_before = witness.pod_to_pod();
+
+    assert!(probe::ping(&a1, A2, PINGS, &[]), "ping a1 -> a2");
+    let sink = UdpSink::bind(&a2, SocketAddrV4::new(A2, 0)).unwrap();
+    let sent = traffic::send_udp(
+        &a1,
+        A1,
+        sink.local_addr(),
+        UDP_COUNT,
+        200,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(sent, UDP_COUNT);
+    assert_eq!(
+        sink.wait_for(UDP_COUNT, Duration::from_secs(5)),
+        UDP_COUNT,
+        "UDP a1 -> a2 delivered"
+    );
+    let got = probe::tcp_transfer(&a1, &a2, A2, TRANSFER);
+    assert!(
+        got.len() == TRANSFER && got == pattern(TRANSFER),
+        "TCP a1 -> a2 byte for byte"
+    );
+
+    let after = witness::snmp(&a2);
+    assert!(
+        after.udp_in_datagrams >= before.udp_in_datagrams + UDP_COUNT,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after.udp_in_csum_errors, before.udp_in_csum_errors,
+        "UDP checksum errors at a2"
+    );
+    assert_eq!(
+        after.tcp_in_csum_errors, before.tcp_in_csum_errors,
+        "TCP checksum errors at a2"
+    );
+    witness.pod_to_pod() - bridge_before
+}
+
+fn fast_path_bypasses_the_bridge(mode: Mode) {
+    let tc = demo_in(mode);
+    let witness = BridgeWitness::install(&tc.node_netns("a"), A1, A2, NOBODY);
+    let before = redirected(&counters(&tc));
+    let bridged = same_node_flows(&tc, &witness);
+    let rows = counters(&tc);
+    let flow = u64::from(PINGS) * 2 + UDP_COUNT;
+    assert!(
+        redirected(&rows) - before >= flow,
+        "{mode}: redirected {} < {flow}: {rows:?}",
+        redirected(&rows) - before
+    );
+    assert_eq!(
+        bridged, 0,
+        "{mode}: the bridge forwarded none of the a1 -> a2 flow"
+    );
+    assert_eq!(
+        count(&rows, "drop", "spoofed-ip") + count(&rows, "drop", "spoofed-mac"),
+        0
+    );
+}
+
+#[test]
+fn xdp_mode_carries_same_node_traffic_past_the_bridge_with_valid_checksums() {
+    fast_path_bypasses_the_bridge(Mode::Xdp);
+}
+
+#[test]
+fn tc_mode_carries_same_node_traffic_past_the_bridge_with_valid_checksums() {
+    fast_path_bypasses_the_bridge(Mode::Tc);
+}
+
+#[test]
+fn kernel_mode_sends_the_same_flows_through_the_bridge() {
+    let tc = demo_in(Mode::Kernel);
+    let witness = BridgeWitness::install(&tc.node_netns("a"), A1, A2, NOBODY);
+    let bridged = same_node_flows(&tc, &witness);
+    assert!(
+        bridged >= u64::from(PINGS) + UDP_COUNT,
+        "the bridge forwarded {bridged}"
+    );
+    let node = tc.cluster.config.node("a").unwrap();
+    assert!(
+        datapath::pinned_links(&tc.cluster.pin_dir(node))
+            .unwrap()
+            .is_empty(),
+        "no programs attached"
+    );
+}
+
+fn forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(mode: Mode) {
+    let tc = demo_in(mode);
+    let witness = BridgeWitness::install(&tc.node_netns("a"), A1, A2, NOBODY);
+    let (a1, a2) = (pod_ns(&tc, "a1"), pod_ns(&tc, "a2"));
+    let (a1_mac, a2_mac) = (pod_mac(&tc, "a1"), pod_mac(&tc, "a2"));
+    let sink = UdpSink::bind(&a2, SocketAddrV4::new(A2, 9)).unwrap();
+    let frame = |src_mac: [u8; 6], src_ip: [u8; 4]| {
+        let mut f = frames::udp_frame(
+            Ipv4 {
+                src: src_ip,
+                dst: A2.octets(),
+                ..Ipv4::default()
+            },
+            b"forged?",
+        );
+        f[..6].copy_from_slice(&a2_mac);
+        f[6..12].copy_from_slice(&src_mac);
+        f
+    };
+
+    // The honest frame arrives: the injection itself works.
+    probe::send_raw_frame(&a1, "eth0", &frame(a1_mac, A1.octets()));
+    assert_eq!(
+        sink.wait_for(1, Duration::from_secs(2)),
+        1,
+        "{mode}: the honest raw frame arrives"
+    );
+
+    let before = counters(&tc);
+    probe::send_raw_frame(&a1, "eth0", &frame(a1_mac, [198, 18, 1, 99]));
+    probe::send_raw_frame(&a1, "eth0", &frame([0x02, 0, 0, 0, 0, 0x99], A1.octets()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.received(), 1, "{mode}: no forged frame reached a2");
+    let after = counters(&tc);
+    assert_eq!(
+        count(&after, "drop", "spoofed-ip"),
+        count(&before, "drop", "spoofed-ip") + 1,
+        "{mode}"
+    );
+    assert_eq!(
+        count(&after, "drop", "spoofed-mac"),
+        count(&before, "drop", "spoofed-mac") + 1,
+        "{mode}"
+    );
+
+    // An address no pod has: a1 resolves it (a static entry) and sends; the program passes it
+    // and the bridge sees it.
+    let nl = tc.rt.block_on(async { Netlink::open(&a1) }).unwrap();
+    tc.rt
+        .block_on(nl.replace_neighbour("eth0", NOBODY, [0x02, 0xfa, 0, 0, 0, 0x77]))
+        .unwrap();
+    let sent = traffic::send_udp(
+        &a1,
+        A1,
+        SocketAddrV4::new(NOBODY, 9),
+        10,
+        64,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let rows = counters(&tc);
+    assert!(
+        count(&rows, "pass", "no-endpoint") >= count(&after, "pass", "no-endpoint") + sent,
+        "{mode}: {rows:?}"
+    );
+    assert!(
+        witness.unknown() >= sent,
+        "{mode}: the bridge saw {} of {sent}",
+        witness.unknown()
+    );
+}
+
+#[test]
+fn xdp_drops_forged_sources_and_passes_unknown_destinations() {
+    forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(Mode::Xdp);
+}
+
+#[test]
+fn tc_drops_forged_sources_and_passes_unknown_destinations() {
+    forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(Mode::Tc);
+}
+
+/// A 10 ms ping a1 -> a2 in the background; returns (transmitted, received) when done.
+fn background_ping(a1: &Netns, count: u32) -> std::process::Child {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            a1.name().unwrap(),
+            "ping",
+            "-q",
+            "-n",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+        ])
+        .args(["-c", &count.to_string(), &A2.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ping")
+}
+
+fn ping_result(child: std::process::Child) -> (u32, u32) {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("transmitted"))
+        .unwrap_or_else(|| panic!("ping said: {text}"));
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+#[test]
+fn switching_modes_under_a_10ms_ping_loses_nothing() {
+    let mut tc = demo_in(Mode::Kernel);
+    let a1 = pod_ns(&tc, "a1");
+    let ping = background_ping(&a1, 400);
+    for mode in [
+        Mode::Xdp,
+        Mode::Tc,
+        Mode::Kernel,
+        Mode::Tc,
+        Mode::Xdp,
+        Mode::Kernel,
+    ] {
+        std::thread::sleep(Duration::from_millis(500));
+        tc.cluster.mode_override = Some(mode);
+        let changes = tc.up();
+        assert!(!changes.is_empty(), "switching to {mode} changed something");
+    }
+    let (sent, received) = ping_result(ping);
+    assert_eq!(
+        received,
+        sent,
+        "{} of {sent} pings lost across six mode switches",
+        sent - received
+    );
+    assert!(sent >= 390, "ping ran: {sent}");
+}
+
+#[test]
+fn the_datapath_outlives_a_killed_control_plane() {
+    let tc = TestCluster::demo();
+    let prefix = tc.cluster.prefix().to_string();
+    let out = fastpath(&prefix, None)
+        .args(["up", "--mode", "tc"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a1 = pod_ns(&tc, "a1");
+    let ping = background_ping(&a1, 300);
+    for delay_ms in [20, 60, 120] {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut child = fastpath(&prefix, None)
+            .args(["up", "--mode", "tc"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let (sent, received) = ping_result(ping);
+    assert_eq!(
+        received, sent,
+        "pings lost while control planes were killed"
+    );
+
+    // A fresh process still sees the programs and the counters.
+    let status = fastpath(&prefix, None)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let a1_host = &status["nodes"][0]["pods"][0]["host_veth"];
+    assert_eq!(a1_host["name"], "fp-a1");
+    assert_eq!(
+        a1_host["tcx_programs"].as_array().map(Vec::len),
+        Some(1),
+        "{a1_host}"
+    );
+    let stats = fastpath(&prefix, None)
+        .args(["stats", "--json"])
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let switched: u64 = stats[0]["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["program"] == "tc_pod" && c["reason"] == "switched")
+        .map(|c| c["packets"].as_u64().unwrap())
+        .sum();
+    assert!(
+        switched >= u64::from(sent) * 2,
+        "switched {switched} for {sent} echo round trips"
+    );
+}

@@ -1,0 +1,184 @@
+//! Every same-node forwarding decision, in both programs, on crafted frames (BPF_PROG_TEST_RUN):
+//! the verdict, the reason counted, and the bytes the program leaves.
+
+use std::net::Ipv4Addr;
+
+use control::{
+    datapath::{self, Datapath, EndpointEntry, Hook},
+    netlink::Netlink,
+    netns::OwnedNetns,
+};
+use tests::{
+    frames::{self, BROADCAST, ETH_ARP, Ipv4, PEER_MAC, POD_MAC, checksum},
+    runtime, unique_netns_name,
+};
+
+const GW_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0xfe];
+const OTHER_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0x77];
+const SENDER: [u8; 4] = [198, 18, 1, 2];
+const RECEIVER: [u8; 4] = [198, 18, 1, 3];
+
+struct Verdicts {
+    pass: u32,
+    drop: u32,
+    redirect: u32,
+}
+
+fn verdicts(hook: Hook) -> Verdicts {
+    match hook {
+        Hook::Xdp => Verdicts {
+            pass: 2,
+            drop: 1,
+            redirect: 4,
+        },
+        Hook::Tc => Verdicts {
+            pass: 0,
+            drop: 2,
+            redirect: 7,
+        },
+    }
+}
+
+/// A frame from the sender pod (its MAC, its IP) to `dst_mac`/`dst_ip`.
+fn from_sender(dst_mac: [u8; 6], ip: Ipv4) -> Vec<u8> {
+    let mut f = frames::udp_frame(ip, b"payload");
+    f[..6].copy_from_slice(&dst_mac);
+    f
+}
+
+fn ip(dst: [u8; 4]) -> Ipv4 {
+    Ipv4 {
+        src: SENDER,
+        dst,
+        ..Ipv4::default()
+    }
+}
+
+/// Runs every decision through `hook` inside a namespace of the test's own, where the sender's
+/// veth is loopback (ifindex 1, where test runs place a frame) and the receiver's a real veth.
+fn decisions(hook: Hook) {
+    tests::require_root();
+    let rt = runtime();
+    let ns = OwnedNetns::create(unique_netns_name("decide")).unwrap();
+    let nl = rt.block_on(async { Netlink::open(ns.netns()) }).unwrap();
+    rt.block_on(nl.create_veth("rx0", "rx1", ns.netns()))
+        .unwrap();
+    let rx_index = rt.block_on(nl.index("rx0")).unwrap();
+    let _inside = ns.netns().enter().unwrap();
+
+    let mut dp = Datapath::load(None).unwrap();
+    dp.set_node(GW_MAC, Ipv4Addr::new(198, 18, 1, 1)).unwrap();
+    let entries = [
+        EndpointEntry {
+            ip: SENDER.into(),
+            ifindex: 1,
+            mac: POD_MAC,
+        },
+        EndpointEntry {
+            ip: RECEIVER.into(),
+            ifindex: rx_index,
+            mac: PEER_MAC,
+        },
+    ];
+    assert_eq!(
+        dp.sync_endpoints(ns.netns(), &entries).unwrap(),
+        6,
+        "2 endpoints, 2 sources, 2 devmap"
+    );
+    assert_eq!(
+        dp.sync_endpoints(ns.netns(), &entries).unwrap(),
+        0,
+        "a second sync changes nothing"
+    );
+
+    let v = verdicts(hook);
+    let mut arp_spoof = frames::ethernet(BROADCAST, OTHER_MAC, ETH_ARP, &[0; 28]);
+    arp_spoof[6..12].copy_from_slice(&OTHER_MAC);
+    let mut spoofed_mac = from_sender(PEER_MAC, ip(RECEIVER));
+    spoofed_mac[6..12].copy_from_slice(&OTHER_MAC);
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        ("switched", from_sender(PEER_MAC, ip(RECEIVER)), v.redirect),
+        ("routed", from_sender(GW_MAC, ip(RECEIVER)), v.redirect),
+        (
+            "ttl-expired",
+            from_sender(
+                GW_MAC,
+                Ipv4 {
+                    ttl: 1,
+                    ..ip(RECEIVER)
+                },
+            ),
+            v.pass,
+        ),
+        (
+            "no-endpoint",
+            from_sender(GW_MAC, ip([198, 18, 1, 77])),
+            v.pass,
+        ),
+        (
+            "not-addressed-to-endpoint",
+            from_sender(OTHER_MAC, ip(RECEIVER)),
+            v.pass,
+        ),
+        (
+            "spoofed-ip",
+            from_sender(
+                PEER_MAC,
+                Ipv4 {
+                    src: [198, 18, 1, 99],
+                    ..ip(RECEIVER)
+                },
+            ),
+            v.drop,
+        ),
+        ("spoofed-mac", spoofed_mac, v.drop),
+        ("spoofed-mac", arp_spoof, v.drop),
+        (
+            "arp",
+            frames::ethernet(PEER_MAC, POD_MAC, ETH_ARP, &[0; 28]),
+            v.pass,
+        ),
+    ];
+    for (reason, frame, want) in cases {
+        let before = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
+        let (verdict, out) = dp.run_on_frame(hook, &frame).unwrap();
+        assert_eq!(verdict, want, "{reason}: verdict of {}", hook.program());
+        let after = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
+        assert_eq!(after, before + 1, "{reason}: counted once under its reason");
+        match reason {
+            "routed" => {
+                assert_eq!(out[..6], PEER_MAC, "routed: destination MAC is the pod's");
+                assert_eq!(out[6..12], GW_MAC, "routed: source MAC is the gateway's");
+                assert_eq!(out[14 + 8], 63, "routed: TTL decremented");
+                assert_eq!(
+                    checksum(&out[14..34]),
+                    0,
+                    "routed: IPv4 header checksum still valid"
+                );
+                assert_eq!(out[34..], frame[34..], "routed: payload untouched");
+            }
+            _ => assert_eq!(out, frame, "{reason}: frame unchanged"),
+        }
+    }
+
+    // A frame from a device that is not a registered pod veth is left to the kernel.
+    dp.sync_endpoints(ns.netns(), &entries[1..]).unwrap();
+    let (verdict, _) = dp
+        .run_on_frame(hook, &from_sender(PEER_MAC, ip(RECEIVER)))
+        .unwrap();
+    assert_eq!(verdict, v.pass);
+    assert_eq!(
+        datapath::packets(&dp.counters().unwrap(), hook.program(), "not-from-pod"),
+        1
+    );
+}
+
+#[test]
+fn xdp_makes_every_forwarding_decision() {
+    decisions(Hook::Xdp);
+}
+
+#[test]
+fn tc_makes_every_forwarding_decision() {
+    decisions(Hook::Tc);
+}
