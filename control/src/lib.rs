@@ -11,6 +11,7 @@ pub mod ethtool;
 pub mod netlink;
 pub mod netns;
 pub mod ownership;
+pub mod reach;
 pub mod report;
 pub mod topology;
 pub mod traffic;

@@ -62,6 +62,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send one ICMP echo from every pod to every other and show which answered, with the
+    /// round-trip time. Exits 1 when any pair cannot reach the other.
+    Check {
+        /// The node description the cluster was brought up with. Default: the demo cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Packet counters of every node's programs, by program and reason, read from the pinned
     /// maps (so any process can read them, while the datapath keeps running).
     Stats {
@@ -181,6 +191,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Check { config, json } => {
+            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
+            check(&cluster, json)
+        }
         Command::Stats {
             config,
             json,
@@ -222,6 +236,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn check(cluster: &Cluster, json: bool) -> anyhow::Result<()> {
+    let probes = control::reach::check_all(cluster, Duration::from_secs(1));
+    let failed = probes.iter().filter(|p| p.rtt_us.is_none()).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&probes)?);
+    } else {
+        let rows: Vec<Vec<String>> = probes
+            .iter()
+            .map(|p| {
+                let result = match (p.rtt_us, &p.error) {
+                    (Some(us), _) => format!("ok {:.3} ms", us as f64 / 1000.0),
+                    (None, Some(e)) => format!("FAILED: {e}"),
+                    (None, None) => "FAILED: no reply within 1 s".into(),
+                };
+                vec![
+                    p.from.clone(),
+                    format!("{} ({})", p.to, p.to_address),
+                    result,
+                ]
+            })
+            .collect();
+        print!("{}", report::table(&["FROM", "TO", "ICMP ECHO"], &rows, 3));
+        println!(
+            "{} of {} pod pairs reachable",
+            probes.len() - failed,
+            probes.len()
+        );
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} pod pairs cannot reach each other",
+            probes.len()
+        );
+    }
+    Ok(())
 }
 
 /// How to reach every pod, for the end of `up`.

@@ -72,6 +72,15 @@ fn remove_leftovers_of_dead_runs() {
                 let _ = Netns::named(name).delete();
             }
         }
+        // Pins of dead runs: removing them detaches their programs.
+        if let Ok(dirs) = std::fs::read_dir(control::datapath::PIN_ROOT) {
+            for dir in dirs.flatten() {
+                let name = dir.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEST_PREFIX) && dead_run(&name) {
+                    let _ = std::fs::remove_dir_all(dir.path());
+                }
+            }
+        }
         let records = Ownership::new(TEST_PREFIX)
             .claimed_netns()
             .unwrap_or_default();
@@ -81,6 +90,30 @@ fn remove_leftovers_of_dead_runs() {
     });
 }
 
+/// A fresh prefix whose leftovers (namespaces, pins, devices in this namespace) are removed with
+/// `down` when it is dropped, also when the test panics.
+pub struct PrefixGuard(pub String);
+
+impl PrefixGuard {
+    pub fn new() -> Self {
+        Self(unique_prefix())
+    }
+}
+
+impl Default for PrefixGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        if let Err(e) = runtime().block_on(cluster::down(&Ownership::new(&self.0))) {
+            eprintln!("cleanup of {}: {e:#}", self.0);
+        }
+    }
+}
+
 /// A cluster under a prefix of its own; `fastpath down` runs when it is dropped, also on panic.
 pub struct TestCluster {
     pub cluster: Cluster,
@@ -88,9 +121,17 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// The embedded demo cluster (two nodes, two pods each), not brought up yet.
+    /// The embedded demo cluster (two nodes, two pods each, mode tc), not brought up yet.
     pub fn demo() -> Self {
         Self::with_config(ClusterConfig::load(None).expect("demo config"))
+    }
+
+    /// The demo cluster brought up with every node in `mode`.
+    pub fn demo_in(mode: control::config::Mode) -> Self {
+        let mut tc = Self::demo();
+        tc.cluster.mode_override = Some(mode);
+        tc.up();
+        tc
     }
 
     pub fn with_config(config: ClusterConfig) -> Self {

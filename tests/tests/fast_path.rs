@@ -29,13 +29,6 @@ const UDP_COUNT: u64 = 200;
 const PINGS: u32 = 5;
 const TRANSFER: usize = 2 * 1024 * 1024;
 
-fn demo_in(mode: Mode) -> TestCluster {
-    let mut tc = TestCluster::demo();
-    tc.cluster.mode_override = Some(mode);
-    tc.up();
-    tc
-}
-
 fn pod_ns(tc: &TestCluster, name: &str) -> Netns {
     tc.pods().into_iter().find(|p| p.0 == name).expect("pod").2
 }
@@ -120,7 +113,7 @@ fn same_node_flows(tc: &TestCluster, witness: &BridgeWitness) -> u64 {
 }
 
 fn fast_path_bypasses_the_bridge(mode: Mode) {
-    let tc = demo_in(mode);
+    let tc = TestCluster::demo_in(mode);
     let witness = BridgeWitness::install(&tc.node_netns("a"), A1, A2, NOBODY);
     let before = redirected(&counters(&tc));
     let bridged = same_node_flows(&tc, &witness);
@@ -153,7 +146,7 @@ fn tc_mode_carries_same_node_traffic_past_the_bridge_with_valid_checksums() {
 
 #[test]
 fn kernel_mode_sends_the_same_flows_through_the_bridge() {
-    let tc = demo_in(Mode::Kernel);
+    let tc = TestCluster::demo_in(Mode::Kernel);
     let witness = BridgeWitness::install(&tc.node_netns("a"), A1, A2, NOBODY);
     let bridged = same_node_flows(&tc, &witness);
     assert!(
@@ -170,7 +163,7 @@ fn kernel_mode_sends_the_same_flows_through_the_bridge() {
 }
 
 fn forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(mode: Mode) {
-    let tc = demo_in(mode);
+    let tc = TestCluster::demo_in(mode);
     let witness = BridgeWitness::install(&tc.node_netns("a"), A1, A2, NOBODY);
     let (a1, a2) = (pod_ns(&tc, "a1"), pod_ns(&tc, "a2"));
     let (a1_mac, a2_mac) = (pod_mac(&tc, "a1"), pod_mac(&tc, "a2"));
@@ -290,7 +283,7 @@ fn ping_result(child: std::process::Child) -> (u32, u32) {
 
 #[test]
 fn switching_modes_under_a_10ms_ping_loses_nothing() {
-    let mut tc = demo_in(Mode::Kernel);
+    let mut tc = TestCluster::demo_in(Mode::Kernel);
     let a1 = pod_ns(&tc, "a1");
     let ping = background_ping(&a1, 400);
     for mode in [

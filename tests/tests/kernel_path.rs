@@ -1,7 +1,8 @@
-//! The control plane and the plain kernel path: the demo cluster comes up, every pod reaches
-//! every other over the bridge and over VXLAN, `up` converges, `down` leaves nothing.
+//! The control plane end to end: the demo cluster comes up, every pod reaches every other (over
+//! the bridge or the fast path on one node, over VXLAN across nodes) in every mode, `up`
+//! converges, `down` leaves nothing.
 
-use control::{netlink::Netlink, ownership::Ownership};
+use control::{config::Mode, netlink::Netlink, ownership::Ownership};
 use tests::{
     TestCluster,
     probe::{self, pattern},
@@ -9,11 +10,9 @@ use tests::{
 
 const TRANSFER: usize = 512 * 1024;
 
-#[test]
-fn every_pod_reaches_every_other_and_down_leaves_nothing() {
-    let tc = TestCluster::demo();
-    let changes = tc.up();
-    assert!(!changes.is_empty());
+/// Every pod pings every other and sends it bytes that arrive intact, in `mode`; then `down`.
+fn every_pod_reaches_every_other_and_down_leaves_nothing(mode: Mode) {
+    let tc = TestCluster::demo_in(mode);
     assert!(tc.status().healthy(), "{:#?}", tc.status());
 
     let pods = tc.pods();
@@ -40,7 +39,21 @@ fn every_pod_reaches_every_other_and_down_leaves_nothing() {
         .rt
         .block_on(control::cluster::down(&tc.cluster.ownership))
         .expect("down");
-    assert_eq!(removed.len(), 6, "2 node + 4 pod namespaces: {removed:?}");
+    let namespaces = removed.iter().filter(|r| r.starts_with("netns ")).count();
+    assert_eq!(namespaces, 6, "2 node + 4 pod namespaces: {removed:?}");
+    let pins = removed.iter().filter(|r| r.starts_with("pins ")).count();
+    assert_eq!(
+        pins,
+        if mode == Mode::Kernel { 0 } else { 2 },
+        "{removed:?}"
+    );
+    for node in &tc.cluster.config.nodes {
+        assert!(
+            !tc.cluster.pin_dir(node).exists(),
+            "pins of node {} removed",
+            node.name
+        );
+    }
     assert!(
         tc.namespaces_left().is_empty(),
         "{:?}",
@@ -59,6 +72,21 @@ fn every_pod_reaches_every_other_and_down_leaves_nothing() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn kernel_mode_every_pod_reaches_every_other_and_down_leaves_nothing() {
+    every_pod_reaches_every_other_and_down_leaves_nothing(Mode::Kernel);
+}
+
+#[test]
+fn tc_mode_every_pod_reaches_every_other_and_down_leaves_nothing() {
+    every_pod_reaches_every_other_and_down_leaves_nothing(Mode::Tc);
+}
+
+#[test]
+fn xdp_mode_every_pod_reaches_every_other_and_down_leaves_nothing() {
+    every_pod_reaches_every_other_and_down_leaves_nothing(Mode::Xdp);
 }
 
 #[test]

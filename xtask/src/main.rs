@@ -27,9 +27,9 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Build, then run `fastpath` as root: by default `fastpath up`, which brings up the demo
-    /// cluster. Arguments after `--` replace `up` (e.g. `cargo xtask run -- status`,
-    /// `cargo xtask run -- down`).
+    /// Build, then run `fastpath` as root: by default `fastpath up` (the demo cluster), `fastpath
+    /// check` (every pod pings every other) and `fastpath stats`. Arguments after `--` run that
+    /// command instead (e.g. `cargo xtask run -- status`, `cargo xtask run -- down`).
     Run {
         #[arg(long)]
         release: bool,
@@ -66,14 +66,16 @@ fn run(cli: Cli) -> Result<()> {
                 .join("target")
                 .join(if release { "release" } else { "debug" })
                 .join("fastpath");
-            let args = if args.is_empty() {
-                vec!["up".to_string()]
-            } else {
-                args
-            };
-            let mut cmd = as_root(&binary)?;
-            cmd.args(&args);
-            run_command(&mut cmd)
+            if !args.is_empty() {
+                return run_command(as_root(&binary)?.args(&args));
+            }
+            // The demo: bring the cluster up, prove every pod reaches every other, and show
+            // what the programs counted doing it.
+            run_command(as_root(&binary)?.arg("up"))?;
+            println!();
+            run_command(as_root(&binary)?.arg("check"))?;
+            println!();
+            run_command(as_root(&binary)?.arg("stats"))
         }
         Task::Test { args } => {
             if !is_root() {

@@ -90,7 +90,7 @@ fn each_bad_value_is_named_with_its_field() {
             demo_with("nodes = [\"a\", \"b\"]", "nodes = [\"a\", \"c\"]"),
             "no node is called 'c'",
         ),
-        (demo_with("mode = \"kernel\"", "mode = \"turbo\""), "turbo"),
+        (demo_with("mode = \"tc\"", "mode = \"turbo\""), "turbo"),
         (
             demo_with("vni = 42", "vni = 42\ncolour = \"blue\""),
             "colour",
