@@ -306,29 +306,27 @@ impl Datapath {
         }
         self.attach(hook, netns, dev)?;
         let attachment = self.attachments.pop().expect("attach pushed one");
+        let take_err = |program: &'static str| {
+            move |source| DatapathError::Load {
+                program,
+                source: Box::new(source),
+            }
+        };
+        let pin_err = |source| DatapathError::Pin {
+            path: pin.display().to_string(),
+            source: io::Error::other(source),
+        };
         let link: FdLink = match attachment.link {
-            LinkId::Xdp(id) => {
-                let xdp: &mut Xdp = program_mut(&mut self.ebpf, XDP_POD)?;
-                let link = xdp.take_link(id).map_err(|source| DatapathError::Load {
-                    program: XDP_POD,
-                    source: Box::new(source),
-                })?;
-                link.try_into().map_err(|source| DatapathError::Pin {
-                    path: pin.display().to_string(),
-                    source: io::Error::other(source),
-                })?
-            }
-            LinkId::Tc(id) => {
-                let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, TC_POD)?;
-                let link = tc.take_link(id).map_err(|source| DatapathError::Load {
-                    program: TC_POD,
-                    source: Box::new(source),
-                })?;
-                link.try_into().map_err(|source| DatapathError::Pin {
-                    path: pin.display().to_string(),
-                    source: io::Error::other(source),
-                })?
-            }
+            LinkId::Xdp(id) => program_mut::<Xdp>(&mut self.ebpf, XDP_POD)?
+                .take_link(id)
+                .map_err(take_err(XDP_POD))?
+                .try_into()
+                .map_err(pin_err)?,
+            LinkId::Tc(id) => program_mut::<SchedClassifier>(&mut self.ebpf, TC_POD)?
+                .take_link(id)
+                .map_err(take_err(TC_POD))?
+                .try_into()
+                .map_err(pin_err)?,
         };
         link.pin(&pin).map_err(|source| DatapathError::Pin {
             path: pin.display().to_string(),

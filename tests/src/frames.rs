@@ -19,17 +19,7 @@ pub fn ethernet(dst: [u8; 6], src: [u8; 6], ether_type: u16, payload: &[u8]) -> 
     f
 }
 
-/// The Internet checksum of `bytes`.
-pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use control::reach::checksum;
 
 /// Knobs for an IPv4 header; `Default` is a plain 20-byte UDP header, TTL 64.
 #[derive(Clone, Copy)]
