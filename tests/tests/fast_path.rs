@@ -372,3 +372,60 @@ fn the_datapath_outlives_a_killed_control_plane() {
         "switched {switched} for {sent} echo round trips"
     );
 }
+
+#[test]
+fn the_maps_follow_pods_as_they_come_and_go() {
+    let mut tc = TestCluster::demo_in(Mode::Tc);
+    let a2_mac = pod_mac(&tc, "a2");
+    let a1 = pod_ns(&tc, "a1");
+    let node = tc
+        .cluster
+        .config
+        .nodes
+        .iter()
+        .position(|n| n.name == "a")
+        .unwrap();
+
+    // a2 leaves: its namespace goes and the maps forget it, so a frame to its old address and MAC
+    // is no longer redirected.
+    let a2 = tc.cluster.config.nodes[node].pods.pop().expect("a2");
+    assert_eq!(a2.name, "a2");
+    let changes = tc.up().join("\n");
+    assert!(
+        changes.contains("fast-path map entries of node a"),
+        "{changes}"
+    );
+    let mut frame = frames::udp_frame(
+        Ipv4 {
+            src: A1.octets(),
+            dst: A2.octets(),
+            ..Ipv4::default()
+        },
+        b"gone?",
+    );
+    frame[..6].copy_from_slice(&a2_mac);
+    frame[6..12].copy_from_slice(&pod_mac(&tc, "a1"));
+    let before = counters(&tc);
+    probe::send_raw_frame(&a1, "eth0", &frame);
+    std::thread::sleep(Duration::from_millis(200));
+    let after = counters(&tc);
+    assert_eq!(
+        count(&after, "pass", "no-endpoint"),
+        count(&before, "pass", "no-endpoint") + 1
+    );
+    assert_eq!(
+        redirected(&after),
+        redirected(&before),
+        "nothing redirected to a pod that left"
+    );
+
+    // a2 comes back (a new veth, a new ifindex): the fast path reaches it again.
+    tc.cluster.config.nodes[node].pods.push(a2);
+    tc.up();
+    let before = redirected(&counters(&tc));
+    assert!(probe::ping(&a1, A2, 3, &[]), "a1 -> a2 after it came back");
+    assert!(
+        redirected(&counters(&tc)) >= before + 6,
+        "echoes and replies redirected"
+    );
+}
