@@ -39,6 +39,8 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
             }
         }
     }
+    // The shared root goes with the last instance's pins (remove_dir only removes it empty).
+    let _ = std::fs::remove_dir(PIN_ROOT);
     // A real node's bridge, VXLAN device and pod veths live in this namespace, marked by alias.
     // Their routes, neighbour and FDB entries go with them.
     match Netlink::open(&Netns::host()) {
