@@ -68,9 +68,11 @@ impl Hook {
         }
     }
 
-    /// The bpffs file that holds this hook's link on `dev`.
-    pub fn link_pin(self, pin_dir: &Path, dev: &str) -> PathBuf {
-        pin_dir.join(format!("link-{}-{dev}", self.name()))
+    /// The bpffs file that holds this hook's link on `dev` with `ifindex`. The ifindex is in the
+    /// name because a device recreated under the same name is a new device: the old link is
+    /// defunct and the new one needs a link of its own.
+    pub fn link_pin(self, pin_dir: &Path, dev: &str, ifindex: u32) -> PathBuf {
+        pin_dir.join(format!("link-{}-{dev}-{ifindex}", self.name()))
     }
 }
 
@@ -300,7 +302,11 @@ impl Datapath {
             .pin_dir
             .clone()
             .expect("attach_pinned needs a datapath loaded with load_pinned");
-        let pin = hook.link_pin(&dir, dev);
+        let index = {
+            let _inside = netns.enter()?;
+            ifindex(dev, netns)?
+        };
+        let pin = hook.link_pin(&dir, dev, index);
         if pin.exists() {
             return Ok(false);
         }
@@ -465,8 +471,8 @@ impl Datapath {
 
 /// Detaches `hook` from `dev` by removing its pinned link (the kernel drops the link with its last
 /// reference). Returns false when there was none.
-pub fn detach_pinned(pin_dir: &Path, hook: Hook, dev: &str) -> Result<bool, DatapathError> {
-    let pin = hook.link_pin(pin_dir, dev);
+pub fn detach_pinned(pin_dir: &Path, link: &PinnedLinkName) -> Result<bool, DatapathError> {
+    let pin = link.hook.link_pin(pin_dir, &link.dev, link.ifindex);
     match std::fs::remove_file(&pin) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -477,8 +483,16 @@ pub fn detach_pinned(pin_dir: &Path, hook: Hook, dev: &str) -> Result<bool, Data
     }
 }
 
-/// The (hook, device) pairs with a pinned link under `pin_dir`.
-pub fn pinned_links(pin_dir: &Path) -> Result<Vec<(Hook, String)>, DatapathError> {
+/// A pinned link, as its file name describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedLinkName {
+    pub hook: Hook,
+    pub dev: String,
+    pub ifindex: u32,
+}
+
+/// The links pinned under `pin_dir`.
+pub fn pinned_links(pin_dir: &Path) -> Result<Vec<PinnedLinkName>, DatapathError> {
     let entries = match std::fs::read_dir(pin_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -492,13 +506,26 @@ pub fn pinned_links(pin_dir: &Path) -> Result<Vec<(Hook, String)>, DatapathError
     let mut links = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(dev) = name.strip_prefix("link-xdp-") {
-            links.push((Hook::Xdp, dev.to_string()));
-        } else if let Some(dev) = name.strip_prefix("link-tc-") {
-            links.push((Hook::Tc, dev.to_string()));
+        let (hook, rest) = if let Some(rest) = name.strip_prefix("link-xdp-") {
+            (Hook::Xdp, rest)
+        } else if let Some(rest) = name.strip_prefix("link-tc-") {
+            (Hook::Tc, rest)
+        } else {
+            continue;
+        };
+        if let Some((dev, index)) = rest.rsplit_once('-')
+            && let Ok(ifindex) = index.parse()
+        {
+            links.push(PinnedLinkName {
+                hook,
+                dev: dev.to_string(),
+                ifindex,
+            });
         }
     }
-    links.sort_by(|a, b| (a.1.as_str(), a.0.name()).cmp(&(b.1.as_str(), b.0.name())));
+    links.sort_by(|a, b| {
+        (a.dev.as_str(), a.hook.name(), a.ifindex).cmp(&(b.dev.as_str(), b.hook.name(), b.ifindex))
+    });
     Ok(links)
 }
 

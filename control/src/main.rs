@@ -30,7 +30,7 @@ struct Cli {
 
     /// Prefix of every namespace fastpath creates (`<prefix><node>`, `<prefix><node>-<pod>`).
     /// Separate prefixes keep separate clusters (and test runs) apart.
-    #[arg(long, global = true, default_value = DEFAULT_PREFIX, value_name = "PREFIX")]
+    #[arg(long, global = true, default_value = DEFAULT_PREFIX, value_name = "PREFIX", value_parser = cluster::check_prefix)]
     prefix: String,
 
     #[command(subcommand)]

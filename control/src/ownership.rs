@@ -41,8 +41,12 @@ impl Ownership {
         std::fs::write(self.marker(netns), format!("{}\n", self.prefix))
     }
 
+    /// True when `netns` was claimed by this instance: the marker names this exact prefix, so
+    /// prefixes that start alike (`fp-` and `fp-x-`) never see each other's namespaces.
     pub fn owns_netns(&self, netns: &str) -> bool {
-        netns.starts_with(&self.prefix) && self.marker(netns).exists()
+        netns.starts_with(&self.prefix)
+            && std::fs::read_to_string(self.marker(netns))
+                .is_ok_and(|owner| owner.trim() == self.prefix)
     }
 
     pub fn release_netns(&self, netns: &str) -> io::Result<()> {
@@ -62,7 +66,7 @@ impl Ownership {
         let mut names = Vec::new();
         for entry in entries {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&self.prefix) {
+            if self.owns_netns(&name) {
                 names.push(name);
             }
         }

@@ -77,7 +77,12 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
         Action::Pass => TC_ACT_OK,
         Action::Drop => TC_ACT_SHOT,
         Action::Redirect { ifindex, rewrite } => {
-            if rewrite.as_ref().is_some_and(|rw| !forward::apply(&pkt, rw)) {
+            // bpf_redirect_peer cannot tell a vanished device: it drops the packet later. The
+            // kernel removes a device's devmap entry when the device goes, so check there.
+            if DEVMAP.get_ifindex(ifindex).is_none() {
+                reason = reasons::PASS_REDIRECT_FAILED;
+                TC_ACT_OK
+            } else if rewrite.as_ref().is_some_and(|rw| !forward::apply(&pkt, rw)) {
                 reason = reasons::PASS_TRUNCATED;
                 TC_ACT_OK
             } else {

@@ -135,9 +135,13 @@ impl TestCluster {
     }
 
     pub fn with_config(config: ClusterConfig) -> Self {
+        Self::with_prefix(config, &unique_prefix())
+    }
+
+    pub fn with_prefix(config: ClusterConfig, prefix: &str) -> Self {
         require_root();
         Self {
-            cluster: Cluster::new(config, &unique_prefix()),
+            cluster: Cluster::new(config, prefix),
             rt: runtime(),
         }
     }

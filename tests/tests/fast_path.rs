@@ -294,10 +294,30 @@ fn switching_modes_under_a_10ms_ping_loses_nothing() {
         Mode::Xdp,
         Mode::Kernel,
     ] {
-        std::thread::sleep(Duration::from_millis(500));
         tc.cluster.mode_override = Some(mode);
         let changes = tc.up();
         assert!(!changes.is_empty(), "switching to {mode} changed something");
+        let program = match mode {
+            Mode::Xdp => Some("xdp_pod"),
+            Mode::Tc => Some("tc_pod"),
+            Mode::Kernel => None,
+        };
+        let redirected_by = |rows: &[CounterRow]| -> u64 {
+            rows.iter()
+                .filter(|r| Some(r.program) == program && r.verdict == "redirect")
+                .map(|r| r.packets)
+                .sum()
+        };
+        let before = redirected_by(&counters(&tc));
+        std::thread::sleep(Duration::from_millis(500));
+        if program.is_some() {
+            // 500 ms of a 10 ms ping: about 50 echoes and 50 replies.
+            let carried = redirected_by(&counters(&tc)) - before;
+            assert!(
+                carried >= 40,
+                "{mode} carried the ping: {carried} redirected"
+            );
+        }
     }
     let (sent, received) = ping_result(ping);
     assert_eq!(

@@ -28,15 +28,11 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
         Err(e) => errors.push(format!("reading fastpath's ownership records: {e}")),
     }
     // Pinned maps and links: removing a link's pin detaches its program.
-    if let Ok(entries) = std::fs::read_dir(PIN_ROOT) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(ownership.prefix()) {
-                match std::fs::remove_dir_all(entry.path()) {
-                    Ok(()) => removed.push(format!("pins {}", entry.path().display())),
-                    Err(e) => errors.push(format!("removing {}: {e}", entry.path().display())),
-                }
-            }
+    let pins = super::prefix_pin_dir(ownership.prefix());
+    if pins.exists() {
+        match std::fs::remove_dir_all(&pins) {
+            Ok(()) => removed.push(format!("pins {}", pins.display())),
+            Err(e) => errors.push(format!("removing {}: {e}", pins.display())),
         }
     }
     // The shared root goes with the last instance's pins (remove_dir only removes it empty).

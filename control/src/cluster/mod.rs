@@ -44,9 +44,10 @@ impl Cluster {
             .unwrap_or_else(|| self.config.mode_of(node))
     }
 
-    /// Where `node`'s maps and program links are pinned.
+    /// Where `node`'s maps and program links are pinned: one directory per prefix, so `down`
+    /// removes exactly this instance's pins.
     pub fn pin_dir(&self, node: &NodeConfig) -> PathBuf {
-        PathBuf::from(PIN_ROOT).join(format!("{}{}", self.prefix(), node.name))
+        prefix_pin_dir(self.prefix()).join(&node.name)
     }
 
     pub fn prefix(&self) -> &str {
@@ -101,6 +102,29 @@ impl Cluster {
             }
         }
         names
+    }
+}
+
+/// Where an instance's pins live.
+pub fn prefix_pin_dir(prefix: &str) -> PathBuf {
+    PathBuf::from(PIN_ROOT).join(prefix)
+}
+
+/// Checks a `--prefix`: 1-24 characters from a-z, 0-9 and '-', ending with '-', so that no
+/// namespace name of one instance can be read as belonging to another.
+pub fn check_prefix(prefix: &str) -> Result<String, String> {
+    let ok = (1..=24).contains(&prefix.len())
+        && prefix.ends_with('-')
+        && !prefix.starts_with('-')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(prefix.to_string())
+    } else {
+        Err(format!(
+            "'{prefix}': use 1-24 characters from a-z, 0-9 and '-', ending with '-' (like fp-)"
+        ))
     }
 }
 

@@ -78,12 +78,24 @@ impl Reconciler<'_> {
                 }
             }
         }
-        for (hook, dev) in datapath::pinned_links(&dir)? {
-            let keep = Some(hook) == wanted && pods.iter().any(|(_, veth, _)| *veth == dev);
-            if !keep && datapath::detach_pinned(&dir, hook, &dev)? {
+        // Links of other hooks, of devices that are no longer pods, and of devices recreated
+        // since (another ifindex under the same name: that link is defunct).
+        let nl = Netlink::open(&node_ns)?;
+        let mut current = Vec::new();
+        for (_, veth, _) in &pods {
+            if let Some(link) = nl.link_view(veth).await? {
+                current.push((veth.clone(), link.index));
+            }
+        }
+        for link in datapath::pinned_links(&dir)? {
+            let keep =
+                Some(link.hook) == wanted && current.contains(&(link.dev.clone(), link.ifindex));
+            if !keep && datapath::detach_pinned(&dir, &link)? {
                 self.changed(format!(
-                    "detached {} from {dev} (node {})",
-                    hook.program(),
+                    "detached {} from {} (ifindex {}, node {})",
+                    link.hook.program(),
+                    link.dev,
+                    link.ifindex,
                     node.name
                 ));
             }
