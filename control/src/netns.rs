@@ -83,6 +83,15 @@ impl Netns {
         })
     }
 
+    /// True when the named namespace's file is a mounted namespace (nsfs), not a bare mount point
+    /// left by a creation that was interrupted.
+    pub fn is_mounted(&self) -> bool {
+        const NSFS_MAGIC: i64 = 0x6e73_6673;
+        self.path().is_none_or(|p| {
+            nix::sys::statfs::statfs(&p).is_ok_and(|st| st.filesystem_type().0 == NSFS_MAGIC)
+        })
+    }
+
     pub fn exists(&self) -> bool {
         self.path().is_none_or(|p| p.exists())
     }

@@ -222,3 +222,62 @@ fn an_up_killed_midway_is_finished_by_up_or_cleaned_by_down() {
         }
     }
 }
+
+#[test]
+fn a_namespace_left_half_created_is_finished_by_up() {
+    let tc = TestCluster::demo();
+    // What a kill between "create the mount point" and "mount the namespace" leaves: the
+    // ownership record and a plain file.
+    let name = format!("{}a", tc.cluster.prefix());
+    tc.cluster.ownership.claim_netns(&name).unwrap();
+    std::fs::create_dir_all(control::netns::NETNS_RUN_DIR).unwrap();
+    std::fs::write(format!("{}/{name}", control::netns::NETNS_RUN_DIR), b"").unwrap();
+    assert!(!Netns::named(name.clone()).is_mounted());
+
+    let changes = tc.up().join("\n");
+    assert!(
+        changes.contains(&format!("removed the unmounted netns file {name}")),
+        "{changes}"
+    );
+    assert!(Netns::named(name).is_mounted());
+    assert!(tc.status().healthy(), "{:#?}", tc.status());
+}
+
+#[test]
+fn a_real_node_with_a_wrong_underlay_is_refused_before_anything_changes() {
+    tests::require_root();
+    let machine = OwnedNetns::create(unique_netns_name("machine")).unwrap();
+    let ip_forward = || {
+        machine
+            .netns()
+            .run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward"))
+            .unwrap()
+            .unwrap()
+    };
+    let before = ip_forward();
+    let config = r#"
+        [[node]]
+        name = "real"
+        pod_cidr = "198.18.1.0/24"
+        underlay = { device = "eth9", address = "198.18.0.1/24" }
+        pods = [ { name = "r1", address = "198.18.1.2" } ]
+    "#;
+    let file = std::env::temp_dir().join(format!("{}wrong.toml", unique_prefix()));
+    std::fs::write(&file, config).unwrap();
+    let guard = PrefixGuard::new();
+    let out = fastpath(&guard.0, Some(machine.netns()))
+        .arg("up")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(file).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("underlay.device 'eth9' does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ip_forward(), before, "forwarding untouched");
+    assert_nothing_under(&guard.0);
+}

@@ -21,6 +21,11 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         cluster,
         changes: Vec::new(),
     };
+    // A real node's underlay is checked before anything changes: a wrong device leaves the
+    // machine as it was.
+    for node in cluster.config.nodes.iter().filter(|n| !n.simulated) {
+        r.check_real_underlay(node).await?;
+    }
     r.remove_stale_namespaces()?;
     for node in &cluster.config.nodes {
         let netns = cluster.node_netns(node);
@@ -38,9 +43,6 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         r.ensure_underlay_link(a, b).await?;
     }
     for node in &cluster.config.nodes {
-        if !node.simulated {
-            r.check_real_underlay(node).await?;
-        }
         r.ensure_bridge(node).await?;
         r.ensure_vxlan(node).await?;
         r.ensure_peers(node).await?;
@@ -87,6 +89,13 @@ impl Reconciler<'_> {
     async fn ensure_netns(&mut self, netns: &Netns) -> Result<()> {
         let name = netns.name().expect("only named namespaces are created");
         let ownership = &self.cluster.ownership;
+        if netns.exists() && ownership.owns_netns(name) && !netns.is_mounted() {
+            // Killed between creating the mount point and mounting the namespace on it.
+            netns.delete()?;
+            self.changed(format!(
+                "removed the unmounted netns file {name} an interrupted up left"
+            ));
+        }
         if netns.exists() {
             if !ownership.owns_netns(name) {
                 bail!(
