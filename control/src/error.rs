@@ -90,7 +90,7 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("cannot read map '{map}': {source}")]
+    #[error("map '{map}': {source}")]
     Map {
         map: &'static str,
         #[source]

@@ -50,8 +50,12 @@ impl Ownership {
     }
 
     pub fn release_netns(&self, netns: &str) -> io::Result<()> {
-        match std::fs::remove_file(self.marker(netns)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        let marker = self.marker(netns);
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io::Error::new(
+                e.kind(),
+                format!("removing ownership record {}: {e}", marker.display()),
+            )),
             _ => Ok(()),
         }
     }

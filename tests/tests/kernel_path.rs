@@ -207,3 +207,23 @@ fn clusters_under_overlapping_prefixes_leave_each_other_alone() {
     let node = inner.cluster.config.node("a").unwrap();
     assert!(inner.cluster.pin_dir(node).exists(), "inner pins kept");
 }
+
+#[test]
+fn a_node_removed_from_the_config_leaves_no_namespace_or_pins() {
+    let mut tc = TestCluster::demo_in(Mode::Tc);
+    let node_b = tc.cluster.config.node("b").unwrap().clone();
+    assert!(tc.cluster.pin_dir(&node_b).exists());
+    tc.cluster.config.nodes.retain(|n| n.name == "a");
+    tc.cluster.config.underlay_links.clear();
+    let changes = tc.up().join("\n");
+    assert!(changes.contains("removed pins of node b"), "{changes}");
+    assert!(
+        !tc.cluster.pin_dir(&node_b).exists(),
+        "node b's pins are gone"
+    );
+    let left = tc.namespaces_left();
+    assert_eq!(left.len(), 3, "node a and its two pods: {left:?}");
+    // (Node a's underlay veth went with node b's namespace; its pods still reach each other.)
+    let pods = tc.pods();
+    assert!(probe::ping(&pods[0].2, pods[1].1, 2, &[]), "a1 -> a2");
+}

@@ -27,6 +27,7 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         r.check_real_underlay(node).await?;
     }
     r.remove_stale_namespaces()?;
+    r.remove_stale_pins()?;
     for node in &cluster.config.nodes {
         let netns = cluster.node_netns(node);
         if node.simulated {
@@ -81,6 +82,25 @@ impl Reconciler<'_> {
             Netns::named(name.clone()).delete()?;
             self.cluster.ownership.release_netns(&name)?;
             self.changed(format!("removed netns {name} (no longer in the config)"));
+        }
+        Ok(())
+    }
+
+    /// Pins of nodes the config no longer has: removing them detaches those nodes' programs.
+    fn remove_stale_pins(&mut self) -> Result<()> {
+        let root = super::prefix_pin_dir(self.cluster.prefix());
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if self.cluster.config.node(&name).is_none() {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+                self.changed(format!(
+                    "removed pins of node {name} (no longer in the config)"
+                ));
+            }
         }
         Ok(())
     }
