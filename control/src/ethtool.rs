@@ -61,15 +61,6 @@ fn socket_in(netns: &Netns) -> io::Result<std::net::UdpSocket> {
         .map_err(io::Error::other)?
 }
 
-/// Whether GRO and TX checksum offload are on for `dev` in `netns`.
-pub fn get(netns: &Netns, dev: &str) -> io::Result<(bool, bool)> {
-    let socket = socket_in(netns)?;
-    Ok((
-        ethtool(&socket, dev, ETHTOOL_GGRO, 0)? != 0,
-        ethtool(&socket, dev, ETHTOOL_GTXCSUM, 0)? != 0,
-    ))
-}
-
 fn set(netns: &Netns, dev: &str, get: u32, set: u32, on: bool) -> io::Result<bool> {
     let socket = socket_in(netns)?;
     if (ethtool(&socket, dev, get, 0)? != 0) == on {

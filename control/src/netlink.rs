@@ -126,6 +126,16 @@ pub struct VxlanSpec {
     pub underlay_index: u32,
 }
 
+/// The address an IPv4 address message carries, with its prefix length.
+fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+            Ipv4Net::new(*ip, msg.header.prefix_len).ok()
+        }
+        _ => None,
+    })
+}
+
 /// A netlink connection inside one network namespace.
 pub struct Netlink {
     handle: Handle,
@@ -384,6 +394,12 @@ impl Netlink {
 
     /// The IPv4 addresses on link `index`, with their prefix lengths.
     pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetlinkError> {
+        let msgs = self.ipv4_address_messages(index).await?;
+        Ok(msgs.iter().filter_map(ipv4_of).collect())
+    }
+
+    /// The IPv4 address messages of link `index` (the kernel's filter is advisory: check it here).
+    async fn ipv4_address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -394,37 +410,16 @@ impl Netlink {
             .await
             .map_err(self.request_error("list addresses of", &format!("ifindex {index}")))?;
         Ok(msgs
-            .iter()
+            .into_iter()
             .filter(|m| m.header.family == AddressFamily::Inet && m.header.index == index)
-            .filter_map(|m| {
-                m.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip))
-                    | AddressAttribute::Address(IpAddr::V4(ip)) => {
-                        Ipv4Net::new(*ip, m.header.prefix_len).ok()
-                    }
-                    _ => None,
-                })
-            })
             .collect())
     }
 
     pub async fn del_ipv4_address(&self, name: &str, addr: Ipv4Net) -> Result<(), NetlinkError> {
         let index = self.index(name).await?;
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(self.request_error("list addresses of", name))?;
+        let msgs = self.ipv4_address_messages(index).await?;
         for msg in msgs {
-            let matches = msg.header.prefix_len == addr.prefix_len()
-                && msg.attributes.iter().any(
-                    |a| matches!(a, AddressAttribute::Local(IpAddr::V4(ip)) if *ip == addr.addr()),
-                );
-            if matches {
+            if ipv4_of(&msg) == Some(addr) {
                 self.handle
                     .address()
                     .del(msg)

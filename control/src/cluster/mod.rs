@@ -77,14 +77,6 @@ impl Cluster {
         format!("{POD_VETH_PREFIX}{}", pod.name)
     }
 
-    /// The pod called `name` and its node.
-    pub fn find_pod(&self, name: &str) -> Option<(&NodeConfig, &PodConfig)> {
-        self.config
-            .nodes
-            .iter()
-            .find_map(|n| n.pods.iter().find(|p| p.name == name).map(|p| (n, p)))
-    }
-
     /// Every namespace the config asks for.
     pub fn desired_netns(&self) -> Vec<String> {
         let mut names = Vec::new();

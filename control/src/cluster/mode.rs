@@ -25,6 +25,7 @@ impl Reconciler<'_> {
             .map(|p| (p, Cluster::pod_veth(p), cluster.pod_netns(node, p)))
             .collect();
 
+        let nl = Netlink::open(&node_ns)?;
         let wanted = match mode {
             Mode::Kernel => None,
             Mode::Xdp => Some(Hook::Xdp),
@@ -35,7 +36,6 @@ impl Reconciler<'_> {
         if let Some(hook) = wanted {
             let mut dp = Datapath::load_pinned(&dir, None)
                 .with_context(|| format!("loading the fast path for node '{}'", node.name))?;
-            let nl = Netlink::open(&node_ns)?;
             let bridge_mac = nl
                 .link_view(&node.bridge)
                 .await?
@@ -80,7 +80,6 @@ impl Reconciler<'_> {
         }
         // Links of other hooks, of devices that are no longer pods, and of devices recreated
         // since (another ifindex under the same name: that link is defunct).
-        let nl = Netlink::open(&node_ns)?;
         let mut current = Vec::new();
         for (_, veth, _) in &pods {
             if let Some(link) = nl.link_view(veth).await? {
