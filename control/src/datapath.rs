@@ -10,7 +10,11 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, xdp::DevMapHash},
+    maps::{
+        Array, HashMap, Map, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+        xdp::DevMapHash,
+    },
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
         links::FdLink,
@@ -20,7 +24,7 @@ use aya::{
 };
 use datapath_common::{
     COUNTER_SLOTS, Counter, counter_index,
-    maps::{Endpoint, NODE_FAST_PATH, NodeConfig, Source},
+    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, PEER_KNOWN, Remote, Source},
     reasons::{self, MAX_REASONS, Verdict, program},
 };
 use serde::Serialize;
@@ -32,13 +36,16 @@ static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 pub const XDP_POD: &str = "xdp_pod";
 pub const TC_POD: &str = "tc_pod";
+pub const TC_UNDERLAY: &str = "tc_underlay";
 const COUNTERS: &str = "COUNTERS";
 const ENDPOINTS: &str = "ENDPOINTS";
 const SOURCES: &str = "SOURCES";
 const NODE: &str = "NODE";
+const REMOTES: &str = "REMOTES";
+const PEERS: &str = "PEERS";
 const DEVMAP: &str = "DEVMAP";
 /// Every map, pinned under a node's directory by these names.
-const MAPS: [&str; 5] = [COUNTERS, ENDPOINTS, SOURCES, NODE, DEVMAP];
+const MAPS: [&str; 7] = [COUNTERS, ENDPOINTS, SOURCES, NODE, REMOTES, PEERS, DEVMAP];
 
 /// Where fastpath pins each node's maps and program links.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/fastpath";
@@ -51,6 +58,9 @@ pub enum Hook {
     Xdp,
     /// TC ingress through tcx.
     Tc,
+    /// TC ingress through tcx on the underlay device: VXLAN decapsulation.
+    #[value(skip)]
+    TcUnderlay,
 }
 
 impl Hook {
@@ -58,6 +68,7 @@ impl Hook {
         match self {
             Hook::Xdp => XDP_POD,
             Hook::Tc => TC_POD,
+            Hook::TcUnderlay => TC_UNDERLAY,
         }
     }
 
@@ -65,8 +76,11 @@ impl Hook {
         match self {
             Hook::Xdp => "xdp",
             Hook::Tc => "tc",
+            Hook::TcUnderlay => "underlay",
         }
     }
+
+    const ALL: [Hook; 3] = [Hook::Xdp, Hook::Tc, Hook::TcUnderlay];
 
     /// The bpffs file that holds this hook's link on `dev` with `ifindex`. The ifindex is in the
     /// name because a device recreated under the same name is a new device: the old link is
@@ -74,6 +88,25 @@ impl Hook {
     pub fn link_pin(self, pin_dir: &Path, dev: &str, ifindex: u32) -> PathBuf {
         pin_dir.join(format!("link-{}-{dev}-{ifindex}", self.name()))
     }
+}
+
+/// The overlay part of a node's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverlaySettings {
+    pub vtep_mac: [u8; 6],
+    pub vni: u32,
+    pub port: u16,
+    pub underlay_ifindex: u32,
+    pub underlay_ip: Ipv4Addr,
+    pub underlay_mtu: u32,
+}
+
+/// A peer node as the overlay maps describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerEntry {
+    pub pod_cidr: ipnet::Ipv4Net,
+    pub underlay_ip: Ipv4Addr,
+    pub vtep_mac: [u8; 6],
 }
 
 /// A local pod as the maps describe it.
@@ -185,11 +218,13 @@ impl Datapath {
             program: XDP_POD,
             source: Box::new(source),
         })?;
-        let tc: &mut SchedClassifier = program_mut(&mut ebpf, TC_POD)?;
-        tc.load().map_err(|source| DatapathError::Load {
-            program: TC_POD,
-            source: Box::new(source),
-        })?;
+        for name in [TC_POD, TC_UNDERLAY] {
+            let tc: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
+            tc.load().map_err(|source| DatapathError::Load {
+                program: name,
+                source: Box::new(source),
+            })?;
+        }
         Ok(Self {
             ebpf,
             attachments: Vec::new(),
@@ -204,22 +239,86 @@ impl Datapath {
             .ok_or(DatapathError::MissingMap { map: name })
     }
 
-    /// Writes the node's settings and switches the fast path on.
+    /// Writes the node's settings and switches the fast path on; with `overlay`, also
+    /// encapsulation and decapsulation.
     pub fn set_node(
         &mut self,
         gateway_mac: [u8; 6],
         gateway_ip: Ipv4Addr,
+        overlay: Option<&OverlaySettings>,
     ) -> Result<(), DatapathError> {
         let mut node: Array<_, NodeConfig> = Array::try_from(self.map_mut(NODE)?)
             .map_err(|source| DatapathError::Map { map: NODE, source })?;
-        let value = NodeConfig {
+        let mut value = NodeConfig {
             gateway_mac,
-            _pad: [0; 2],
             gateway_ip: u32::from_ne_bytes(gateway_ip.octets()),
             flags: NODE_FAST_PATH,
+            ..NodeConfig::default()
         };
+        if let Some(o) = overlay {
+            value.flags |= NODE_OVERLAY;
+            value.vtep_mac = o.vtep_mac;
+            value.vxlan_port = o.port.to_be();
+            value.vni = o.vni;
+            value.underlay_ifindex = o.underlay_ifindex;
+            value.underlay_ip = u32::from_ne_bytes(o.underlay_ip.octets());
+            value.underlay_mtu = o.underlay_mtu;
+        }
         node.set(0, value, 0)
             .map_err(|source| DatapathError::Map { map: NODE, source })
+    }
+
+    /// Makes the remote pod CIDR and peer maps hold exactly `peers`; returns how many entries
+    /// were added, changed or removed.
+    pub fn sync_peers(&mut self, peers: &[PeerEntry]) -> Result<usize, DatapathError> {
+        let map_err = |map| move |source| DatapathError::Map { map, source };
+        let mut changed = 0;
+
+        let mut remotes: LpmTrie<_, u32, Remote> =
+            LpmTrie::try_from(self.map_mut(REMOTES)?).map_err(map_err(REMOTES))?;
+        let want: Vec<(u32, u32, Remote)> = peers
+            .iter()
+            .map(|p| {
+                let value = Remote {
+                    underlay_ip: u32::from_ne_bytes(p.underlay_ip.octets()),
+                    vtep_mac: p.vtep_mac,
+                    _pad: [0; 2],
+                };
+                (
+                    u32::from(p.pod_cidr.prefix_len()),
+                    u32::from_ne_bytes(p.pod_cidr.network().octets()),
+                    value,
+                )
+            })
+            .collect();
+        let present: Vec<Key<u32>> = remotes
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(REMOTES))?;
+        for key in present.iter().filter(|k| {
+            !want
+                .iter()
+                .any(|(len, addr, _)| k.prefix_len() == *len && k.data() == *addr)
+        }) {
+            remotes.remove(key).map_err(map_err(REMOTES))?;
+            changed += 1;
+        }
+        for (len, addr, value) in &want {
+            let key = Key::new(*len, *addr);
+            if remotes.get(&key, 0).ok().as_ref() != Some(value) {
+                remotes.insert(&key, value, 0).map_err(map_err(REMOTES))?;
+                changed += 1;
+            }
+        }
+
+        let mut known: HashMap<_, u32, u8> =
+            HashMap::try_from(self.map_mut(PEERS)?).map_err(map_err(PEERS))?;
+        let want: Vec<(u32, u8)> = peers
+            .iter()
+            .map(|p| (u32::from_ne_bytes(p.underlay_ip.octets()), PEER_KNOWN))
+            .collect();
+        changed += sync_hash(&mut known, &want).map_err(map_err(PEERS))?;
+        Ok(changed)
     }
 
     /// Makes the endpoint, source and redirect maps hold exactly `entries`; returns how many
@@ -229,6 +328,7 @@ impl Datapath {
         &mut self,
         netns: &Netns,
         entries: &[EndpointEntry],
+        underlay_ifindex: Option<u32>,
     ) -> Result<usize, DatapathError> {
         let _inside = netns.enter()?;
         let map_err = |map| move |source| DatapathError::Map { map, source };
@@ -265,23 +365,26 @@ impl Datapath {
             .collect();
         changed += sync_hash(&mut sources, &want).map_err(map_err(SOURCES))?;
 
+        // Pods' veths, and the underlay device encapsulated frames leave by.
+        let targets: Vec<u32> = entries
+            .iter()
+            .map(|e| e.ifindex)
+            .chain(underlay_ifindex)
+            .collect();
         let mut devmap = DevMapHash::try_from(self.map_mut(DEVMAP)?).map_err(map_err(DEVMAP))?;
         let present: Vec<u32> = devmap
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(DEVMAP))?;
-        for key in present
-            .iter()
-            .filter(|k| !entries.iter().any(|e| e.ifindex == **k))
-        {
+        for key in present.iter().filter(|k| !targets.contains(k)) {
             devmap.remove(*key).map_err(map_err(DEVMAP))?;
             changed += 1;
         }
-        for e in entries.iter().filter(|e| !present.contains(&e.ifindex)) {
+        for ifindex in targets.iter().filter(|i| !present.contains(i)) {
             devmap
-                .insert(e.ifindex, e.ifindex, None, 0)
+                .insert(*ifindex, *ifindex, None, 0)
                 .map_err(|source| DatapathError::DevMap {
-                    ifindex: e.ifindex,
+                    ifindex: *ifindex,
                     source: Box::new(source),
                 })?;
             changed += 1;
@@ -328,9 +431,9 @@ impl Datapath {
                 .map_err(take_err(XDP_POD))?
                 .try_into()
                 .map_err(pin_err)?,
-            LinkId::Tc(id) => program_mut::<SchedClassifier>(&mut self.ebpf, TC_POD)?
+            LinkId::Tc(id) => program_mut::<SchedClassifier>(&mut self.ebpf, hook.program())?
                 .take_link(id)
-                .map_err(take_err(TC_POD))?
+                .map_err(take_err(hook.program()))?
                 .try_into()
                 .map_err(pin_err)?,
         };
@@ -359,8 +462,8 @@ impl Datapath {
                         .map_err(attach_err)?,
                 )
             }
-            Hook::Tc => {
-                let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, TC_POD)?;
+            Hook::Tc | Hook::TcUnderlay => {
+                let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, hook.program())?;
                 LinkId::Tc(
                     tc.attach_with_options(
                         dev,
@@ -403,7 +506,7 @@ impl Datapath {
                 xdp.detach(id).map_err(detach_err)
             }
             LinkId::Tc(id) => {
-                let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, TC_POD)?;
+                let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, hook.program())?;
                 tc.detach(id).map_err(detach_err)
             }
         }
@@ -441,9 +544,9 @@ impl Datapath {
         };
         let result = match hook {
             Hook::Xdp => program_mut::<Xdp>(&mut self.ebpf, XDP_POD)?.test_run(opts),
-            Hook::Tc => {
+            Hook::Tc | Hook::TcUnderlay => {
                 opts.ctx_in = Some(&skb_ctx);
-                program_mut::<SchedClassifier>(&mut self.ebpf, TC_POD)?.test_run(opts)
+                program_mut::<SchedClassifier>(&mut self.ebpf, hook.program())?.test_run(opts)
             }
         };
         let result = result.map_err(|source| DatapathError::TestRun {
@@ -506,11 +609,10 @@ pub fn pinned_links(pin_dir: &Path) -> Result<Vec<PinnedLinkName>, DatapathError
     let mut links = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let (hook, rest) = if let Some(rest) = name.strip_prefix("link-xdp-") {
-            (Hook::Xdp, rest)
-        } else if let Some(rest) = name.strip_prefix("link-tc-") {
-            (Hook::Tc, rest)
-        } else {
+        let Some((hook, rest)) = Hook::ALL.iter().find_map(|hook| {
+            name.strip_prefix(&format!("link-{}-", hook.name()))
+                .map(|rest| (*hook, rest))
+        }) else {
             continue;
         };
         if let Some((dev, index)) = rest.rsplit_once('-')

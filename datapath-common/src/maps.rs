@@ -39,18 +39,56 @@ pub struct NodeConfig {
     pub gateway_ip: u32,
     /// `NODE_*` flags.
     pub flags: u32,
+    /// The MAC of the node's VXLAN device (VTEP): inner frames from peers are addressed to it,
+    /// and frames this node encapsulates carry it as their source.
+    pub vtep_mac: [u8; 6],
+    /// VXLAN UDP destination port, network byte order.
+    pub vxlan_port: u16,
+    /// VXLAN network identifier (24 bits), host order.
+    pub vni: u32,
+    /// The underlay device: where encapsulated frames leave, and the output device of the route
+    /// lookup that finds their next hop.
+    pub underlay_ifindex: u32,
+    /// The node's underlay IPv4 address (outer source), network byte order.
+    pub underlay_ip: u32,
+    /// Largest outer IPv4 packet the underlay carries (the configured underlay MTU).
+    pub underlay_mtu: u32,
 }
 
 /// NodeConfig::flags: the fast path is on. Off, the programs count and pass everything.
 pub const NODE_FAST_PATH: u32 = 1;
+/// NodeConfig::flags: the overlay fields are set; pods' frames to remote pods are encapsulated
+/// and VXLAN from peers is decapsulated. Off, cross-node traffic takes the kernel's VXLAN device.
+pub const NODE_OVERLAY: u32 = 2;
+
+/// Entries the remote-pod-CIDR and peer maps have room for (nodes in the overlay).
+pub const MAX_PEERS: u32 = 4096;
+
+/// A remote pod CIDR's node, the value of the LPM map keyed by pod CIDR.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Remote {
+    /// The peer's underlay IPv4 address (outer destination), network byte order.
+    pub underlay_ip: u32,
+    /// The MAC of the peer's VXLAN device: the inner destination MAC, as the kernel's neighbour
+    /// entry for the peer would give it.
+    pub vtep_mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Peers map value: the underlay address is a known peer. One byte, because the key is all that
+/// matters: VXLAN from any other address is dropped.
+pub const PEER_KNOWN: u8 = 1;
 
 #[cfg(feature = "user")]
 mod user {
     unsafe impl aya::Pod for super::Endpoint {}
     unsafe impl aya::Pod for super::Source {}
     unsafe impl aya::Pod for super::NodeConfig {}
+    unsafe impl aya::Pod for super::Remote {}
 }
 
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 16);
 const _: () = assert!(core::mem::size_of::<Source>() == 12);
-const _: () = assert!(core::mem::size_of::<NodeConfig>() == 16);
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<Remote>() == 12);

@@ -10,6 +10,9 @@ pub mod program {
     pub const XDP_POD: u32 = 0;
     /// TC (tcx ingress) on a pod's host-side veth.
     pub const TC_POD: u32 = 1;
+    /// TC (tcx ingress) on the node's underlay device: VXLAN decapsulation. Slot 2 is kept for an
+    /// XDP program on the underlay.
+    pub const TC_UNDERLAY: u32 = 3;
     /// Number of program slots the counter map has room for.
     pub const SLOTS: u32 = 8;
 }
@@ -42,11 +45,26 @@ pub const PASS_TTL_EXPIRED: u32 = 10;
 pub const PASS_NOT_ADDRESSED_TO_ENDPOINT: u32 = 11;
 pub const PASS_FAST_PATH_OFF: u32 = 12;
 pub const PASS_NOT_FROM_POD: u32 = 13;
+pub const PASS_TOO_BIG: u32 = 14;
+pub const PASS_UNDERLAY_NO_NEIGH: u32 = 15;
 pub const REDIRECT_SWITCHED: u32 = 16;
 pub const REDIRECT_ROUTED: u32 = 17;
+pub const REDIRECT_ENCAPSULATED: u32 = 18;
+pub const REDIRECT_DECAPSULATED: u32 = 19;
+pub const PASS_NOT_OVERLAY: u32 = 20;
+pub const PASS_OTHER_VNI: u32 = 21;
+pub const PASS_OVERLAY_FRAGMENT: u32 = 22;
+pub const PASS_NOT_FOR_VTEP: u32 = 23;
+pub const PASS_NO_UNDERLAY_ROUTE: u32 = 24;
+pub const PASS_ADJUST_FAILED: u32 = 25;
 pub const DROP_SPOOFED_MAC: u32 = 32;
 pub const DROP_SPOOFED_IP: u32 = 33;
 pub const PASS_REDIRECT_FAILED: u32 = 34;
+pub const DROP_UNKNOWN_PEER: u32 = 35;
+pub const DROP_VXLAN_BAD_FLAGS: u32 = 36;
+pub const DROP_VXLAN_TRUNCATED: u32 = 37;
+pub const DROP_INNER_SPOOFED: u32 = 38;
+pub const DROP_ENCAP_FAILED: u32 = 39;
 
 /// A reason's printable name and meaning.
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +160,19 @@ pub const REASONS: &[ReasonInfo] = &[
         "arrived on a device that is not a registered pod veth",
     ),
     reason(
+        PASS_TOO_BIG,
+        "too-big-for-overlay",
+        Verdict::Pass,
+        "encapsulated it would exceed the underlay MTU; the kernel path fragments it or answers \
+         ICMP fragmentation-needed",
+    ),
+    reason(
+        PASS_UNDERLAY_NO_NEIGH,
+        "underlay-no-neigh",
+        Verdict::Pass,
+        "the underlay next hop's MAC is not known yet; the kernel path resolves it (XDP only)",
+    ),
+    reason(
         REDIRECT_SWITCHED,
         "switched",
         Verdict::Redirect,
@@ -152,6 +183,54 @@ pub const REASONS: &[ReasonInfo] = &[
         "routed",
         Verdict::Redirect,
         "sent straight to a local pod with MACs rewritten and TTL decremented, as routing would",
+    ),
+    reason(
+        REDIRECT_ENCAPSULATED,
+        "encapsulated",
+        Verdict::Redirect,
+        "for a remote pod: wrapped in VXLAN and sent out of the underlay device",
+    ),
+    reason(
+        REDIRECT_DECAPSULATED,
+        "decapsulated",
+        Verdict::Redirect,
+        "VXLAN from a known peer for a local pod: headers stripped, sent straight to the pod",
+    ),
+    reason(
+        PASS_NOT_OVERLAY,
+        "not-overlay",
+        Verdict::Pass,
+        "underlay traffic that is not UDP to the VXLAN port (non-first fragments included)",
+    ),
+    reason(
+        PASS_OTHER_VNI,
+        "other-vni",
+        Verdict::Pass,
+        "VXLAN for another VNI: not fastpath's; left to whatever device the kernel has for it",
+    ),
+    reason(
+        PASS_OVERLAY_FRAGMENT,
+        "overlay-fragment",
+        Verdict::Pass,
+        "first fragment of a VXLAN packet from a known peer; the kernel reassembles it",
+    ),
+    reason(
+        PASS_NOT_FOR_VTEP,
+        "not-for-vtep",
+        Verdict::Pass,
+        "inner frame not addressed to this node's VXLAN MAC; the kernel's VXLAN device decides",
+    ),
+    reason(
+        PASS_NO_UNDERLAY_ROUTE,
+        "no-underlay-route",
+        Verdict::Pass,
+        "the route lookup for the peer's underlay address failed; the kernel path reports it",
+    ),
+    reason(
+        PASS_ADJUST_FAILED,
+        "adjust-failed",
+        Verdict::Pass,
+        "the kernel refused to make room for the VXLAN headers (or to remove them); frame unchanged",
     ),
     reason(
         DROP_SPOOFED_MAC,
@@ -171,6 +250,38 @@ pub const REASONS: &[ReasonInfo] = &[
         Verdict::Pass,
         "the destination pod's device is not in the redirect map; handed to the kernel path",
     ),
+    reason(
+        DROP_UNKNOWN_PEER,
+        "vxlan-unknown-peer",
+        Verdict::Drop,
+        "VXLAN for this node's VNI from an underlay address that is not a peer; the kernel's \
+         VXLAN device would have delivered it",
+    ),
+    reason(
+        DROP_VXLAN_BAD_FLAGS,
+        "vxlan-bad-flags",
+        Verdict::Drop,
+        "VXLAN header without the I flag, or with reserved bits set (RFC 7348)",
+    ),
+    reason(
+        DROP_VXLAN_TRUNCATED,
+        "vxlan-truncated",
+        Verdict::Drop,
+        "VXLAN from a peer that ends inside the VXLAN header or the inner Ethernet/IPv4 header",
+    ),
+    reason(
+        DROP_INNER_SPOOFED,
+        "vxlan-inner-spoofed",
+        Verdict::Drop,
+        "VXLAN from a peer whose inner source is not in that peer's pod CIDR",
+    ),
+    reason(
+        DROP_ENCAP_FAILED,
+        "encap-failed",
+        Verdict::Drop,
+        "VXLAN headers were added or removed but the frame could not be finished or handed on; \
+         it is no longer what arrived, so it cannot go to the kernel path",
+    ),
 ];
 
 /// The entry for reason `id`, if there is one.
@@ -183,6 +294,7 @@ pub fn program_name(slot: u32) -> Option<&'static str> {
     match slot {
         program::XDP_POD => Some("xdp_pod"),
         program::TC_POD => Some("tc_pod"),
+        program::TC_UNDERLAY => Some("tc_underlay"),
         _ => None,
     }
 }
@@ -213,7 +325,7 @@ mod tests {
 
     #[test]
     fn every_named_program_fits_the_counter_map() {
-        for slot in [program::XDP_POD, program::TC_POD] {
+        for slot in [program::XDP_POD, program::TC_POD, program::TC_UNDERLAY] {
             assert!(slot < program::SLOTS);
             assert!(program_name(slot).is_some());
         }

@@ -11,7 +11,7 @@ use network_types::{
 use crate::packet::Packet;
 
 /// More-fragments flag and fragment offset in the IPv4 `frags` field (host order).
-const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
+pub const IPV4_MF_AND_OFFSET: u16 = 0x3fff;
 
 pub enum Frame<'a> {
     /// Unicast IPv4 with a plain 20-byte header, not a fragment.
@@ -20,14 +20,16 @@ pub enum Frame<'a> {
     Other(u32),
 }
 
+/// Sorts the frame whose Ethernet header is `eth` and whose network header starts at `l3` (14 for
+/// a pod's frame, 64 for the inner frame of a VXLAN packet).
 #[inline(always)]
-pub fn frame<'a>(pkt: &'a Packet, eth: &EthHdr) -> Frame<'a> {
+pub fn frame<'a>(pkt: &'a Packet, eth: &EthHdr, l3: usize) -> Frame<'a> {
     // The group bit of the first octet marks broadcast and multicast.
     if eth.dst_addr[0] & 1 != 0 {
         return Frame::Other(PASS_L2_MULTICAST);
     }
     match eth.ether_type {
-        t if t == EtherType::Ipv4 as u16 => ipv4(pkt),
+        t if t == EtherType::Ipv4 as u16 => ipv4(pkt, l3),
         t if t == EtherType::Arp as u16 => Frame::Other(PASS_ARP),
         t if t == EtherType::Ipv6 as u16 => Frame::Other(PASS_IPV6),
         _ => Frame::Other(PASS_OTHER_ETHERTYPE),
@@ -35,8 +37,8 @@ pub fn frame<'a>(pkt: &'a Packet, eth: &EthHdr) -> Frame<'a> {
 }
 
 #[inline(always)]
-fn ipv4(pkt: &Packet) -> Frame<'_> {
-    let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN) else {
+fn ipv4(pkt: &Packet, l3: usize) -> Frame<'_> {
+    let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(l3) else {
         return Frame::Other(PASS_TRUNCATED);
     };
     // SAFETY: ptr_at checked that a whole Ipv4Hdr lies inside the frame.

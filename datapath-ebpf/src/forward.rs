@@ -1,12 +1,17 @@
-//! The same-node forwarding decision, shared by the XDP and TC programs: who sent the frame, is
-//! it allowed to, and is its destination a pod on this node.
+//! The forwarding decision for a pod's frame, shared by the XDP and TC programs: who sent the
+//! frame, is it allowed to, and is its destination a pod on this node or behind a peer node.
 
-use datapath_common::{maps::NODE_FAST_PATH, reasons::*};
+use aya_ebpf::maps::lpm_trie::Key;
+use datapath_common::{
+    maps::{NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, Remote},
+    reasons::*,
+};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr};
 
 use crate::{
     classify::{self, Frame},
-    maps::{ENDPOINTS, NODE, SOURCES},
+    csum,
+    maps::{DEVMAP, ENDPOINTS, NODE, REMOTES, SOURCES},
     packet::Packet,
 };
 
@@ -19,9 +24,13 @@ pub struct Rewrite {
 pub enum Action {
     Pass,
     Drop,
+    /// To a local pod's veth, the frame already rewritten if it is routed.
     Redirect {
         ifindex: u32,
-        rewrite: Option<Rewrite>,
+    },
+    /// Wrap in VXLAN for the peer node that has the destination's pod CIDR.
+    Encap {
+        peer: Remote,
     },
 }
 
@@ -47,6 +56,7 @@ fn drop(reason: u32) -> Decision {
 }
 
 /// Decides what to do with a frame that arrived on `ingress_ifindex` (a pod's host-side veth).
+/// A frame for a routed local pod is rewritten here, so the caller only redirects it.
 #[inline(always)]
 pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
     let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
@@ -61,7 +71,7 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
     {
         return drop(DROP_SPOOFED_MAC);
     }
-    let ip = match classify::frame(pkt, eth) {
+    let ip = match classify::frame(pkt, eth, EthHdr::LEN) {
         Frame::Ipv4(ip) => ip,
         Frame::Other(reason) => return pass(reason),
     };
@@ -79,17 +89,54 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
     }
     // SAFETY: as above.
     let Some(endpoint) = (unsafe { ENDPOINTS.get(u32::from_ne_bytes(ip.dst_addr)) }) else {
+        return remote(eth, ip, node);
+    };
+    // Switched when addressed to the pod itself, routed when addressed to the gateway.
+    let routed = eth.dst_addr != endpoint.mac;
+    if routed {
+        if eth.dst_addr != node.gateway_mac {
+            return pass(PASS_NOT_ADDRESSED_TO_ENDPOINT);
+        }
+        if ip.ttl <= 1 {
+            return pass(PASS_TTL_EXPIRED);
+        }
+    }
+    // Checked before the frame changes: a rewritten frame must not fall back to the kernel path.
+    // bpf_redirect_peer cannot tell a vanished device (it drops the packet later); the kernel
+    // removes a device's devmap entry when the device goes, so the devmap tells.
+    if DEVMAP.get_ifindex(endpoint.ifindex).is_none() {
+        return pass(PASS_REDIRECT_FAILED);
+    }
+    let reason = if routed {
+        let rewrite = Rewrite {
+            src_mac: node.gateway_mac,
+            dst_mac: endpoint.mac,
+        };
+        if !apply(pkt, &rewrite) {
+            return pass(PASS_TRUNCATED);
+        }
+        REDIRECT_ROUTED
+    } else {
+        REDIRECT_SWITCHED
+    };
+    Decision {
+        reason,
+        action: Action::Redirect {
+            ifindex: endpoint.ifindex,
+        },
+    }
+}
+
+/// A destination that is no local pod: a remote pod when a peer has its CIDR and the frame is
+/// routed (addressed to the gateway), as the kernel would route it into its VXLAN device.
+#[inline(always)]
+fn remote(eth: &EthHdr, ip: &Ipv4Hdr, node: &NodeConfig) -> Decision {
+    if node.flags & NODE_OVERLAY == 0 {
+        return pass(PASS_NO_ENDPOINT);
+    }
+    let Some(peer) = REMOTES.get(Key::new(32, u32::from_ne_bytes(ip.dst_addr))) else {
         return pass(PASS_NO_ENDPOINT);
     };
-    if eth.dst_addr == endpoint.mac {
-        return Decision {
-            reason: REDIRECT_SWITCHED,
-            action: Action::Redirect {
-                ifindex: endpoint.ifindex,
-                rewrite: None,
-            },
-        };
-    }
     if eth.dst_addr != node.gateway_mac {
         return pass(PASS_NOT_ADDRESSED_TO_ENDPOINT);
     }
@@ -97,14 +144,8 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
         return pass(PASS_TTL_EXPIRED);
     }
     Decision {
-        reason: REDIRECT_ROUTED,
-        action: Action::Redirect {
-            ifindex: endpoint.ifindex,
-            rewrite: Some(Rewrite {
-                src_mac: node.gateway_mac,
-                dst_mac: endpoint.mac,
-            }),
-        },
+        reason: REDIRECT_ENCAPSULATED,
+        action: Action::Encap { peer: *peer },
     }
 }
 
@@ -122,14 +163,7 @@ pub fn apply(pkt: &Packet, rewrite: &Rewrite) -> bool {
     unsafe {
         (*eth).src_addr = rewrite.src_mac;
         (*eth).dst_addr = rewrite.dst_mac;
-        let old = u16::from_be_bytes([(*ip).ttl, (*ip).proto]);
-        (*ip).ttl -= 1;
-        let new = u16::from_be_bytes([(*ip).ttl, (*ip).proto]);
-        let mut sum =
-            u32::from(!u16::from_be_bytes((*ip).check)) + u32::from(!old) + u32::from(new);
-        sum = (sum & 0xffff) + (sum >> 16);
-        sum = (sum & 0xffff) + (sum >> 16);
-        (*ip).check = (!(sum as u16)).to_be_bytes();
+        csum::decrement_ttl(ip);
     }
     true
 }

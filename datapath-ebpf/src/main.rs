@@ -4,27 +4,36 @@
 
 mod classify;
 mod counters;
+mod csum;
+mod decap;
+mod encap;
 mod forward;
 mod maps;
 mod packet;
 
 use aya_ebpf::{
-    bindings::{TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT, xdp_action},
+    bindings::{
+        BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
+        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action,
+    },
     helpers::bpf_redirect_peer,
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
 use datapath_common::reasons::{self, program};
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr};
 
 use crate::{
+    encap::OVERHEAD,
     forward::{Action, Decision},
     maps::DEVMAP,
     packet::Packet,
 };
 
-/// Ethernet + IPv4 header: what the decision reads.
-const HEADERS: u32 = 34;
+/// Up to the end of a TCP header without options: what encapsulation reads in TC (the flow's
+/// ports, and a GSO packet's TCP header length).
+const ENCAP_HEADERS: u32 = (EthHdr::LEN + Ipv4Hdr::LEN + TcpHdr::LEN) as u32;
 
 /// On a pod's host-side veth, native XDP: redirects to local pods through the devmap.
 #[xdp]
@@ -34,19 +43,15 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
     let verdict = match action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
-        Action::Redirect { ifindex, rewrite } => {
-            // Checked first: a rewritten frame must not fall back to the kernel path.
-            if DEVMAP.get_ifindex(ifindex).is_none() {
-                reason = reasons::PASS_REDIRECT_FAILED;
-                xdp_action::XDP_PASS
-            } else if rewrite.as_ref().is_some_and(|rw| !forward::apply(&pkt, rw)) {
-                reason = reasons::PASS_TRUNCATED;
-                xdp_action::XDP_PASS
-            } else {
-                DEVMAP
-                    .redirect(ifindex, u64::from(xdp_action::XDP_PASS))
-                    .unwrap_or(xdp_action::XDP_PASS)
+        Action::Redirect { ifindex } => DEVMAP
+            .redirect(ifindex, u64::from(xdp_action::XDP_PASS))
+            .unwrap_or(xdp_action::XDP_PASS),
+        Action::Encap { peer } => {
+            let (why, verdict) = encap::xdp(&ctx, &pkt, &peer);
+            if let Some(why) = why {
+                reason = why;
             }
+            verdict
         }
     };
     counters::count(program::XDP_POD, reason, pkt.len());
@@ -61,14 +66,24 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
     verdict
 }
 
+/// Linearises the first `want` bytes (or the whole packet, if shorter) so they can be read
+/// directly. Headers can be split across fragments.
+#[inline(always)]
+fn pull(ctx: &TcContext, want: u32) {
+    let want = if ctx.len() < want { ctx.len() } else { want };
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        let _ = ctx.pull_data(want);
+    }
+}
+
 /// The same decisions through tcx ingress, where the frame is still an skb: GSO and checksum
 /// offload state survive, and bpf_redirect_peer hands it straight to the pod's side.
 #[classifier]
 pub fn tc_pod(ctx: TcContext) -> i32 {
-    if ((ctx.data_end() - ctx.data()) as u32) < HEADERS && ctx.len() >= HEADERS {
-        // Headers split across fragments: make them linear so they can be read.
-        let _ = ctx.pull_data(HEADERS);
-    }
+    // skb->len counts the whole packet, also the part not in the linear area; taken before
+    // encapsulation changes it, so bytes are counted as the pod sent them.
+    let len = ctx.len();
+    pull(&ctx, ENCAP_HEADERS);
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     // SAFETY: the context's skb pointer is valid for the program's run.
     let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
@@ -76,36 +91,80 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
     let verdict = match action {
         Action::Pass => TC_ACT_OK,
         Action::Drop => TC_ACT_SHOT,
-        Action::Redirect { ifindex, rewrite } => {
-            // bpf_redirect_peer cannot tell a vanished device: it drops the packet later. The
-            // kernel removes a device's devmap entry when the device goes, so check there.
-            if DEVMAP.get_ifindex(ifindex).is_none() {
+        Action::Redirect { ifindex } => {
+            // SAFETY: a helper call with plain integer arguments.
+            let ret = unsafe { bpf_redirect_peer(ifindex, 0) } as i32;
+            if ret != TC_ACT_REDIRECT {
                 reason = reasons::PASS_REDIRECT_FAILED;
                 TC_ACT_OK
-            } else if rewrite.as_ref().is_some_and(|rw| !forward::apply(&pkt, rw)) {
-                reason = reasons::PASS_TRUNCATED;
-                TC_ACT_OK
             } else {
-                // SAFETY: a helper call with plain integer arguments.
-                let ret = unsafe { bpf_redirect_peer(ifindex, 0) } as i32;
-                if ret != TC_ACT_REDIRECT {
-                    reason = reasons::PASS_REDIRECT_FAILED;
-                    TC_ACT_OK
-                } else {
-                    ret
-                }
+                ret
             }
         }
+        Action::Encap { peer } => {
+            let (why, verdict) = encap::tc(&ctx, &pkt, &peer);
+            if let Some(why) = why {
+                reason = why;
+            }
+            verdict
+        }
     };
-    // skb->len counts the whole packet, also the part not in the linear area.
-    counters::count(program::TC_POD, reason, ctx.len() as usize);
+    counters::count(program::TC_POD, reason, len as usize);
     if is_malformed(reason) {
         debug!(
             &ctx,
-            "tc_pod: malformed frame of {} bytes, reason {}",
-            ctx.len(),
-            reason
+            "tc_pod: malformed frame of {} bytes, reason {}", len, reason
         );
+    }
+    verdict
+}
+
+/// On the node's underlay device, tcx ingress: VXLAN from peers for local pods is decapsulated and
+/// handed straight to the pod. TC rather than XDP in every mode: XDP on a veth underlay would take
+/// GSO away from the sending side, and an XDP frame loses the skb's checksum state, so TCP from a
+/// kernel- or tc-mode peer (inner checksum left to offload) would reach the pod unverifiable.
+#[classifier]
+pub fn tc_underlay(ctx: TcContext) -> i32 {
+    // Counted as the packet arrived, before decapsulation.
+    let len = ctx.len();
+    pull(&ctx, decap::HEADERS);
+    let pkt = Packet::new(ctx.data(), ctx.data_end());
+    let (mut reason, action) = decap::decide(&pkt);
+    let verdict = match action {
+        decap::Action::Decap { ifindex, rewrite } => {
+            if DEVMAP.get_ifindex(ifindex).is_none() {
+                reason = reasons::PASS_REDIRECT_FAILED;
+                TC_ACT_OK
+            } else if ctx
+                .adjust_room(
+                    -(OVERHEAD as i32),
+                    BPF_ADJ_ROOM_MAC,
+                    u64::from(BPF_F_ADJ_ROOM_FIXED_GSO),
+                )
+                .is_err()
+            {
+                reason = reasons::PASS_ADJUST_FAILED;
+                TC_ACT_OK
+            } else if !forward::apply(&Packet::new(ctx.data(), ctx.data_end()), &rewrite) {
+                reason = reasons::DROP_ENCAP_FAILED;
+                TC_ACT_SHOT
+            } else {
+                // SAFETY: a helper call with plain integer arguments.
+                let ret = unsafe { bpf_redirect_peer(ifindex, 0) } as i32;
+                if ret == TC_ACT_REDIRECT {
+                    ret
+                } else {
+                    reason = reasons::DROP_ENCAP_FAILED;
+                    TC_ACT_SHOT
+                }
+            }
+        }
+        decap::Action::Drop => TC_ACT_SHOT,
+        decap::Action::Pass => TC_ACT_OK,
+    };
+    counters::count(program::TC_UNDERLAY, reason, len as usize);
+    if reason == reasons::DROP_VXLAN_TRUNCATED {
+        debug!(&ctx, "tc_underlay: truncated VXLAN of {} bytes", len);
     }
     verdict
 }

@@ -1,10 +1,12 @@
-//! The maps the control plane fills (endpoints, sources, node settings, redirect targets).
+//! The maps the control plane fills (endpoints, sources, node settings, remote pod CIDRs, peers,
+//! redirect targets).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, DevMapHash, HashMap},
+    maps::{Array, DevMapHash, HashMap, LpmTrie},
 };
-use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, NodeConfig, Source};
+use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, MAX_PEERS, NodeConfig, Remote, Source};
 
 /// Pod IPv4 (network order) → where the pod is.
 #[map]
@@ -18,6 +20,14 @@ pub static SOURCES: HashMap<u32, Source> = HashMap::with_max_entries(MAX_ENDPOIN
 #[map]
 pub static NODE: Array<NodeConfig> = Array::with_max_entries(1, 0);
 
-/// XDP redirect targets: host-side veth ifindex → itself.
+/// Remote pod CIDR (network order) → the peer node that has it.
+#[map]
+pub static REMOTES: LpmTrie<u32, Remote> = LpmTrie::with_max_entries(MAX_PEERS, BPF_F_NO_PREALLOC);
+
+/// Underlay IPv4 of every peer (network order) → PEER_KNOWN: the sources VXLAN is taken from.
+#[map]
+pub static PEERS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PEERS, 0);
+
+/// XDP redirect targets: host-side veth ifindex → itself, and the underlay device.
 #[map]
 pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_ENDPOINTS, 0);

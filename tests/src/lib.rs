@@ -5,8 +5,10 @@
 //! in parallel. Guards delete them on drop, also when a test panics; namespaces left by a killed
 //! run (whose pid is gone) are removed the next time a fixture is made.
 
+pub mod capture;
 pub mod frames;
 pub mod probe;
+pub mod vxlan;
 pub mod witness;
 
 use std::{
@@ -175,6 +177,28 @@ impl TestCluster {
             .node_netns(self.cluster.config.node(node).expect("node"))
     }
 
+    /// The namespace of pod `name`.
+    pub fn pod_netns(&self, name: &str) -> Netns {
+        self.pods()
+            .into_iter()
+            .find(|p| p.0 == name)
+            .unwrap_or_else(|| panic!("no pod {name}"))
+            .2
+    }
+
+    /// The MAC of `dev` in `netns`.
+    pub fn mac_of(&self, netns: &Netns, dev: &str) -> [u8; 6] {
+        let nl = self
+            .rt
+            .block_on(async { control::netlink::Netlink::open(netns) })
+            .unwrap();
+        let view = self.rt.block_on(nl.link_view(dev)).unwrap();
+        let mac = view
+            .and_then(|v| v.mac)
+            .unwrap_or_else(|| panic!("{dev} in {} has no MAC", netns.label()));
+        control::config::parse_mac(&mac).unwrap()
+    }
+
     /// Namespaces under this cluster's prefix that exist now.
     pub fn namespaces_left(&self) -> Vec<String> {
         netns::list_with_prefix(self.cluster.prefix()).expect("list /run/netns")
@@ -186,6 +210,28 @@ impl Drop for TestCluster {
         if let Err(e) = self.rt.block_on(cluster::down(&self.cluster.ownership)) {
             eprintln!("cleanup of {}: {e:#}", self.cluster.prefix());
         }
+    }
+}
+
+/// A namespace of a test's own for BPF_PROG_TEST_RUN, with a veth (`rx0`) to stand for a
+/// redirect target: a devmap only takes devices that exist.
+pub struct TestRunNetns {
+    pub ns: OwnedNetns,
+    /// The ifindex of `rx0`.
+    pub rx_index: u32,
+}
+
+impl TestRunNetns {
+    pub fn new(rt: &tokio::runtime::Runtime, tag: &str) -> Self {
+        require_root();
+        let ns = OwnedNetns::create(unique_netns_name(tag)).unwrap();
+        let nl = rt
+            .block_on(async { control::netlink::Netlink::open(ns.netns()) })
+            .unwrap();
+        rt.block_on(nl.create_veth("rx0", "rx1", ns.netns()))
+            .unwrap();
+        let rx_index = rt.block_on(nl.index("rx0")).unwrap();
+        Self { ns, rx_index }
     }
 }
 

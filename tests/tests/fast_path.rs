@@ -9,7 +9,7 @@ use std::{
 };
 
 use control::{
-    config::{self, Mode},
+    config::Mode,
     datapath::{self, CounterRow},
     netlink::Netlink,
     netns::Netns,
@@ -30,22 +30,11 @@ const PINGS: u32 = 5;
 const TRANSFER: usize = 2 * 1024 * 1024;
 
 fn pod_ns(tc: &TestCluster, name: &str) -> Netns {
-    tc.pods().into_iter().find(|p| p.0 == name).expect("pod").2
+    tc.pod_netns(name)
 }
 
 fn pod_mac(tc: &TestCluster, name: &str) -> [u8; 6] {
-    let nl = tc
-        .rt
-        .block_on(async { Netlink::open(&pod_ns(tc, name)) })
-        .unwrap();
-    let mac = tc
-        .rt
-        .block_on(nl.link_view("eth0"))
-        .unwrap()
-        .unwrap()
-        .mac
-        .unwrap();
-    config::parse_mac(&mac).unwrap()
+    tc.mac_of(&pod_ns(tc, name), "eth0")
 }
 
 fn counters(tc: &TestCluster) -> Vec<CounterRow> {

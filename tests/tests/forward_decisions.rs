@@ -3,14 +3,11 @@
 
 use std::net::Ipv4Addr;
 
-use control::{
-    datapath::{self, Datapath, EndpointEntry, Hook},
-    netlink::Netlink,
-    netns::OwnedNetns,
-};
+use control::datapath::{self, Datapath, EndpointEntry, Hook};
 use tests::{
+    TestRunNetns,
     frames::{self, BROADCAST, ETH_ARP, Ipv4, PEER_MAC, POD_MAC, checksum},
-    runtime, unique_netns_name,
+    runtime,
 };
 
 const GW_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0xfe];
@@ -36,6 +33,7 @@ fn verdicts(hook: Hook) -> Verdicts {
             drop: 2,
             redirect: 7,
         },
+        Hook::TcUnderlay => unreachable!("pod programs only"),
     }
 }
 
@@ -57,17 +55,13 @@ fn ip(dst: [u8; 4]) -> Ipv4 {
 /// Runs every decision through `hook` inside a namespace of the test's own, where the sender's
 /// veth is loopback (ifindex 1, where test runs place a frame) and the receiver's a real veth.
 fn decisions(hook: Hook) {
-    tests::require_root();
     let rt = runtime();
-    let ns = OwnedNetns::create(unique_netns_name("decide")).unwrap();
-    let nl = rt.block_on(async { Netlink::open(ns.netns()) }).unwrap();
-    rt.block_on(nl.create_veth("rx0", "rx1", ns.netns()))
-        .unwrap();
-    let rx_index = rt.block_on(nl.index("rx0")).unwrap();
+    let TestRunNetns { ns, rx_index } = TestRunNetns::new(&rt, "decide");
     let _inside = ns.netns().enter().unwrap();
 
     let mut dp = Datapath::load(None).unwrap();
-    dp.set_node(GW_MAC, Ipv4Addr::new(198, 18, 1, 1)).unwrap();
+    dp.set_node(GW_MAC, Ipv4Addr::new(198, 18, 1, 1), None)
+        .unwrap();
     let entries = [
         EndpointEntry {
             ip: SENDER.into(),
@@ -81,12 +75,12 @@ fn decisions(hook: Hook) {
         },
     ];
     assert_eq!(
-        dp.sync_endpoints(ns.netns(), &entries).unwrap(),
+        dp.sync_endpoints(ns.netns(), &entries, None).unwrap(),
         6,
         "2 endpoints, 2 sources, 2 devmap"
     );
     assert_eq!(
-        dp.sync_endpoints(ns.netns(), &entries).unwrap(),
+        dp.sync_endpoints(ns.netns(), &entries, None).unwrap(),
         0,
         "a second sync changes nothing"
     );
@@ -162,7 +156,7 @@ fn decisions(hook: Hook) {
     }
 
     // A frame from a device that is not a registered pod veth is left to the kernel.
-    dp.sync_endpoints(ns.netns(), &entries[1..]).unwrap();
+    dp.sync_endpoints(ns.netns(), &entries[1..], None).unwrap();
     let (verdict, _) = dp
         .run_on_frame(hook, &from_sender(PEER_MAC, ip(RECEIVER)))
         .unwrap();

@@ -1,14 +1,16 @@
 //! The datapath part of `up`: keeps each node's pinned maps true (node settings, one entry per
-//! pod) and its programs attached as its mode says. A mode switch never leaves a pod without a
-//! path: the new program is attached before the old one is detached, and the offloads xdp mode
-//! needs are set before its program attaches and restored only after it is gone.
+//! pod, one per peer) and its programs attached as its mode says: xdp_pod or tc_pod on every pod's
+//! veth, and tc_underlay (VXLAN decapsulation) on the underlay device in both eBPF modes. A mode
+//! switch never leaves a pod without a path: the new program is attached before the old one is
+//! detached, and the offloads xdp mode needs are set before its program attaches and restored
+//! only after it is gone.
 
 use anyhow::{Context as _, Result};
 
 use super::{Cluster, POD_IFNAME, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
-    datapath::{self, Datapath, EndpointEntry, Hook},
+    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
     ethtool,
     netlink::Netlink,
 };
@@ -26,6 +28,9 @@ impl Reconciler<'_> {
             .collect();
 
         let nl = Netlink::open(&node_ns)?;
+        let underlay = &node.underlay.device;
+        // Checked or created by the steps before; were it missing, the node would get no overlay.
+        let underlay_index = nl.link_view(underlay).await?.map(|l| l.index);
         let wanted = match mode {
             Mode::Kernel => None,
             Mode::Xdp => Some(Hook::Xdp),
@@ -41,7 +46,29 @@ impl Reconciler<'_> {
                 .await?
                 .and_then(|b| b.mac)
                 .with_context(|| format!("bridge {} has no MAC", node.bridge))?;
-            dp.set_node(config::parse_mac(&bridge_mac)?, config::node_gateway(node))?;
+            let overlay = underlay_index.map(|ifindex| OverlaySettings {
+                vtep_mac: config::vtep_mac(node.underlay.address.addr()),
+                vni: cluster.config.vxlan.vni,
+                port: cluster.config.vxlan.port,
+                underlay_ifindex: ifindex,
+                underlay_ip: node.underlay.address.addr(),
+                underlay_mtu: node.underlay.mtu,
+            });
+            dp.set_node(
+                config::parse_mac(&bridge_mac)?,
+                config::node_gateway(node),
+                overlay.as_ref(),
+            )?;
+            let peers: Vec<PeerEntry> = cluster
+                .config
+                .vxlan_peers_of(node)
+                .into_iter()
+                .map(|p| PeerEntry {
+                    pod_cidr: p.pod_cidr,
+                    underlay_ip: p.underlay_ip,
+                    vtep_mac: p.vtep_mac,
+                })
+                .collect();
             let mut entries = Vec::new();
             for (pod, veth, pod_ns) in &pods {
                 let mac = Netlink::open(pod_ns)?
@@ -55,7 +82,8 @@ impl Reconciler<'_> {
                     mac: config::parse_mac(&mac)?,
                 });
             }
-            let n = dp.sync_endpoints(&node_ns, &entries)?;
+            let n =
+                dp.sync_peers(&peers)? + dp.sync_endpoints(&node_ns, &entries, underlay_index)?;
             if n > 0 {
                 self.changed(format!(
                     "updated {n} fast-path map entries of node {}",
@@ -68,10 +96,15 @@ impl Reconciler<'_> {
                     self.set_tx_checksum(pod_ns, &pod.name, false)?;
                 }
             }
-            for (_, veth, _) in &pods {
-                if dp.attach_pinned(hook, &node_ns, veth)? {
+            // Decapsulation first: a peer may start sending once this node's pods do.
+            let targets = underlay_index
+                .map(|_| (Hook::TcUnderlay, underlay))
+                .into_iter()
+                .chain(pods.iter().map(|(_, veth, _)| (hook, veth)));
+            for (hook, dev) in targets {
+                if dp.attach_pinned(hook, &node_ns, dev)? {
                     self.changed(format!(
-                        "attached {} to {veth} (node {})",
+                        "attached {} to {dev} (node {})",
                         hook.program(),
                         node.name
                     ));
@@ -87,8 +120,11 @@ impl Reconciler<'_> {
             }
         }
         for link in datapath::pinned_links(&dir)? {
-            let keep =
-                Some(link.hook) == wanted && current.contains(&(link.dev.clone(), link.ifindex));
+            let keep = if link.hook == Hook::TcUnderlay {
+                wanted.is_some() && link.dev == *underlay && Some(link.ifindex) == underlay_index
+            } else {
+                Some(link.hook) == wanted && current.contains(&(link.dev.clone(), link.ifindex))
+            };
             if !keep && datapath::detach_pinned(&dir, &link)? {
                 self.changed(format!(
                     "detached {} from {} (ifindex {}, node {})",

@@ -44,6 +44,11 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         r.ensure_underlay_link(a, b).await?;
     }
     for node in &cluster.config.nodes {
+        if node.simulated && cluster.config.underlay_peer_of(&node.name).is_none() {
+            r.ensure_unlinked_underlay(node).await?;
+        }
+    }
+    for node in &cluster.config.nodes {
         r.ensure_bridge(node).await?;
         r.ensure_vxlan(node).await?;
         r.ensure_peers(node).await?;
@@ -254,6 +259,47 @@ impl Reconciler<'_> {
         self.converge_link(&nl_a, dev_a, a.underlay.mtu, Some(&[a.underlay.address]))
             .await?;
         self.converge_link(&nl_b, dev_b, b.underlay.mtu, Some(&[b.underlay.address]))
+            .await?;
+        // xdp mode redirects encapsulated frames into the underlay veth, whose far end must run
+        // NAPI to take them.
+        self.ensure_napi([(&nl_a, dev_a.as_str()), (&nl_b, dev_b.as_str())])
+    }
+
+    /// NAPI on both ends of a veth pair, for good: see ethtool.rs for why it never changes
+    /// afterwards. The kernel starts NAPI (and marks the peer as an XDP redirect target) only for
+    /// a veth that is up when GRO is turned on, so this comes after both ends are up.
+    fn ensure_napi(&mut self, ends: [(&Netlink, &str); 2]) -> Result<()> {
+        for (nl, dev) in ends {
+            if ethtool::set_gro(nl.netns(), dev, true)
+                .with_context(|| format!("turning GRO on for {dev}"))?
+            {
+                self.changed(format!(
+                    "turned GRO on for {dev} in netns {}",
+                    nl.netns().label()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A simulated node in no underlay link (a one-node cluster, or a node whose peer left the
+    /// config) still has its underlay address and VXLAN device, on a bridge without ports: a
+    /// device that holds an address and reaches nothing (kernels without the dummy module have
+    /// bridges). Its old veth end goes now, not whenever the kernel finishes tearing down the peer's
+    /// namespace: until then it would look like a way to the peer.
+    async fn ensure_unlinked_underlay(&mut self, node: &NodeConfig) -> Result<()> {
+        let nl = Netlink::open(&self.cluster.node_netns(node))?;
+        let dev = &node.underlay.device;
+        if self
+            .existing_link(&nl, true, dev, "bridge")
+            .await?
+            .is_none()
+        {
+            nl.create_bridge(dev).await?;
+            self.mark_created(&nl, dev, "underlay (a portless bridge: no underlay link)")
+                .await?;
+        }
+        self.converge_link(&nl, dev, node.underlay.mtu, Some(&[node.underlay.address]))
             .await
     }
 
@@ -441,19 +487,7 @@ impl Reconciler<'_> {
         let addr = Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix");
         self.converge_link(&nl_pod, POD_IFNAME, mtu, Some(&[addr]))
             .await?;
-        // NAPI on both ends, for good: see ethtool.rs for why it never changes afterwards. The
-        // kernel starts NAPI (and marks the peer as an XDP redirect target) only for a veth that
-        // is up when GRO is turned on, so this comes after both ends are up.
-        for (nl, dev) in [(&nl_node, host_end.as_str()), (&nl_pod, POD_IFNAME)] {
-            if ethtool::set_gro(nl.netns(), dev, true)
-                .with_context(|| format!("turning GRO on for {dev}"))?
-            {
-                self.changed(format!(
-                    "turned GRO on for {dev} in netns {}",
-                    nl.netns().label()
-                ));
-            }
-        }
+        self.ensure_napi([(&nl_node, host_end.as_str()), (&nl_pod, POD_IFNAME)])?;
         let gateway = config::node_gateway(node);
         let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0");
         let eth0 = nl_pod.index(POD_IFNAME).await?;

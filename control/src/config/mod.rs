@@ -29,9 +29,11 @@ pub const POD_VETH_PREFIX: &str = "fp-";
 pub enum Mode {
     /// The plain kernel path: bridge, routing, kernel VXLAN device. No programs attached.
     Kernel,
-    /// XDP programs on the pods' veths.
+    /// XDP on the pods' veths (same-node redirect, VXLAN encapsulation); VXLAN decapsulation in
+    /// TC on the underlay device.
     Xdp,
-    /// TC (tcx) programs on the pods' veths.
+    /// TC (tcx) on the pods' veths (same-node redirect, VXLAN encapsulation) and on the underlay
+    /// device (VXLAN decapsulation).
     Tc,
 }
 

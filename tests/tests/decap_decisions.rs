@@ -1,0 +1,256 @@
+//! Every decision of the underlay program (`tc_underlay`) on crafted packets (BPF_PROG_TEST_RUN):
+//! the verdict, the reason counted, and for a decapsulated packet the frame it hands the pod.
+
+use std::net::Ipv4Addr;
+
+use control::{
+    config,
+    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
+};
+use tests::{
+    TestRunNetns,
+    frames::{self, ETH_ARP, Ipv4, PEER_MAC, checksum},
+    runtime,
+    vxlan::{self, FLAG_I},
+};
+
+const GW_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0xfe];
+const OTHER_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0x77];
+const PEER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const SELF: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const STRANGER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
+const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const LOCAL_POD: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+const VNI: u32 = 42;
+const PORT: u16 = 4789;
+
+const PASS: u32 = 0; // TC_ACT_OK
+const DROP: u32 = 2; // TC_ACT_SHOT
+const REDIRECT: u32 = 7; // TC_ACT_REDIRECT
+
+fn outer(src: Ipv4Addr) -> vxlan::Outer {
+    vxlan::Outer {
+        src_mac: OTHER_MAC,
+        dst_mac: OTHER_MAC,
+        src,
+        dst: SELF,
+        port: PORT,
+    }
+}
+
+/// A UDP datagram from a pod behind PEER to LOCAL_POD, as PEER's VXLAN device frames it.
+fn inner(src: Ipv4Addr, dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
+    let mut f = vxlan::inner_udp(
+        (config::vtep_mac(PEER), dst_mac),
+        src,
+        LOCAL_POD,
+        9,
+        b"payload",
+    );
+    f[14 + 8] = ttl;
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let sum = checksum(&f[14..34]);
+    f[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+fn good_inner() -> Vec<u8> {
+    inner(REMOTE_POD, config::vtep_mac(SELF), 64)
+}
+
+/// The outer IPv4 header replaced by `h` (its addresses and flags), UDP and the rest kept.
+fn with_outer_ip(frame: &[u8], h: Ipv4) -> Vec<u8> {
+    let ip = frames::ipv4(h, &frame[34..]);
+    frames::ethernet(OTHER_MAC, OTHER_MAC, frames::ETH_IPV4, &ip)
+}
+
+fn outer_ip(src: Ipv4Addr) -> Ipv4 {
+    Ipv4 {
+        src: src.octets(),
+        dst: SELF.octets(),
+        ..Ipv4::default()
+    }
+}
+
+#[test]
+fn every_underlay_decision() {
+    let rt = runtime();
+    let TestRunNetns { ns, rx_index } = TestRunNetns::new(&rt, "decap");
+    let _inside = ns.netns().enter().unwrap();
+
+    let mut dp = Datapath::load(None).unwrap();
+    let overlay = OverlaySettings {
+        vtep_mac: config::vtep_mac(SELF),
+        vni: VNI,
+        port: PORT,
+        underlay_ifindex: 1,
+        underlay_ip: SELF,
+        underlay_mtu: 1500,
+    };
+    dp.set_node(GW_MAC, Ipv4Addr::new(198, 18, 2, 1), Some(&overlay))
+        .unwrap();
+    let peers = [PeerEntry {
+        pod_cidr: "198.18.1.0/24".parse().unwrap(),
+        underlay_ip: PEER,
+        vtep_mac: config::vtep_mac(PEER),
+    }];
+    assert_eq!(dp.sync_peers(&peers).unwrap(), 2, "one CIDR, one peer");
+    assert_eq!(
+        dp.sync_peers(&peers).unwrap(),
+        0,
+        "a second sync changes nothing"
+    );
+    let pod = EndpointEntry {
+        ip: LOCAL_POD,
+        ifindex: rx_index,
+        mac: PEER_MAC,
+    };
+    dp.sync_endpoints(ns.netns(), &[pod], None).unwrap();
+
+    let good = vxlan::frame(&outer(PEER), FLAG_I, VNI, &good_inner());
+    let mut reserved = good.clone();
+    reserved[49] = 1; // the byte after the VNI
+    let mut short_vxlan = good[..34 + 8 + 4].to_vec(); // UDP header and half a VXLAN header
+    let udp_len = (8 + 4u16).to_be_bytes();
+    short_vxlan[38..40].copy_from_slice(&udp_len);
+    let short_vxlan = with_outer_ip(&short_vxlan, outer_ip(PEER));
+    let first_fragment = |src| {
+        with_outer_ip(
+            &good,
+            Ipv4 {
+                frags: 0x2000,
+                ..outer_ip(src)
+            },
+        )
+    };
+    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+        (
+            "not-overlay",
+            frames::ethernet(OTHER_MAC, OTHER_MAC, ETH_ARP, &[0; 28]),
+            PASS,
+        ),
+        (
+            "not-overlay",
+            with_outer_ip(
+                &vxlan::frame(
+                    &vxlan::Outer {
+                        port: 53,
+                        ..outer(STRANGER)
+                    },
+                    FLAG_I,
+                    VNI,
+                    &good_inner(),
+                ),
+                outer_ip(STRANGER),
+            ),
+            PASS,
+        ),
+        // A later fragment: its first one decides.
+        (
+            "not-overlay",
+            with_outer_ip(
+                &good,
+                Ipv4 {
+                    frags: 0x0004,
+                    ..outer_ip(STRANGER)
+                },
+            ),
+            PASS,
+        ),
+        (
+            "other-vni",
+            vxlan::frame(&outer(PEER), FLAG_I, VNI + 1, &good_inner()),
+            PASS,
+        ),
+        (
+            "vxlan-unknown-peer",
+            vxlan::frame(&outer(STRANGER), FLAG_I, VNI, &good_inner()),
+            DROP,
+        ),
+        ("vxlan-unknown-peer", first_fragment(STRANGER), DROP),
+        ("overlay-fragment", first_fragment(PEER), PASS),
+        ("vxlan-truncated", short_vxlan, DROP),
+        (
+            "vxlan-truncated",
+            vxlan::frame(&outer(PEER), FLAG_I, VNI, &good_inner()[..14 + 10]),
+            DROP,
+        ),
+        (
+            "vxlan-bad-flags",
+            vxlan::frame(&outer(PEER), 0x0c, VNI, &good_inner()),
+            DROP,
+        ),
+        (
+            "vxlan-bad-flags",
+            vxlan::frame(&outer(PEER), 0, VNI, &good_inner()),
+            DROP,
+        ),
+        ("vxlan-bad-flags", reserved, DROP),
+        (
+            "ipv4-options",
+            with_outer_ip(
+                &good,
+                Ipv4 {
+                    ihl: 6,
+                    ..outer_ip(PEER)
+                },
+            ),
+            PASS,
+        ),
+        (
+            "not-for-vtep",
+            vxlan::frame(&outer(PEER), FLAG_I, VNI, &inner(REMOTE_POD, OTHER_MAC, 64)),
+            PASS,
+        ),
+        (
+            "vxlan-inner-spoofed",
+            vxlan::frame(
+                &outer(PEER),
+                FLAG_I,
+                VNI,
+                &inner(Ipv4Addr::new(198, 18, 3, 3), config::vtep_mac(SELF), 64),
+            ),
+            DROP,
+        ),
+        (
+            "ttl-expired",
+            vxlan::frame(
+                &outer(PEER),
+                FLAG_I,
+                VNI,
+                &inner(REMOTE_POD, config::vtep_mac(SELF), 1),
+            ),
+            PASS,
+        ),
+        ("decapsulated", good.clone(), REDIRECT),
+    ];
+
+    for (reason, frame, want) in &cases {
+        let before = datapath::packets(&dp.counters().unwrap(), "tc_underlay", reason);
+        let (verdict, out) = dp.run_on_frame(Hook::TcUnderlay, frame).unwrap();
+        assert_eq!(verdict, *want, "{reason}: verdict");
+        let after = datapath::packets(&dp.counters().unwrap(), "tc_underlay", reason);
+        assert_eq!(after, before + 1, "{reason}: counted once");
+        if verdict == PASS {
+            assert_eq!(&out, frame, "{reason}: passed unchanged");
+        }
+    }
+
+    // What the pod gets: the inner frame, addressed as routing to the pod would address it.
+    let (_, out) = dp.run_on_frame(Hook::TcUnderlay, &good).unwrap();
+    let expected_len = good.len() - 50;
+    assert_eq!(out.len(), expected_len, "outer 50 bytes removed");
+    assert_eq!(out[..6], PEER_MAC, "to the pod's MAC");
+    assert_eq!(out[6..12], GW_MAC, "from the gateway's MAC");
+    assert_eq!(out[14 + 8], 63, "TTL one less");
+    assert_eq!(
+        checksum(&out[14..34]),
+        0,
+        "IPv4 header checksum still verifies"
+    );
+    assert_eq!(
+        out[34..],
+        good_inner()[34..],
+        "UDP header and payload untouched"
+    );
+}
