@@ -37,6 +37,9 @@ static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 pub const XDP_POD: &str = "xdp_pod";
 pub const TC_POD: &str = "tc_pod";
 pub const TC_UNDERLAY: &str = "tc_underlay";
+pub const BENCH_SINK: &str = "bench_sink";
+/// The benchmark receiver's counter: not pinned, it lives as long as the benchmark's datapath.
+const BENCH_SINK_MAP: &str = "BENCH_SINK";
 const COUNTERS: &str = "COUNTERS";
 const ENDPOINTS: &str = "ENDPOINTS";
 const SOURCES: &str = "SOURCES";
@@ -61,6 +64,9 @@ pub enum Hook {
     /// TC ingress through tcx on the underlay device: VXLAN decapsulation.
     #[value(skip)]
     TcUnderlay,
+    /// TC ingress through tcx on a benchmark's receiving interface: counts and drops its packets.
+    #[value(skip)]
+    BenchSink,
 }
 
 impl Hook {
@@ -69,6 +75,7 @@ impl Hook {
             Hook::Xdp => XDP_POD,
             Hook::Tc => TC_POD,
             Hook::TcUnderlay => TC_UNDERLAY,
+            Hook::BenchSink => BENCH_SINK,
         }
     }
 
@@ -77,6 +84,7 @@ impl Hook {
             Hook::Xdp => "xdp",
             Hook::Tc => "tc",
             Hook::TcUnderlay => "underlay",
+            Hook::BenchSink => "bench",
         }
     }
 
@@ -218,7 +226,7 @@ impl Datapath {
             program: XDP_POD,
             source: Box::new(source),
         })?;
-        for name in [TC_POD, TC_UNDERLAY] {
+        for name in [TC_POD, TC_UNDERLAY, BENCH_SINK] {
             let tc: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
             tc.load().map_err(|source| DatapathError::Load {
                 program: name,
@@ -462,7 +470,7 @@ impl Datapath {
                         .map_err(attach_err)?,
                 )
             }
-            Hook::Tc | Hook::TcUnderlay => {
+            Hook::Tc | Hook::TcUnderlay | Hook::BenchSink => {
                 let tc: &mut SchedClassifier = program_mut(&mut self.ebpf, hook.program())?;
                 LinkId::Tc(
                     tc.attach_with_options(
@@ -544,7 +552,7 @@ impl Datapath {
         };
         let result = match hook {
             Hook::Xdp => program_mut::<Xdp>(&mut self.ebpf, XDP_POD)?.test_run(opts),
-            Hook::Tc | Hook::TcUnderlay => {
+            Hook::Tc | Hook::TcUnderlay | Hook::BenchSink => {
                 opts.ctx_in = Some(&skb_ctx);
                 program_mut::<SchedClassifier>(&mut self.ebpf, hook.program())?.test_run(opts)
             }
@@ -555,6 +563,22 @@ impl Datapath {
         })?;
         out.truncate(result.data_size_out as usize);
         Ok((result.return_value, out))
+    }
+
+    /// Packets `bench_sink` has counted, summed over CPUs.
+    pub fn bench_sink_count(&self) -> Result<u64, DatapathError> {
+        let err = |source| DatapathError::Map {
+            map: BENCH_SINK_MAP,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map(BENCH_SINK_MAP)
+            .ok_or(DatapathError::MissingMap {
+                map: BENCH_SINK_MAP,
+            })?;
+        let cells: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(err)?;
+        Ok(cells.get(&0, 0).map_err(err)?.iter().sum())
     }
 
     /// Every counter cell that has counted something, summed over CPUs.

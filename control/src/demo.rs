@@ -78,7 +78,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         for hook in &opts.hooks {
             let how = match hook {
                 Hook::Xdp => "native XDP",
-                Hook::Tc | Hook::TcUnderlay => "tcx ingress",
+                Hook::Tc | Hook::TcUnderlay | Hook::BenchSink => "tcx ingress",
             };
             println!(
                 "attached {} ({how}) to {} in netns {}",

@@ -1,6 +1,7 @@
 //! fastpath's control plane as a library: the `fastpath` binary, the CNI plugin and the
 //! integration tests all drive the datapath through it.
 
+pub mod bench;
 pub mod bpffs;
 pub mod cluster;
 pub mod config;

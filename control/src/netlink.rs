@@ -15,12 +15,14 @@ use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
     link::{
         InfoData, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
+        MacVlanMode,
     },
     neighbour::NeighbourFlags,
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
 };
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan, RouteMessageBuilder,
+    Handle, LinkBridge, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
+    RouteMessageBuilder,
 };
 use serde::Serialize;
 
@@ -241,6 +243,26 @@ impl Netlink {
         }
     }
 
+    /// Creates a macvlan device in bridge mode on `parent` (here), straight into `netns`, down.
+    pub async fn create_macvlan(
+        &self,
+        name: &str,
+        parent: &str,
+        netns: &Netns,
+    ) -> Result<(), NetlinkError> {
+        let parent_index = self.index(parent).await?;
+        let fd = netns.open()?;
+        let msg = LinkMacVlan::new(name, parent_index, MacVlanMode::Bridge)
+            .setns_by_fd(fd.as_raw_fd())
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(self.request_error("create macvlan", name))
+    }
+
     /// Brings the link with `index` up.
     pub async fn set_up(&self, name: &str) -> Result<(), NetlinkError> {
         let index = self.index(name).await?;
@@ -436,15 +458,17 @@ impl Netlink {
     pub async fn replace_route(
         &self,
         dst: Ipv4Net,
-        gateway: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
         dev: &str,
         onlink: bool,
     ) -> Result<(), NetlinkError> {
         let index = self.index(dev).await?;
         let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst.network(), dst.prefix_len())
-            .gateway(gateway)
             .output_interface(index);
+        if let Some(gateway) = gateway {
+            builder = builder.gateway(gateway);
+        }
         if onlink {
             builder = builder.onlink();
         }

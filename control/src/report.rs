@@ -29,10 +29,11 @@ pub fn counters_table(rows: &[CounterRow]) -> String {
 /// An aligned table: columns before `numbers_from` left-aligned, the rest right-aligned. Rows
 /// may be shorter than the header.
 pub fn table(header: &[&str], rows: &[Vec<String>], numbers_from: usize) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    // Characters, not bytes: cells may hold '×', '–' or 'µ', and format! pads by characters.
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();

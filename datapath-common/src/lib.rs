@@ -9,3 +9,9 @@ pub mod maps;
 pub mod reasons;
 
 pub use counters::{COUNTER_SLOTS, Counter, counter_index};
+
+/// The benchmark's receive-side counter (`bench_sink`): what it counts and drops.
+pub mod bench {
+    /// UDP destination port of benchmark packets; `bench_sink` counts and drops exactly these.
+    pub const SINK_PORT: u16 = 9009;
+}

@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod bench;
 mod classify;
 mod counters;
 mod csum;
@@ -167,6 +168,14 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
         debug!(&ctx, "tc_underlay: truncated VXLAN of {} bytes", len);
     }
     verdict
+}
+
+/// The benchmark's receiver, on a receiving pod's interface (tcx ingress): counts and drops the
+/// benchmark's UDP packets. Never attached outside `fastpath bench`.
+#[classifier]
+pub fn bench_sink(ctx: TcContext) -> i32 {
+    pull(&ctx, (EthHdr::LEN + Ipv4Hdr::LEN + 8) as u32);
+    bench::sink(&Packet::new(ctx.data(), ctx.data_end()))
 }
 
 /// Frames worth a debug message: rare in normal traffic, and a sign of a broken sender.

@@ -48,7 +48,7 @@ fn count_udp_through(hook: Hook) {
     let other = match hook {
         Hook::Xdp => Hook::Tc,
         Hook::Tc => Hook::Xdp,
-        Hook::TcUnderlay => unreachable!("only pod programs are counted here"),
+        Hook::TcUnderlay | Hook::BenchSink => unreachable!("only pod programs are counted here"),
     };
     assert_eq!(
         rows.iter().filter(|r| r.program == other.program()).count(),

@@ -33,7 +33,7 @@ fn verdicts(hook: Hook) -> Verdicts {
             drop: 2,
             redirect: 7,
         },
-        Hook::TcUnderlay => unreachable!("pod programs only"),
+        Hook::TcUnderlay | Hook::BenchSink => unreachable!("pod programs only"),
     }
 }
 

@@ -42,6 +42,13 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build with the release profile, then run `fastpath bench` as root: every datapath side by
+    /// side, same node and across nodes. Arguments after `--` go to `fastpath bench` (e.g.
+    /// `cargo xtask bench -- --quick`, `-- --json bench.json --svg bench.svg`).
+    Bench {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// rustfmt check and clippy (warnings are errors) over every crate, the eBPF one included.
     Lint,
 }
@@ -87,6 +94,13 @@ fn run(cli: Cli) -> Result<()> {
             let mut cmd = cargo();
             cmd.arg("test").args(&args);
             run_command(&mut cmd)
+        }
+        Task::Bench { args } => {
+            if build(true, true).is_err() {
+                build(true, false)?;
+            }
+            let binary = workspace_root().join("target/release/fastpath");
+            run_command(as_root(&binary)?.arg("bench").args(&args))
         }
         Task::Lint => {
             toolchain::ensure()?;

@@ -440,7 +440,8 @@ impl Reconciler<'_> {
             nl.replace_vxlan_fdb(dev, peer.vtep_mac, peer.underlay_ip)
                 .await?;
             if !routes.contains(&(peer.pod_cidr, Some(next_hop))) {
-                nl.replace_route(peer.pod_cidr, next_hop, dev, true).await?;
+                nl.replace_route(peer.pod_cidr, Some(next_hop), dev, true)
+                    .await?;
                 self.changed(format!(
                     "routed {} (node {}) via {dev} to {} in netns {}",
                     peer.pod_cidr,
@@ -497,7 +498,7 @@ impl Reconciler<'_> {
             .contains(&(default, Some(gateway)))
         {
             nl_pod
-                .replace_route(default, gateway, POD_IFNAME, false)
+                .replace_route(default, Some(gateway), POD_IFNAME, false)
                 .await?;
             self.changed(format!(
                 "set default route of pod {} via {gateway}",

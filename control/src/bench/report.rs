@@ -1,0 +1,497 @@
+//! The benchmark's report: medians with min–max per row and metric, ratios against the kernel
+//! row of the group, the speed targets, a table for people, JSON for scripts, an SVG chart.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{
+    Durations, Metric, Sample,
+    rows::{self, Group, Kind, Row},
+    system::Host,
+};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RowInfo {
+    pub row: Row,
+    pub name: &'static str,
+    pub group: Group,
+    pub kind: Kind,
+    pub path: &'static str,
+}
+
+/// One row × metric over the rounds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub row: Row,
+    pub metric: Metric,
+    pub unit: &'static str,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    /// median / the median of the group's kernel row (kernel bridge or kernel vxlan).
+    pub vs_kernel: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    pub what: &'static str,
+    /// The row it was measured on (the best fast-path row where the target says "best mode").
+    pub row: Row,
+    pub ratio: f64,
+    /// The bound: at least (higher-is-better targets) or at most.
+    pub bound: f64,
+    pub at_least: bool,
+    pub met: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub host: Host,
+    pub quick: bool,
+    pub rounds: u32,
+    pub durations: Durations,
+    pub rows: Vec<RowInfo>,
+    pub samples: Vec<Sample>,
+    pub cells: Vec<Cell>,
+    pub targets: Vec<Target>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The kernel row a row's ratios are against.
+pub fn kernel_row(group: Group) -> Row {
+    match group {
+        Group::SameNode => Row::Bridge,
+        Group::CrossNode => Row::Vxlan,
+    }
+}
+
+impl Report {
+    pub fn new(
+        host: Host,
+        quick: bool,
+        rounds: u32,
+        durations: Durations,
+        samples: Vec<Sample>,
+    ) -> Self {
+        let values = |row: Row, metric: Metric| -> Vec<f64> {
+            samples
+                .iter()
+                .filter(|s| s.row == row && s.metric == metric)
+                .map(|s| s.value)
+                .collect()
+        };
+        let mut cells = Vec::new();
+        for row in Row::ALL {
+            for metric in Metric::ALL {
+                let v = values(row, metric);
+                if v.is_empty() {
+                    continue;
+                }
+                let kernel = median(values(kernel_row(row.group()), metric));
+                let m = median(v.clone());
+                cells.push(Cell {
+                    row,
+                    metric,
+                    unit: metric.unit(),
+                    median: m,
+                    min: v.iter().copied().fold(f64::INFINITY, f64::min),
+                    max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    vs_kernel: m / kernel,
+                });
+            }
+        }
+        let mut report = Self {
+            host,
+            quick,
+            rounds,
+            durations,
+            rows: Row::ALL
+                .iter()
+                .map(|&row| RowInfo {
+                    row,
+                    name: row.name(),
+                    group: row.group(),
+                    kind: row.kind(),
+                    path: rows::describe(row),
+                })
+                .collect(),
+            samples,
+            cells,
+            targets: Vec::new(),
+        };
+        report.targets = report.evaluate_targets();
+        report
+    }
+
+    pub fn median(&self, row: Row, metric: Metric) -> Option<f64> {
+        self.cells
+            .iter()
+            .find(|c| c.row == row && c.metric == metric)
+            .map(|c| c.median)
+    }
+
+    /// Of `candidates`, the one with the best median of `metric`.
+    fn best(&self, candidates: &[Row], metric: Metric) -> Option<(Row, f64)> {
+        candidates
+            .iter()
+            .filter_map(|&r| self.median(r, metric).map(|m| (r, m)))
+            .max_by(|a, b| {
+                let ord = a.1.total_cmp(&b.1);
+                if metric.higher_is_better() {
+                    ord
+                } else {
+                    ord.reverse()
+                }
+            })
+    }
+
+    /// The speed targets, each as measured in this run.
+    fn evaluate_targets(&self) -> Vec<Target> {
+        TARGETS
+            .iter()
+            .filter_map(|spec| {
+                let (row, value) = self.best(spec.candidates, spec.metric)?;
+                let ratio = value / self.median(spec.reference, spec.metric)?;
+                Some(Target {
+                    what: spec.what,
+                    row,
+                    ratio,
+                    bound: spec.bound,
+                    at_least: spec.at_least,
+                    met: if spec.at_least {
+                        ratio >= spec.bound
+                    } else {
+                        ratio <= spec.bound
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// The table, per group: median (min–max) and the ratio to the kernel row.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let h = &self.host;
+        let _ = writeln!(
+            out,
+            "fastpath bench · kernel {} · {} CPUs ({}) · bridge netfilter: {}",
+            h.kernel, h.cpus, h.cpu_model, h.bridge_netfilter
+        );
+        let _ = writeln!(
+            out,
+            "{} round(s), interleaved; UDP {} ms, TCP {} ms, RR {} ms per row and round; median (min–max), ×kernel row{}",
+            self.rounds,
+            self.durations.udp_ms,
+            self.durations.tcp_ms,
+            self.durations.rr_ms,
+            if self.quick {
+                "; --quick: one round, short runs, not for comparisons"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "Limits: loopback is the generator's own ceiling (no device between sender and receiver): a \
+             row near it is generator-bound. UDP sock is one reading socket's ceiling."
+        );
+        for group in [Group::SameNode, Group::CrossNode] {
+            let kernel = kernel_row(group);
+            let _ = writeln!(
+                out,
+                "\n{} (ratios against {})",
+                match group {
+                    Group::SameNode => "SAME NODE",
+                    Group::CrossNode => "CROSS NODE",
+                },
+                kernel.name()
+            );
+            // Two tables per group, so a line fits a terminal: rates, then latency.
+            let (rates, latency) = Metric::ALL.split_at(6);
+            for metrics in [rates, latency] {
+                let header: Vec<&str> = std::iter::once("ROW")
+                    .chain(metrics.iter().map(|m| m.label()))
+                    .collect();
+                let mut table = Vec::new();
+                for row in Row::ALL.iter().filter(|r| r.group() == group) {
+                    let mut line = vec![format!("{} ({})", row.name(), kind_name(row.kind()))];
+                    for metric in metrics {
+                        line.push(
+                            match self
+                                .cells
+                                .iter()
+                                .find(|c| c.row == *row && c.metric == *metric)
+                            {
+                                Some(c) => cell_text(c),
+                                None => "-".into(),
+                            },
+                        );
+                    }
+                    table.push(line);
+                }
+                out.push_str(&crate::report::table(&header, &table, 1));
+                out.push('\n');
+            }
+        }
+        let _ = writeln!(out, "\nTARGETS (best fast-path mode, medians)");
+        for t in &self.targets {
+            let _ = writeln!(
+                out,
+                "  {} {}: {:.2}× ({} {} {:.2}×) [{}]",
+                if t.met { "met    " } else { "NOT MET" },
+                t.what,
+                t.ratio,
+                t.row.name(),
+                if t.at_least { "needs ≥" } else { "needs ≤" },
+                t.bound,
+                match t.row.group() {
+                    Group::SameNode => "same node",
+                    Group::CrossNode => "cross node",
+                }
+            );
+        }
+        out
+    }
+
+    /// A bar chart of each fast-path and reference row's ratio to its kernel row, per metric.
+    pub fn svg(&self) -> String {
+        let metrics = [
+            Metric::UdpRate,
+            Metric::UdpSocket,
+            Metric::Tcp1,
+            Metric::Tcp4,
+            Metric::RrRate,
+        ];
+        let rows: Vec<Row> = Row::ALL.to_vec();
+        let (bar_h, gap, label_w, chart_w) = (14.0, 6.0, 210.0, 420.0);
+        let block_h = rows.len() as f64 * bar_h + 30.0;
+        let height = 60.0 + metrics.len() as f64 * (block_h + gap);
+        let max_ratio = self
+            .cells
+            .iter()
+            .filter(|c| metrics.contains(&c.metric))
+            .map(|c| c.vs_kernel)
+            .fold(1.0, f64::max)
+            .min(20.0);
+        let x = |r: f64| label_w + chart_w * r.min(max_ratio) / max_ratio;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+            label_w + chart_w + 80.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="20" font-size="14">fastpath bench: median ratio to the kernel row (bridge same node, VXLAN cross node); kernel {}, {} CPUs</text>"#,
+            xml(&self.host.kernel),
+            self.host.cpus
+        );
+        let mut y = 40.0;
+        for metric in metrics {
+            let _ = writeln!(
+                s,
+                r#"<text x="10" y="{}" font-weight="bold">{} (higher is better)</text>"#,
+                y + 12.0,
+                xml(metric.label())
+            );
+            let one = x(1.0);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{one}" y1="{}" x2="{one}" y2="{}" stroke="black" stroke-dasharray="3,3"/>"#,
+                y + 16.0,
+                y + block_h
+            );
+            for (i, row) in rows.iter().enumerate() {
+                let Some(c) = self
+                    .cells
+                    .iter()
+                    .find(|c| c.row == *row && c.metric == metric)
+                else {
+                    continue;
+                };
+                let top = y + 20.0 + i as f64 * bar_h;
+                let color = match row.kind() {
+                    Kind::FastPath => "#2b8a3e",
+                    Kind::Kernel => "#495057",
+                    Kind::Limit => "#adb5bd",
+                    Kind::Reference => "#1971c2",
+                    Kind::Baseline => "#e8590c",
+                };
+                let group = match row.group() {
+                    Group::SameNode => "same",
+                    Group::CrossNode => "cross",
+                };
+                let _ = writeln!(
+                    s,
+                    r#"<text x="10" y="{}">{} · {}</text><rect x="{label_w}" y="{top}" width="{:.1}" height="{}" fill="{color}"/><text x="{:.1}" y="{}">{:.2}×</text>"#,
+                    top + bar_h - 3.0,
+                    group,
+                    xml(row.name()),
+                    x(c.vs_kernel) - label_w,
+                    bar_h - 2.0,
+                    x(c.vs_kernel) + 4.0,
+                    top + bar_h - 3.0,
+                    c.vs_kernel
+                );
+            }
+            y += block_h + gap;
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+}
+
+/// A speed target: the best of `candidates` on `metric`, as a ratio to `reference`, against a bound.
+struct TargetSpec {
+    what: &'static str,
+    candidates: &'static [Row],
+    metric: Metric,
+    reference: Row,
+    bound: f64,
+    at_least: bool,
+}
+
+const SAME: &[Row] = &[Row::XdpSame, Row::TcSame];
+const CROSS: &[Row] = &[Row::XdpCross, Row::TcCross];
+
+const fn target(
+    what: &'static str,
+    candidates: &'static [Row],
+    metric: Metric,
+    reference: Row,
+    bound: f64,
+    at_least: bool,
+) -> TargetSpec {
+    TargetSpec {
+        what,
+        candidates,
+        metric,
+        reference,
+        bound,
+        at_least,
+    }
+}
+
+const TARGETS: [TargetSpec; 9] = [
+    target(
+        "same node, best mode: UDP rate vs single veth",
+        SAME,
+        Metric::UdpRate,
+        Row::Veth,
+        0.95,
+        true,
+    ),
+    target(
+        "same node, best mode: UDP rate vs kernel bridge",
+        SAME,
+        Metric::UdpRate,
+        Row::Bridge,
+        1.40,
+        true,
+    ),
+    target(
+        "same node, best mode: TCP single stream vs single veth",
+        SAME,
+        Metric::Tcp1,
+        Row::Veth,
+        0.98,
+        true,
+    ),
+    target(
+        "same node, best mode: RR p50 vs single veth",
+        SAME,
+        Metric::RrP50,
+        Row::Veth,
+        1.02,
+        false,
+    ),
+    target(
+        "same node, xdp: UDP rate vs kernel bridge (a C devmap prototype: 0.89)",
+        &[Row::XdpSame],
+        Metric::UdpRate,
+        Row::Bridge,
+        0.89,
+        true,
+    ),
+    target(
+        "cross node, best mode: UDP rate vs kernel vxlan",
+        CROSS,
+        Metric::UdpRate,
+        Row::Vxlan,
+        1.5,
+        true,
+    ),
+    target(
+        "cross node, best mode: TCP single stream vs single veth",
+        CROSS,
+        Metric::Tcp1,
+        Row::Veth,
+        0.95,
+        true,
+    ),
+    target(
+        "cross node, best mode: RR p50 vs kernel vxlan",
+        CROSS,
+        Metric::RrP50,
+        Row::Vxlan,
+        0.85,
+        false,
+    ),
+    target(
+        "cross node, best mode: TCP single stream vs tun tunnel",
+        CROSS,
+        Metric::Tcp1,
+        Row::Tun,
+        13.0,
+        true,
+    ),
+];
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Limit => "limit",
+        Kind::Kernel => "kernel",
+        Kind::Reference => "reference",
+        Kind::FastPath => "fast path",
+        Kind::Baseline => "baseline",
+    }
+}
+
+fn cell_text(c: &Cell) -> String {
+    let d = |v: f64| {
+        let v = c.metric.display(v);
+        if v >= 100.0 {
+            format!("{v:.0}")
+        } else if v >= 10.0 {
+            format!("{v:.1}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let ratio = if matches!(c.metric, Metric::UdpRate | Metric::Tcp1 | Metric::RrP50) {
+        format!(" ×{:.2}", c.vs_kernel)
+    } else {
+        String::new()
+    };
+    if c.min == c.max {
+        format!("{}{ratio}", d(c.median))
+    } else {
+        format!("{} ({}–{}){ratio}", d(c.median), d(c.min), d(c.max))
+    }
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

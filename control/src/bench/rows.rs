@@ -1,0 +1,308 @@
+//! The rows of the benchmark (the datapaths compared) and the topology each one runs on. The
+//! fastpath rows use a cluster of their own (the demo description under the prefix `fpbench-`),
+//! switched between modes; the limit and reference rows are namespaces of their own.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::{
+    load::Path,
+    tun::{self, Tunnel},
+};
+use crate::{
+    cluster::{self, Cluster, POD_IFNAME},
+    config::{self, ClusterConfig, Mode},
+    netlink::Netlink,
+    netns::{self, Netns},
+    ownership::Ownership,
+    topology::{self, Endpoint},
+};
+
+/// Every namespace the benchmark makes starts with this.
+pub const PREFIX: &str = "fpbench-";
+/// Namespaces outside the cluster (limit and reference rows).
+const EXTRA: &str = "fpbench-x-";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Group {
+    SameNode,
+    CrossNode,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// What no datapath between two pods can beat: no bridge, no program, or no device at all.
+    Limit,
+    /// The kernel path the fast path replaces; ratios are against it.
+    Kernel,
+    /// Another kernel datapath, for reference.
+    Reference,
+    FastPath,
+    /// The userspace tunnel fastpath's design leaves behind.
+    Baseline,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Row {
+    Loopback,
+    Veth,
+    Bridge,
+    Macvlan,
+    XdpSame,
+    TcSame,
+    Vxlan,
+    XdpCross,
+    TcCross,
+    Tun,
+}
+
+impl Row {
+    pub const ALL: [Row; 10] = [
+        Row::Loopback,
+        Row::Veth,
+        Row::Bridge,
+        Row::Macvlan,
+        Row::XdpSame,
+        Row::TcSame,
+        Row::Vxlan,
+        Row::XdpCross,
+        Row::TcCross,
+        Row::Tun,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Row::Loopback => "loopback",
+            Row::Veth => "veth pair",
+            Row::Bridge => "kernel bridge",
+            Row::Macvlan => "macvlan bridge",
+            Row::XdpSame | Row::XdpCross => "fastpath xdp",
+            Row::TcSame | Row::TcCross => "fastpath tc",
+            Row::Vxlan => "kernel vxlan",
+            Row::Tun => "tun tunnel",
+        }
+    }
+
+    pub fn group(self) -> Group {
+        match self {
+            Row::Vxlan | Row::XdpCross | Row::TcCross | Row::Tun => Group::CrossNode,
+            _ => Group::SameNode,
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Row::Loopback | Row::Veth => Kind::Limit,
+            Row::Bridge | Row::Vxlan => Kind::Kernel,
+            Row::Macvlan => Kind::Reference,
+            Row::XdpSame | Row::TcSame | Row::XdpCross | Row::TcCross => Kind::FastPath,
+            Row::Tun => Kind::Baseline,
+        }
+    }
+
+    /// The cluster mode the row runs the bench cluster in, for the rows that use it.
+    fn mode(self) -> Option<Mode> {
+        match self {
+            Row::Bridge | Row::Vxlan | Row::Tun => Some(Mode::Kernel),
+            Row::XdpSame | Row::XdpCross => Some(Mode::Xdp),
+            Row::TcSame | Row::TcCross => Some(Mode::Tc),
+            Row::Loopback | Row::Veth | Row::Macvlan => None,
+        }
+    }
+}
+
+const LOOPBACK_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 11, 1);
+const VETH_A: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
+const VETH_B: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 2);
+const MACVLAN_A: Ipv4Addr = Ipv4Addr::new(198, 18, 12, 1);
+const MACVLAN_B: Ipv4Addr = Ipv4Addr::new(198, 18, 12, 2);
+
+/// Everything the rows run on. `close` (or a later `clean_leftovers`) removes it all.
+pub struct Topology {
+    cluster: Cluster,
+    pod_mtu: u32,
+    tunnel: Option<Tunnel>,
+}
+
+fn extra(name: &str) -> Netns {
+    Netns::named(format!("{EXTRA}{name}"))
+}
+
+/// Removes whatever an earlier benchmark left (a killed run): the cluster and the extra
+/// namespaces, found by their prefix.
+pub async fn clean_leftovers() -> Result<()> {
+    cluster::down(&Ownership::new(PREFIX)).await?;
+    for name in netns::list_with_prefix(EXTRA)? {
+        Netns::named(name).delete()?;
+    }
+    Ok(())
+}
+
+impl Topology {
+    pub async fn build() -> Result<Self> {
+        clean_leftovers().await?;
+        let config = ClusterConfig::load(None)?;
+        let pod_mtu = config::node_pod_mtu(&config.nodes[0]);
+        let topology = Self {
+            cluster: Cluster::new(config, PREFIX),
+            pod_mtu,
+            tunnel: None,
+        };
+        cluster::up(&topology.cluster).await?;
+
+        topology::create_namespace(&extra("lo")).await?;
+        Netlink::open(&extra("lo"))?
+            .add_address("lo", LOOPBACK_ADDR.into(), 32)
+            .await?;
+
+        let (a, b) = (extra("veth-a"), extra("veth-b"));
+        for ns in [&a, &b] {
+            topology::create_namespace(ns).await?;
+        }
+        let ends = [
+            Endpoint {
+                netns: a,
+                dev: "veth-a".into(),
+                addr: VETH_A,
+            },
+            Endpoint {
+                netns: b,
+                dev: "veth-b".into(),
+                addr: VETH_B,
+            },
+        ];
+        topology::connect(&ends[0], &ends[1], 30).await?;
+        for end in &ends {
+            Netlink::open(&end.netns)?
+                .set_mtu(&end.dev, pod_mtu)
+                .await?;
+        }
+
+        // macvlan in bridge mode: two devices on one parent (a veth end, up, its peer up too).
+        let parent = extra("mv-parent");
+        topology::create_namespace(&parent).await?;
+        let nl = Netlink::open(&parent)?;
+        nl.create_veth("mv-up0", "mv-up1", &parent).await?;
+        nl.set_up("mv-up0").await?;
+        nl.set_up("mv-up1").await?;
+        for (ns, dev, addr) in [("mv-a", "mv-a", MACVLAN_A), ("mv-b", "mv-b", MACVLAN_B)] {
+            let ns = extra(ns);
+            topology::create_namespace(&ns).await?;
+            nl.create_macvlan(dev, "mv-up0", &ns).await?;
+            let inner = Netlink::open(&ns)?;
+            inner.add_address(dev, addr.into(), 24).await?;
+            inner.set_mtu(dev, pod_mtu).await?;
+            inner.set_up(dev).await?;
+        }
+        Ok(topology)
+    }
+
+    fn pod(&self, name: &str) -> (Netns, Ipv4Addr) {
+        let (node, pod) = self
+            .cluster
+            .config
+            .nodes
+            .iter()
+            .find_map(|n| n.pods.iter().find(|p| p.name == name).map(|p| (n, p)))
+            .expect("the demo cluster's pods");
+        (self.cluster.pod_netns(node, pod), pod.address)
+    }
+
+    fn pod_path(&self, from: &str, to: &str) -> Path {
+        let ((from, from_addr), (to, to_addr)) = (self.pod(from), self.pod(to));
+        Path {
+            from,
+            from_addr,
+            to,
+            to_addr,
+            to_dev: POD_IFNAME.into(),
+        }
+    }
+
+    /// Makes the machine ready for `row` and returns where its traffic goes.
+    pub async fn prepare(&mut self, row: Row) -> Result<Path> {
+        self.tunnel = None;
+        if let Some(mode) = row.mode() {
+            self.cluster.mode_override = Some(mode);
+            cluster::up(&self.cluster)
+                .await
+                .with_context(|| format!("switching the bench cluster to {mode}"))?;
+        }
+        Ok(match row {
+            Row::Loopback => Path {
+                from: extra("lo"),
+                from_addr: LOOPBACK_ADDR,
+                to: extra("lo"),
+                to_addr: LOOPBACK_ADDR,
+                to_dev: "lo".into(),
+            },
+            Row::Veth => Path {
+                from: extra("veth-a"),
+                from_addr: VETH_A,
+                to: extra("veth-b"),
+                to_addr: VETH_B,
+                to_dev: "veth-b".into(),
+            },
+            Row::Macvlan => Path {
+                from: extra("mv-a"),
+                from_addr: MACVLAN_A,
+                to: extra("mv-b"),
+                to_addr: MACVLAN_B,
+                to_dev: "mv-b".into(),
+            },
+            Row::Bridge | Row::XdpSame | Row::TcSame => self.pod_path("a1", "a2"),
+            Row::Vxlan | Row::XdpCross | Row::TcCross => self.pod_path("a1", "b1"),
+            Row::Tun => {
+                let path = self.pod_path("a1", "b1");
+                let node = |n: &str| self.cluster.config.node(n).expect("demo node");
+                let (a, b) = (node("a"), node("b"));
+                let (ns_a, ns_b) = (self.cluster.node_netns(a), self.cluster.node_netns(b));
+                self.tunnel = Some(
+                    Tunnel::start(
+                        tun::End {
+                            netns: &ns_a,
+                            underlay: a.underlay.address.addr(),
+                            remote_pod: path.to_addr,
+                            mtu: self.pod_mtu,
+                        },
+                        tun::End {
+                            netns: &ns_b,
+                            underlay: b.underlay.address.addr(),
+                            remote_pod: path.from_addr,
+                            mtu: self.pod_mtu,
+                        },
+                    )
+                    .await?,
+                );
+                path
+            }
+        })
+    }
+
+    /// Removes everything the benchmark made.
+    pub async fn close(mut self) -> Result<()> {
+        self.tunnel = None;
+        clean_leftovers().await
+    }
+}
+
+/// What a row's packets go through, for the report.
+pub fn describe(row: Row) -> &'static str {
+    match row {
+        Row::Loopback => "one namespace, lo: no device between sender and receiver",
+        Row::Veth => "two namespaces joined by a veth pair: no bridge, no program",
+        Row::Bridge => "pod veth -> bridge -> pod veth",
+        Row::Macvlan => "two macvlan devices in bridge mode on one parent",
+        Row::XdpSame => "xdp_pod redirects veth -> veth",
+        Row::TcSame => "tc_pod redirects veth -> pod (bpf_redirect_peer)",
+        Row::Vxlan => "bridge, routing, kernel VXLAN device, underlay veth, and back",
+        Row::XdpCross => "xdp_pod encapsulates, tc_underlay decapsulates",
+        Row::TcCross => "tc_pod encapsulates, tc_underlay decapsulates",
+        Row::Tun => "tun device + userspace UDP relay in each node (flannel UDP mode)",
+    }
+}

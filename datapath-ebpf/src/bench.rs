@@ -1,0 +1,46 @@
+//! `bench_sink`: the benchmark's receiver. It counts the benchmark's UDP packets where they enter
+//! the receiving pod and drops them, so the rate measured is the datapath's, not that of a socket
+//! reader on a two-core machine.
+
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::map,
+    maps::PerCpuArray,
+};
+use datapath_common::bench::SINK_PORT;
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{IpProto, Ipv4Hdr},
+    udp::UdpHdr,
+};
+
+use crate::packet::Packet;
+
+/// Packets counted, per CPU.
+#[map]
+static BENCH_SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn sink(pkt: &Packet) -> i32 {
+    let (Some(eth), Some(ip), Some(udp)) = (
+        pkt.ptr_at::<EthHdr>(0),
+        pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN),
+        pkt.ptr_at::<UdpHdr>(EthHdr::LEN + Ipv4Hdr::LEN),
+    ) else {
+        return TC_ACT_OK;
+    };
+    // SAFETY: ptr_at checked all three headers lie inside the frame.
+    let (eth, ip, udp) = unsafe { (&*eth, &*ip, &*udp) };
+    if eth.ether_type != EtherType::Ipv4 as u16
+        || ip.vihl != 0x45
+        || ip.proto != IpProto::Udp as u8
+        || udp.dst != SINK_PORT.to_be_bytes()
+    {
+        return TC_ACT_OK;
+    }
+    if let Some(cell) = BENCH_SINK.get_ptr_mut(0) {
+        // SAFETY: this CPU's own cell.
+        unsafe { *cell += 1 };
+    }
+    TC_ACT_SHOT
+}

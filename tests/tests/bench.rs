@@ -1,0 +1,122 @@
+//! `fastpath bench --quick` end to end: every row × workload has a positive value, and the ratios
+//! are taken against the right kernel row. No timing is asserted: the figures are the report's.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use tests::fastpath;
+
+const ROWS: [(&str, &str); 10] = [
+    ("loopback", "same-node"),
+    ("veth", "same-node"),
+    ("bridge", "same-node"),
+    ("macvlan", "same-node"),
+    ("xdp-same", "same-node"),
+    ("tc-same", "same-node"),
+    ("vxlan", "cross-node"),
+    ("xdp-cross", "cross-node"),
+    ("tc-cross", "cross-node"),
+    ("tun", "cross-node"),
+];
+const METRICS: [&str; 10] = [
+    "udp-rate",
+    "udp-cpu",
+    "udp-socket",
+    "tcp1",
+    "tcp1-cpu",
+    "tcp4",
+    "rr-rate",
+    "rr-p50",
+    "rr-p99",
+    "rr-p999",
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[test]
+fn quick_bench_measures_every_row_and_workload() {
+    tests::require_root();
+    let dir = std::env::temp_dir().join(format!("fastpath-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, svg) = (dir.join("bench.json"), dir.join("bench.svg"));
+    let out = fastpath("fp-", None)
+        .args(["bench", "--quick", "--json"])
+        .arg(&json)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .expect("fastpath bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "fastpath bench --quick: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("SAME NODE") && stdout.contains("TARGETS"),
+        "{stdout}"
+    );
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mut samples: HashMap<(String, String), Vec<f64>> = HashMap::new();
+    for s in report["samples"].as_array().unwrap() {
+        samples
+            .entry((
+                s["row"].as_str().unwrap().to_string(),
+                s["metric"].as_str().unwrap().to_string(),
+            ))
+            .or_default()
+            .push(s["value"].as_f64().unwrap());
+    }
+    for (row, _) in ROWS {
+        for metric in METRICS {
+            let v = samples
+                .get(&(row.to_string(), metric.to_string()))
+                .unwrap_or_else(|| panic!("no sample of {metric} on {row}"));
+            assert!(
+                v.iter().all(|x| x.is_finite() && *x > 0.0),
+                "{row} {metric}: {v:?}"
+            );
+        }
+    }
+    let groups: HashMap<&str, &str> = ROWS.into_iter().collect();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), ROWS.len() * METRICS.len());
+    for c in cells {
+        let (row, metric) = (c["row"].as_str().unwrap(), c["metric"].as_str().unwrap());
+        let kernel = if groups[row] == "same-node" {
+            "bridge"
+        } else {
+            "vxlan"
+        };
+        let own = median(samples[&(row.to_string(), metric.to_string())].clone());
+        let reference = median(samples[&(kernel.to_string(), metric.to_string())].clone());
+        let ratio = c["vs_kernel"].as_f64().unwrap();
+        assert!(
+            (ratio - own / reference).abs() <= 1e-9 * ratio.abs().max(1.0),
+            "{row} {metric}: ratio {ratio}, want {} against {kernel}",
+            own / reference
+        );
+    }
+    assert!(!report["targets"].as_array().unwrap().is_empty());
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+    assert!(
+        chart.matches("<rect").count() >= 5 * ROWS.len(),
+        "a bar per row and workload"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let left = control::netns::list_with_prefix("fpbench-").unwrap();
+    assert!(
+        left.is_empty(),
+        "the benchmark removed its namespaces: {left:?}"
+    );
+}
