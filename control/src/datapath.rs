@@ -117,6 +117,22 @@ pub struct PeerEntry {
     pub vtep_mac: [u8; 6],
 }
 
+impl PeerEntry {
+    /// The REMOTES entry: (prefix length, network, value).
+    fn remote(&self) -> (u32, u32, Remote) {
+        let value = Remote {
+            underlay_ip: u32::from_ne_bytes(self.underlay_ip.octets()),
+            vtep_mac: self.vtep_mac,
+            _pad: [0; 2],
+        };
+        (
+            u32::from(self.pod_cidr.prefix_len()),
+            u32::from_ne_bytes(self.pod_cidr.network().octets()),
+            value,
+        )
+    }
+}
+
 /// A local pod as the maps describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointEntry {
@@ -124,6 +140,29 @@ pub struct EndpointEntry {
     /// The pod's host-side veth.
     pub ifindex: u32,
     pub mac: [u8; 6],
+}
+
+impl EndpointEntry {
+    /// The ENDPOINTS entry: the pod's address → where its frames go.
+    fn endpoint(&self) -> (u32, Endpoint) {
+        let value = Endpoint {
+            ifindex: self.ifindex,
+            flags: 0,
+            mac: self.mac,
+            _pad: [0; 2],
+        };
+        (u32::from_ne_bytes(self.ip.octets()), value)
+    }
+
+    /// The SOURCES entry: the pod's veth → the address and MAC it may send from.
+    fn source(&self) -> (u32, Source) {
+        let value = Source {
+            ip: u32::from_ne_bytes(self.ip.octets()),
+            mac: self.mac,
+            _pad: [0; 2],
+        };
+        (self.ifindex, value)
+    }
 }
 
 enum LinkId {
@@ -284,21 +323,7 @@ impl Datapath {
 
         let mut remotes: LpmTrie<_, u32, Remote> =
             LpmTrie::try_from(self.map_mut(REMOTES)?).map_err(map_err(REMOTES))?;
-        let want: Vec<(u32, u32, Remote)> = peers
-            .iter()
-            .map(|p| {
-                let value = Remote {
-                    underlay_ip: u32::from_ne_bytes(p.underlay_ip.octets()),
-                    vtep_mac: p.vtep_mac,
-                    _pad: [0; 2],
-                };
-                (
-                    u32::from(p.pod_cidr.prefix_len()),
-                    u32::from_ne_bytes(p.pod_cidr.network().octets()),
-                    value,
-                )
-            })
-            .collect();
+        let want: Vec<(u32, u32, Remote)> = peers.iter().map(PeerEntry::remote).collect();
         let present: Vec<Key<u32>> = remotes
             .keys()
             .collect::<Result<_, _>>()
@@ -344,33 +369,12 @@ impl Datapath {
 
         let mut endpoints: HashMap<_, u32, Endpoint> =
             HashMap::try_from(self.map_mut(ENDPOINTS)?).map_err(map_err(ENDPOINTS))?;
-        let want: Vec<(u32, Endpoint)> = entries
-            .iter()
-            .map(|e| {
-                let value = Endpoint {
-                    ifindex: e.ifindex,
-                    flags: 0,
-                    mac: e.mac,
-                    _pad: [0; 2],
-                };
-                (u32::from_ne_bytes(e.ip.octets()), value)
-            })
-            .collect();
+        let want: Vec<(u32, Endpoint)> = entries.iter().map(EndpointEntry::endpoint).collect();
         changed += sync_hash(&mut endpoints, &want).map_err(map_err(ENDPOINTS))?;
 
         let mut sources: HashMap<_, u32, Source> =
             HashMap::try_from(self.map_mut(SOURCES)?).map_err(map_err(SOURCES))?;
-        let want: Vec<(u32, Source)> = entries
-            .iter()
-            .map(|e| {
-                let value = Source {
-                    ip: u32::from_ne_bytes(e.ip.octets()),
-                    mac: e.mac,
-                    _pad: [0; 2],
-                };
-                (e.ifindex, value)
-            })
-            .collect();
+        let want: Vec<(u32, Source)> = entries.iter().map(EndpointEntry::source).collect();
         changed += sync_hash(&mut sources, &want).map_err(map_err(SOURCES))?;
 
         // Pods' veths, and the underlay device encapsulated frames leave by.
@@ -398,6 +402,34 @@ impl Datapath {
             changed += 1;
         }
         Ok(changed)
+    }
+
+    /// Adds endpoint and remote CIDR entries to what the maps hold, without redirect targets:
+    /// for the benchmark's map-size rows, whose extra entries name no device and receive no
+    /// traffic. The next `sync_endpoints`/`sync_peers` removes them.
+    pub fn insert_unrouted(
+        &mut self,
+        endpoints: &[EndpointEntry],
+        remotes: &[PeerEntry],
+    ) -> Result<(), DatapathError> {
+        let map_err = |map| move |source| DatapathError::Map { map, source };
+        let mut map: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(self.map_mut(ENDPOINTS)?).map_err(map_err(ENDPOINTS))?;
+        for (key, value) in endpoints.iter().map(EndpointEntry::endpoint) {
+            map.insert(key, value, 0).map_err(map_err(ENDPOINTS))?;
+        }
+        let mut map: HashMap<_, u32, Source> =
+            HashMap::try_from(self.map_mut(SOURCES)?).map_err(map_err(SOURCES))?;
+        for (key, value) in endpoints.iter().map(EndpointEntry::source) {
+            map.insert(key, value, 0).map_err(map_err(SOURCES))?;
+        }
+        let mut map: LpmTrie<_, u32, Remote> =
+            LpmTrie::try_from(self.map_mut(REMOTES)?).map_err(map_err(REMOTES))?;
+        for (len, addr, value) in remotes.iter().map(PeerEntry::remote) {
+            map.insert(&Key::new(len, addr), value, 0)
+                .map_err(map_err(REMOTES))?;
+        }
+        Ok(())
     }
 
     /// Attaches `hook`'s program to `dev` in `netns` through a link pinned in this datapath's
@@ -593,6 +625,22 @@ impl Datapath {
                 source,
             })?;
         counter_rows(&counters)
+    }
+}
+
+/// The ENDPOINTS entry of `ip` in the maps pinned under `pin_dir`.
+pub fn pinned_endpoint(pin_dir: &Path, ip: Ipv4Addr) -> Result<Option<Endpoint>, DatapathError> {
+    let err = |source| DatapathError::Map {
+        map: ENDPOINTS,
+        source,
+    };
+    let data = MapData::from_pin(pin_dir.join(ENDPOINTS)).map_err(err)?;
+    let map = Map::from_map_data(data).map_err(err)?;
+    let endpoints: HashMap<_, u32, Endpoint> = HashMap::try_from(map).map_err(err)?;
+    match endpoints.get(&u32::from_ne_bytes(ip.octets()), 0) {
+        Ok(e) => Ok(Some(e)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(source) => Err(err(source)),
     }
 }
 

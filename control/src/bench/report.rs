@@ -382,7 +382,7 @@ const fn target(
     }
 }
 
-const TARGETS: [TargetSpec; 9] = [
+const TARGETS: [TargetSpec; 11] = [
     target(
         "same node, best mode: UDP rate vs single veth",
         SAME,
@@ -453,6 +453,22 @@ const TARGETS: [TargetSpec; 9] = [
         Metric::Tcp1,
         Row::Tun,
         13.0,
+        true,
+    ),
+    target(
+        "cost growth, same node: UDP rate with 10k entries vs with the demo's",
+        &[Row::TcSameScaled],
+        Metric::UdpRate,
+        Row::TcSame,
+        0.97,
+        true,
+    ),
+    target(
+        "cost growth, cross node: UDP rate with 10k entries vs with the demo's",
+        &[Row::TcCrossScaled],
+        Metric::UdpRate,
+        Row::TcCross,
+        0.97,
         true,
     ),
 ];

@@ -14,6 +14,7 @@ use super::{
 use crate::{
     cluster::{self, Cluster, POD_IFNAME},
     config::{self, ClusterConfig, Mode},
+    datapath::{Datapath, EndpointEntry, PeerEntry},
     netlink::Netlink,
     netns::{self, Netns},
     ownership::Ownership,
@@ -55,23 +56,29 @@ pub enum Row {
     Macvlan,
     XdpSame,
     TcSame,
+    /// `TcSame` with 10,000 more endpoints and 1,000 remote CIDRs in the maps.
+    TcSameScaled,
     Vxlan,
     XdpCross,
     TcCross,
+    /// `TcCross` with 10,000 more endpoints and 1,000 remote CIDRs in the maps.
+    TcCrossScaled,
     Tun,
 }
 
 impl Row {
-    pub const ALL: [Row; 10] = [
+    pub const ALL: [Row; 12] = [
         Row::Loopback,
         Row::Veth,
         Row::Bridge,
         Row::Macvlan,
         Row::XdpSame,
         Row::TcSame,
+        Row::TcSameScaled,
         Row::Vxlan,
         Row::XdpCross,
         Row::TcCross,
+        Row::TcCrossScaled,
         Row::Tun,
     ];
 
@@ -83,6 +90,7 @@ impl Row {
             Row::Macvlan => "macvlan bridge",
             Row::XdpSame | Row::XdpCross => "fastpath xdp",
             Row::TcSame | Row::TcCross => "fastpath tc",
+            Row::TcSameScaled | Row::TcCrossScaled => "fastpath tc, 10k entries",
             Row::Vxlan => "kernel vxlan",
             Row::Tun => "tun tunnel",
         }
@@ -90,7 +98,9 @@ impl Row {
 
     pub fn group(self) -> Group {
         match self {
-            Row::Vxlan | Row::XdpCross | Row::TcCross | Row::Tun => Group::CrossNode,
+            Row::Vxlan | Row::XdpCross | Row::TcCross | Row::TcCrossScaled | Row::Tun => {
+                Group::CrossNode
+            }
             _ => Group::SameNode,
         }
     }
@@ -100,7 +110,12 @@ impl Row {
             Row::Loopback | Row::Veth => Kind::Limit,
             Row::Bridge | Row::Vxlan => Kind::Kernel,
             Row::Macvlan => Kind::Reference,
-            Row::XdpSame | Row::TcSame | Row::XdpCross | Row::TcCross => Kind::FastPath,
+            Row::XdpSame
+            | Row::TcSame
+            | Row::TcSameScaled
+            | Row::XdpCross
+            | Row::TcCross
+            | Row::TcCrossScaled => Kind::FastPath,
             Row::Tun => Kind::Baseline,
         }
     }
@@ -110,11 +125,15 @@ impl Row {
         match self {
             Row::Bridge | Row::Vxlan | Row::Tun => Some(Mode::Kernel),
             Row::XdpSame | Row::XdpCross => Some(Mode::Xdp),
-            Row::TcSame | Row::TcCross => Some(Mode::Tc),
+            Row::TcSame | Row::TcCross | Row::TcSameScaled | Row::TcCrossScaled => Some(Mode::Tc),
             Row::Loopback | Row::Veth | Row::Macvlan => None,
         }
     }
 }
+
+/// Extra map entries of the scaled rows.
+const SCALE_ENDPOINTS: u32 = 10_000;
+const SCALE_REMOTES: u32 = 1_000;
 
 const LOOPBACK_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 11, 1);
 const VETH_A: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
@@ -233,6 +252,9 @@ impl Topology {
                 .await
                 .with_context(|| format!("switching the bench cluster to {mode}"))?;
         }
+        if matches!(row, Row::TcSameScaled | Row::TcCrossScaled) {
+            self.fill_maps()?;
+        }
         Ok(match row {
             Row::Loopback => Path {
                 from: extra("lo"),
@@ -255,8 +277,12 @@ impl Topology {
                 to_addr: MACVLAN_B,
                 to_dev: "mv-b".into(),
             },
-            Row::Bridge | Row::XdpSame | Row::TcSame => self.pod_path("a1", "a2"),
-            Row::Vxlan | Row::XdpCross | Row::TcCross => self.pod_path("a1", "b1"),
+            Row::Bridge | Row::XdpSame | Row::TcSame | Row::TcSameScaled => {
+                self.pod_path("a1", "a2")
+            }
+            Row::Vxlan | Row::XdpCross | Row::TcCross | Row::TcCrossScaled => {
+                self.pod_path("a1", "b1")
+            }
             Row::Tun => {
                 let path = self.pod_path("a1", "b1");
                 let node = |n: &str| self.cluster.config.node(n).expect("demo node");
@@ -284,6 +310,42 @@ impl Topology {
         })
     }
 
+    /// Adds `SCALE_ENDPOINTS` endpoints and `SCALE_REMOTES` remote CIDRs to every node's maps,
+    /// in 198.19.0.0/16 where no pod lives, so lookups for the real pods search full maps. The
+    /// next mode switch's sync removes them.
+    fn fill_maps(&self) -> Result<()> {
+        let nodes = &self.cluster.config.nodes;
+        for (i, node) in nodes.iter().enumerate() {
+            let peer = &nodes[(i + 1) % nodes.len()];
+            let endpoints: Vec<EndpointEntry> = (0..SCALE_ENDPOINTS)
+                .map(|n| {
+                    let [_, _, hi, lo] = n.to_be_bytes();
+                    EndpointEntry {
+                        ip: Ipv4Addr::new(198, 19, hi, lo),
+                        // No device has these: the entries are looked past, never used.
+                        ifindex: 1_000_000 + n,
+                        mac: [0x02, 0xfb, 0, 0, hi, lo],
+                    }
+                })
+                .collect();
+            let remotes: Vec<PeerEntry> = (0..SCALE_REMOTES)
+                .map(|n| PeerEntry {
+                    pod_cidr: ipnet::Ipv4Net::new(
+                        Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 128, 0)) + n * 32),
+                        27,
+                    )
+                    .expect("a /27"),
+                    underlay_ip: peer.underlay.address.addr(),
+                    vtep_mac: config::vtep_mac(peer.underlay.address.addr()),
+                })
+                .collect();
+            Datapath::load_pinned(&self.cluster.pin_dir(node), None)?
+                .insert_unrouted(&endpoints, &remotes)
+                .with_context(|| format!("filling the maps of bench node '{}'", node.name))?;
+        }
+        Ok(())
+    }
+
     /// Removes everything the benchmark made.
     pub async fn close(mut self) -> Result<()> {
         self.tunnel = None;
@@ -300,6 +362,9 @@ pub fn describe(row: Row) -> &'static str {
         Row::Macvlan => "two macvlan devices in bridge mode on one parent",
         Row::XdpSame => "xdp_pod redirects veth -> veth",
         Row::TcSame => "tc_pod redirects veth -> pod (bpf_redirect_peer)",
+        Row::TcSameScaled | Row::TcCrossScaled => {
+            "as fastpath tc, with 10,000 more endpoints and 1,000 remote CIDRs in the maps"
+        }
         Row::Vxlan => "bridge, routing, kernel VXLAN device, underlay veth, and back",
         Row::XdpCross => "xdp_pod encapsulates, tc_underlay decapsulates",
         Row::TcCross => "tc_pod encapsulates, tc_underlay decapsulates",
