@@ -8,6 +8,8 @@ pub enum NetnsError {
     NotFound { name: String },
     #[error("network namespace '{name}' already exists")]
     Exists { name: String },
+    #[error("network namespace '{name}' belongs to someone else: fastpath does not delete it")]
+    Foreign { name: String },
     #[error("cannot {op} network namespace '{name}': {source}")]
     Io {
         op: &'static str,

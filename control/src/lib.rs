@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod bpffs;
 pub mod cluster;
+pub mod cni;
 pub mod config;
 pub mod datapath;
 pub mod demo;

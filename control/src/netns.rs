@@ -24,28 +24,49 @@ use crate::error::NetnsError;
 /// Where `ip netns` keeps its namespaces; using the same place lets users inspect ours with it.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 
-/// A named network namespace, or the namespace this process started in.
+/// A named network namespace, one a container runtime made (known by its path), or the
+/// namespace this process started in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Netns {
     name: Option<String>,
+    /// Set for a namespace known only by its file (a runtime's `CNI_NETNS`): it is not ours to
+    /// create or delete.
+    foreign: Option<PathBuf>,
 }
 
 impl Netns {
     /// The namespace the process was started in (where eth0 lives on a real node).
     pub fn host() -> Self {
-        Self { name: None }
+        Self {
+            name: None,
+            foreign: None,
+        }
+    }
+
+    /// The namespace whose file is `path` (e.g. /proc/PID/ns/net or /run/netns/cni-…), made by
+    /// someone else: `create` and `delete` refuse it.
+    pub fn at_path(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            name: Some(path.display().to_string()),
+            foreign: Some(path),
+        }
     }
 
     /// A named namespace, which may or may not exist yet.
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: Some(name.into()),
+            foreign: None,
         }
     }
 
-    /// The name, or `None` for the host namespace.
+    /// The name under /run/netns, or `None` for the host namespace and a foreign one.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        match self.foreign {
+            Some(_) => None,
+            None => self.name.as_deref(),
+        }
     }
 
     /// A printable label: the name, or "host".
@@ -54,6 +75,9 @@ impl Netns {
     }
 
     fn path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.foreign {
+            return Some(path.clone());
+        }
         self.name
             .as_ref()
             .map(|name| Path::new(NETNS_RUN_DIR).join(name))
@@ -98,7 +122,7 @@ impl Netns {
 
     /// Creates the named namespace. Fails with [`NetnsError::Exists`] when it is already there.
     pub fn create(&self) -> Result<(), NetnsError> {
-        let (Some(name), Some(path)) = (&self.name, self.path()) else {
+        let (Some(name), Some(path), None) = (&self.name, self.path(), &self.foreign) else {
             return Err(NetnsError::Exists {
                 name: "host".into(),
             });
@@ -139,6 +163,11 @@ impl Netns {
     /// Removes the named namespace. Processes still inside keep it alive until they exit.
     /// Removing one that is not there succeeds.
     pub fn delete(&self) -> Result<(), NetnsError> {
+        if self.foreign.is_some() {
+            return Err(NetnsError::Foreign {
+                name: self.label().to_string(),
+            });
+        }
         let (Some(name), Some(path)) = (&self.name, self.path()) else {
             return Ok(());
         };

@@ -6,6 +6,7 @@
 //! run (whose pid is gone) are removed the next time a fixture is made.
 
 pub mod capture;
+pub mod cni;
 pub mod frames;
 pub mod probe;
 pub mod vxlan;
@@ -74,8 +75,11 @@ fn remove_leftovers_of_dead_runs() {
                 let _ = Netns::named(name).delete();
             }
         }
-        // Pins of dead runs: removing them detaches their programs.
-        if let Ok(dirs) = std::fs::read_dir(control::datapath::PIN_ROOT) {
+        // Pins of dead runs (clusters, CNI networks): removing them detaches their programs.
+        for root in [control::datapath::PIN_ROOT, control::cni::PIN_ROOT] {
+            let Ok(dirs) = std::fs::read_dir(root) else {
+                continue;
+            };
             for dir in dirs.flatten() {
                 let name = dir.file_name().to_string_lossy().into_owned();
                 if name.starts_with(TEST_PREFIX) && dead_run(&name) {
@@ -280,12 +284,17 @@ impl VethPair {
 
 /// The `fastpath` binary `cargo xtask test` builds before running the tests.
 pub fn fastpath_bin() -> std::path::PathBuf {
+    workspace_bin("fastpath")
+}
+
+/// A binary of the workspace, next to the test executable (`cargo xtask test` builds them all).
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let bin = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps")
-        .join("fastpath");
+        .join(name);
     assert!(
         bin.exists(),
         "{} is missing: run the tests with `cargo xtask test`, which builds it",

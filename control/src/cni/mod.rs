@@ -1,0 +1,518 @@
+//! `fastpath-cni`: a CNI plugin (specification 1.0.0 and 1.1.0) that puts containers on the fast
+//! path, as the only plugin of a network (standalone: it makes the veth pair, asks the IPAM
+//! plugin for addresses, joins the host end to the network's bridge) or after the reference
+//! `bridge` plugin in a chain (it takes the veth that plugin made from `prevResult`). Either way
+//! the host-side veth gets tc_pod and the pod an entry in the network's pinned maps.
+
+mod fastpath;
+mod ipam;
+mod network;
+mod show;
+mod spec;
+mod store;
+
+use std::{io::Read as _, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use serde_json::Value;
+
+pub use fastpath::PIN_ROOT;
+pub use show::show;
+pub use spec::{CniError, Code, SUPPORTED_VERSIONS};
+
+use self::{
+    ipam::Ipam,
+    network::{Attachment, Standalone},
+    spec::{CniResult, Command, Env, NetConf, VersionInfo},
+    store::{Record, Store},
+};
+use crate::{config, netns::Netns};
+
+/// The bridge of a standalone network whose configuration names none.
+pub const DEFAULT_BRIDGE: &str = "fp-cni0";
+const DEFAULT_MTU: u32 = 1500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// tc_pod on every host veth: the fast path.
+    Tc,
+    /// The same devices and maps' bookkeeping, no program: the kernel path, to compare with.
+    Kernel,
+}
+
+/// The configuration's keys that this plugin reads, checked.
+struct Settings {
+    network: String,
+    mode: Mode,
+    bridge: String,
+    mtu: u32,
+    data_dir: PathBuf,
+    lock_timeout: Duration,
+}
+
+fn invalid(msg: String) -> CniError {
+    CniError::new(Code::InvalidConfig, msg)
+}
+
+impl Settings {
+    fn new(conf: &NetConf, raw: &Value) -> Result<Self, CniError> {
+        spec::validate_network_name(&conf.name)?;
+        let mode = match conf.mode.as_deref() {
+            None | Some("tc") => Mode::Tc,
+            Some("kernel") => Mode::Kernel,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "\"mode\": \"{other}\" is not one of \"tc\" (the fast path) or \"kernel\""
+                )));
+            }
+        };
+        let bridge = conf.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.into());
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ':', ' ']) {
+            return Err(invalid(format!(
+                "\"bridge\": \"{bridge}\" is not a valid interface name"
+            )));
+        }
+        let mtu = conf.mtu.unwrap_or(DEFAULT_MTU);
+        if !(576..=65535).contains(&mtu) {
+            return Err(invalid(format!("\"mtu\": {mtu} is outside 576..65535")));
+        }
+        let data_dir = match raw.get("dataDir") {
+            None => PathBuf::from(store::DEFAULT_DATA_DIR),
+            Some(Value::String(d)) if d.starts_with('/') => PathBuf::from(d),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "\"dataDir\": {other} must be an absolute path"
+                )));
+            }
+        };
+        let lock_timeout = match raw.get("lockTimeout") {
+            None => store::DEFAULT_LOCK_TIMEOUT,
+            Some(v) => v
+                .as_f64()
+                .filter(|s| (0.0..=3600.0).contains(s))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    invalid(format!("\"lockTimeout\": {v} must be seconds, 0 to 3600"))
+                })?,
+        };
+        Ok(Self {
+            network: conf.name.clone(),
+            mode,
+            bridge,
+            mtu,
+            data_dir,
+            lock_timeout,
+        })
+    }
+}
+
+/// The plugin's entry point: the CNI protocol when CNI_COMMAND is set, else a small CLI
+/// (`--help`, `show`) for people.
+pub fn main() -> ExitCode {
+    if std::env::var_os("CNI_COMMAND").is_none() {
+        return show::cli(std::env::args().skip(1).collect());
+    }
+    let mut stdin = Vec::new();
+    let reply = match std::io::stdin().read_to_end(&mut stdin) {
+        Ok(_) => run(|k| std::env::var(k).ok(), &stdin),
+        Err(e) => Err(CniError::new(Code::Io, format!("cannot read stdin: {e}"))),
+    };
+    match reply {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(out)) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{}", serde_json::to_string(&e).expect("errors serialize"));
+            eprintln!("fastpath-cni: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One invocation: the environment (through `var`) and stdin in, the JSON to print out.
+pub fn run(var: impl Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+    let env = Env::read(var)?;
+    if env.command == Command::Version {
+        return Ok(Some(version(stdin)));
+    }
+    let (conf, raw) = spec::parse_conf(stdin)?;
+    let version = conf.cni_version.clone();
+    let with_version = |mut e: CniError| {
+        e.cni_version = version.clone();
+        e
+    };
+    let settings = Settings::new(&conf, &raw).map_err(with_version)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::new(Code::Io, format!("cannot start a runtime: {e}")))?;
+    let plugin = Plugin {
+        env: &env,
+        conf: &conf,
+        raw: &raw,
+        settings: &settings,
+    };
+    runtime
+        .block_on(async {
+            match env.command {
+                Command::Add => plugin.add().await.map(Some),
+                Command::Del => plugin.del().await.map(|()| None),
+                Command::Check => plugin.check().await.map(|()| None),
+                Command::Status => plugin.status().map(|()| None),
+                Command::Gc => plugin.gc().await.map(|()| None),
+                Command::Version => unreachable!("answered above"),
+            }
+        })
+        .map_err(with_version)
+}
+
+/// VERSION: the versions this plugin speaks; stdin holds at most `{"cniVersion": …}`.
+fn version(stdin: &[u8]) -> Value {
+    let asked = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()));
+    serde_json::to_value(VersionInfo {
+        cni_version: asked.unwrap_or_else(|| spec::LATEST_VERSION.into()),
+        supported_versions: SUPPORTED_VERSIONS.to_vec(),
+    })
+    .expect("version info serializes")
+}
+
+struct Plugin<'a> {
+    env: &'a Env,
+    conf: &'a NetConf,
+    raw: &'a Value,
+    settings: &'a Settings,
+}
+
+fn failed(e: anyhow::Error) -> CniError {
+    CniError::failed(&e)
+}
+
+impl Plugin<'_> {
+    fn store(&self) -> Result<Store, CniError> {
+        Store::open(
+            &self.settings.data_dir,
+            &self.settings.network,
+            self.settings.lock_timeout,
+        )
+    }
+
+    fn container_netns(&self) -> Result<Netns, CniError> {
+        let path = self
+            .env
+            .netns
+            .as_ref()
+            .expect("ADD and CHECK require CNI_NETNS");
+        let netns = Netns::at_path(path);
+        netns.open().map_err(|e| {
+            CniError::new(
+                Code::UnknownContainer,
+                format!("the container's network namespace {}: {e}", path.display()),
+            )
+        })?;
+        Ok(netns)
+    }
+
+    async fn add(&self) -> Result<Value, CniError> {
+        let store = self.store()?;
+        let (id, ifname) = (&self.env.container_id, &self.env.ifname);
+        if let Some(old) = store.get(id, ifname)? {
+            if old.complete {
+                return Err(CniError::new(
+                    Code::Failed,
+                    format!(
+                        "container {id} already has {ifname} on network '{}'; DEL it first",
+                        self.settings.network
+                    ),
+                ));
+            }
+            // A killed ADD's leftovers: undone before starting again.
+            self.undo(&store, &old).await?;
+        }
+        let netns = self.container_netns()?;
+        let mut result = match &self.conf.prev_result {
+            Some(prev) => self.add_chained(&store, prev).await?,
+            None => self.add_standalone(&store, &netns).await?,
+        };
+        result["cniVersion"] = Value::String(self.conf.cni_version.clone());
+        Ok(result)
+    }
+
+    async fn add_standalone(&self, store: &Store, netns: &Netns) -> Result<Value, CniError> {
+        let ipam = Ipam::find(self.env, self.raw)?.ok_or_else(|| {
+            invalid("a standalone fastpath-cni network needs an \"ipam\" section".into())
+        })?;
+        let (net, id, ifname) = (
+            &self.settings.network,
+            &self.env.container_id,
+            &self.env.ifname,
+        );
+        let mut record = Record {
+            container_id: id.clone(),
+            ifname: ifname.clone(),
+            netns: self.env.netns.as_ref().map(|p| p.display().to_string()),
+            host_veth: network::host_veth_name(net, id, ifname),
+            owns_veth: true,
+            ipam: true,
+            address: None,
+            gateway: None,
+            mac: None,
+            complete: false,
+        };
+        // Written before anything changes: whatever happens next, DEL and GC can find it.
+        store.put(&record)?;
+        let made = async {
+            let assigned = ipam.add(self.env)?;
+            let standalone = Standalone {
+                network: net,
+                container_id: id,
+                ifname,
+                container: netns,
+                bridge: &self.settings.bridge,
+                mtu: self.settings.mtu,
+                host_veth: &record.host_veth,
+            };
+            let (attachment, result) = standalone.create(&assigned).await.map_err(failed)?;
+            self.finish(store, &mut record, &attachment).await?;
+            Ok::<_, CniError>(result)
+        }
+        .await;
+        match made {
+            Ok(result) => Ok(serde_json::to_value(result).expect("results serialize")),
+            Err(e) => {
+                if let Err(undo) = self.undo(store, &record).await {
+                    log::warn!("undoing the failed ADD: {undo}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn add_chained(&self, store: &Store, prev: &Value) -> Result<Value, CniError> {
+        let parsed = CniResult::from_value(prev, "prevResult")?;
+        let attachment = network::find_chained(&parsed, &self.env.ifname)
+            .await
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let mut record = Record {
+            container_id: self.env.container_id.clone(),
+            ifname: self.env.ifname.clone(),
+            netns: self.env.netns.as_ref().map(|p| p.display().to_string()),
+            host_veth: attachment.host_veth.clone(),
+            owns_veth: false,
+            ipam: false,
+            address: None,
+            gateway: None,
+            mac: None,
+            complete: false,
+        };
+        store.put(&record)?;
+        if let Err(e) = self.finish(store, &mut record, &attachment).await {
+            if let Err(undo) = self.undo(store, &record).await {
+                log::warn!("undoing the failed ADD: {undo}");
+            }
+            return Err(e);
+        }
+        // The chain's result is the previous plugin's: this plugin adds no interface or address.
+        Ok(prev.clone())
+    }
+
+    /// Attaches the program, completes the record and puts the endpoint into the maps.
+    async fn finish(
+        &self,
+        store: &Store,
+        record: &mut Record,
+        a: &Attachment,
+    ) -> Result<(), CniError> {
+        if self.settings.mode == Mode::Tc {
+            let mac = config::parse_mac(&a.bridge_mac).map_err(failed)?;
+            fastpath::attach(&self.settings.network, mac, a.gateway, &a.host_veth)
+                .with_context(|| format!("attaching the fast path to {}", a.host_veth))
+                .map_err(failed)?;
+        }
+        record.address = Some(a.address);
+        record.gateway = Some(a.gateway);
+        record.mac = Some(a.container_mac.clone());
+        record.complete = true;
+        store.put(record)?;
+        self.sync(store).await
+    }
+
+    async fn sync(&self, store: &Store) -> Result<(), CniError> {
+        fastpath::sync(&self.settings.network, &store.all()?)
+            .await
+            .context("updating the fast-path maps")
+            .map_err(failed)
+    }
+
+    /// Undoes whatever `record` says may have been done: the program link, the veth (when ours),
+    /// the address (when IPAM was asked), the map entry and the record itself. Each step is
+    /// idempotent, so an undo that is itself interrupted can be run again.
+    async fn undo(&self, store: &Store, record: &Record) -> Result<(), CniError> {
+        let net = &self.settings.network;
+        fastpath::detach(net, &record.host_veth).map_err(failed)?;
+        if record.owns_veth {
+            network::delete_veth(
+                &record.host_veth,
+                &network::veth_alias(net, &record.container_id, &record.ifname),
+            )
+            .await
+            .map_err(failed)?;
+        }
+        if record.ipam
+            && let Some(ipam) = Ipam::find(self.env, self.raw)?
+        {
+            let mut env = self.env.clone();
+            env.container_id = record.container_id.clone();
+            env.ifname = record.ifname.clone();
+            env.netns = None;
+            ipam.del(&env)?;
+        }
+        store.remove(&record.container_id, &record.ifname)?;
+        self.sync(store).await
+    }
+
+    async fn del(&self) -> Result<(), CniError> {
+        let store = self.store()?;
+        let (id, ifname) = (&self.env.container_id, &self.env.ifname);
+        let record = match store.get(id, ifname)? {
+            Some(record) => record,
+            // Unknown here: with a standalone configuration, what an ADD of this attachment
+            // would have made is still released (the veth by its derived name, the address by
+            // the IPAM plugin); DEL of something never added succeeds.
+            None if self.conf.prev_result.is_none() && self.conf.ipam.is_some() => Record {
+                container_id: id.clone(),
+                ifname: ifname.clone(),
+                netns: None,
+                host_veth: network::host_veth_name(&self.settings.network, id, ifname),
+                owns_veth: true,
+                ipam: true,
+                address: None,
+                gateway: None,
+                mac: None,
+                complete: false,
+            },
+            None => return Ok(()),
+        };
+        self.undo(&store, &record).await
+    }
+
+    async fn check(&self) -> Result<(), CniError> {
+        let prev = self
+            .conf
+            .prev_result
+            .as_ref()
+            .ok_or_else(|| invalid("CHECK needs the ADD result as \"prevResult\"".into()))?;
+        let prev_parsed = CniResult::from_value(prev, "prevResult")?;
+        let store = self.store()?;
+        let (id, ifname) = (&self.env.container_id, &self.env.ifname);
+        let record = store
+            .get(id, ifname)?
+            .filter(|r| r.complete)
+            .ok_or_else(|| {
+                CniError::new(
+                    Code::UnknownContainer,
+                    format!(
+                        "container {id} has no {ifname} on network '{}'",
+                        self.settings.network
+                    ),
+                )
+            })?;
+        let netns = self.container_netns()?;
+        let address = record.address.expect("complete records have an address");
+        let mut missing = network::check_container(&netns, ifname, address, &prev_parsed.routes)
+            .await
+            .map_err(failed)?;
+        missing.extend(self.check_host(&record).await.map_err(failed)?);
+        if !missing.is_empty() {
+            return Err(CniError::new(
+                Code::CheckMismatch,
+                format!(
+                    "container {id} on network '{}': missing {}",
+                    self.settings.network,
+                    missing.join("; ")
+                ),
+            ));
+        }
+        if record.ipam
+            && let Some(ipam) = Ipam::find(self.env, self.raw)?
+        {
+            ipam.check(self.env, prev)?;
+        }
+        Ok(())
+    }
+
+    /// CHECK's view of the host side: the veth, its bridge, its program and its map entry.
+    async fn check_host(&self, record: &Record) -> anyhow::Result<Vec<String>> {
+        let mut missing = Vec::new();
+        let host = crate::netlink::Netlink::open(&Netns::host())?;
+        let Some(veth) = host.link_view(&record.host_veth).await? else {
+            return Ok(vec![format!("host veth {}", record.host_veth)]);
+        };
+        if record.owns_veth {
+            let bridge = host.link_view(&self.settings.bridge).await?;
+            if bridge.is_none_or(|b| veth.master != Some(b.index)) {
+                missing.push(format!(
+                    "{} as a port of bridge {}",
+                    record.host_veth, self.settings.bridge
+                ));
+            }
+        }
+        if self.settings.mode == Mode::Tc {
+            let ip = record.address.expect("complete").addr();
+            let dir = fastpath::pin_dir(&self.settings.network);
+            let linked = crate::datapath::pinned_links(&dir)?
+                .iter()
+                .any(|l| l.dev == record.host_veth && l.ifindex == veth.index);
+            if !linked {
+                missing.push(format!("tc_pod on {}", record.host_veth));
+            }
+            if fastpath::endpoint_ifindex(&self.settings.network, ip)? != Some(veth.index) {
+                missing.push(format!(
+                    "the fast-path map entry {ip} -> {} (ifindex {})",
+                    record.host_veth, veth.index
+                ));
+            }
+        }
+        Ok(missing)
+    }
+
+    /// STATUS: ready when the programs load and the IPAM plugin (standalone) can be run.
+    fn status(&self) -> Result<(), CniError> {
+        let unavailable = |msg: String| CniError::new(Code::Unavailable, msg);
+        if self.conf.prev_result.is_none() && self.conf.ipam.is_some() {
+            Ipam::find(self.env, self.raw).map_err(|e| unavailable(e.msg))?;
+        }
+        if self.settings.mode == Mode::Tc {
+            crate::datapath::Datapath::load(None)
+                .map_err(|e| unavailable(format!("the fast-path programs do not load: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// GC: undoes every attachment of the network that `cni.dev/valid-attachments` does not list.
+    async fn gc(&self) -> Result<(), CniError> {
+        let valid = self.conf.valid_attachments.clone().unwrap_or_default();
+        let store = self.store()?;
+        for record in store.all()? {
+            let keep = valid
+                .iter()
+                .any(|v| v.container_id == record.container_id && v.ifname == record.ifname);
+            if !keep {
+                self.undo(&store, &record).await?;
+            }
+        }
+        // Links of host veths no record names (defunct, or the record was undone mid-way).
+        let records = store.all()?;
+        let dir = fastpath::pin_dir(&self.settings.network);
+        for link in crate::datapath::pinned_links(&dir).map_err(|e| failed(e.into()))? {
+            if !records.iter().any(|r| r.host_veth == link.dev) {
+                crate::datapath::detach_pinned(&dir, &link).map_err(|e| failed(e.into()))?;
+            }
+        }
+        self.sync(&store).await
+    }
+}

@@ -1,0 +1,353 @@
+//! The devices, addresses and routes of an attachment: made by the plugin in standalone mode,
+//! found in the previous plugin's result in chained mode, and verified by CHECK.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result, bail};
+use ipnet::Ipv4Net;
+
+use super::spec::{CniResult, Interface, IpConfig, Route};
+use crate::{
+    config,
+    netlink::{LinkView, Netlink},
+    netns::Netns,
+};
+
+/// What the fast path needs to know about an attachment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub host_veth: String,
+    pub address: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub container_mac: String,
+    /// The bridge the host veth is a port of, and its MAC (the pods' gateway MAC).
+    pub bridge: String,
+    pub bridge_mac: String,
+}
+
+/// The host-side veth of an attachment in standalone mode: derived from the network, container
+/// and interface, so DEL and GC find it with or without a record.
+pub fn host_veth_name(network: &str, container_id: &str, ifname: &str) -> String {
+    let hash = fnv1a(&[network, "/", container_id, "/", ifname]);
+    format!("fpc{:010x}", hash & 0xff_ffff_ffff)
+}
+
+/// The MAC a standalone network's bridge gets. A bridge left to itself takes the lowest MAC of
+/// its ports, which changes as pods come and go; the fast path's gateway MAC must not.
+pub fn bridge_mac(network: &str) -> [u8; 6] {
+    let [a, b, c, d, ..] = fnv1a(&[network]).to_be_bytes();
+    [0x02, 0xfc, a, b, c, d]
+}
+
+/// FNV-1a: stable across releases (std's hasher is not), so names derived from it are too.
+fn fnv1a(parts: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in parts.iter().flat_map(|s| s.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The alias that marks a device as made by this plugin for this attachment.
+pub fn veth_alias(network: &str, container_id: &str, ifname: &str) -> String {
+    format!("fastpath-cni {network} {container_id} {ifname}")
+}
+
+/// The IPv4 address (with gateway) the IPAM result gives the attachment.
+pub fn ipv4_of(result: &CniResult, interface: Option<usize>) -> Result<(Ipv4Net, Ipv4Addr)> {
+    let ip = result
+        .ips
+        .iter()
+        .filter(|ip| interface.is_none() || ip.interface.is_none() || ip.interface == interface)
+        .find_map(|ip| ip.ipv4().map(|net| (net, ip.ipv4_gateway())))
+        .context("the IPAM result has no IPv4 address (fastpath handles IPv4)")?;
+    let gateway = match ip.1 {
+        Some(g) => g,
+        None => {
+            ip.0.hosts()
+                .next()
+                .context("the IPAM subnet has no host address for a gateway")?
+        }
+    };
+    Ok((ip.0, gateway))
+}
+
+pub struct Standalone<'a> {
+    pub network: &'a str,
+    pub container_id: &'a str,
+    pub ifname: &'a str,
+    pub container: &'a Netns,
+    pub bridge: &'a str,
+    pub mtu: u32,
+    pub host_veth: &'a str,
+}
+
+impl Standalone<'_> {
+    /// Makes the bridge (with the gateway address) if needed, the veth pair into the container,
+    /// its addresses and routes; returns the attachment and the result to print.
+    pub async fn create(&self, ipam: &CniResult) -> Result<(Attachment, CniResult)> {
+        let (address, gateway) = ipv4_of(ipam, None)?;
+        let host = Netlink::open(&Netns::host())?;
+        let bridge = self.ensure_bridge(&host, gateway, address).await?;
+        let bridge_mac = bridge
+            .mac
+            .clone()
+            .with_context(|| format!("bridge {} has no MAC", self.bridge))?;
+
+        host.create_veth(self.host_veth, self.ifname, self.container)
+            .await
+            .with_context(|| {
+                format!(
+                    "creating veth {} with '{}' in {}",
+                    self.host_veth,
+                    self.ifname,
+                    self.container.label()
+                )
+            })?;
+        host.set_alias(
+            self.host_veth,
+            &veth_alias(self.network, self.container_id, self.ifname),
+        )
+        .await?;
+        host.set_mtu(self.host_veth, self.mtu).await?;
+        host.set_master(self.host_veth, bridge.index).await?;
+        host.set_up(self.host_veth).await?;
+
+        let inside = Netlink::open(self.container)?;
+        inside.set_up("lo").await?;
+        inside.set_mtu(self.ifname, self.mtu).await?;
+        inside
+            .add_address(self.ifname, address.addr().into(), address.prefix_len())
+            .await?;
+        inside.set_up(self.ifname).await?;
+        let mut routes = Vec::new();
+        for route in &ipam.routes {
+            let Ok(dst) = route.dst.parse::<Ipv4Net>() else {
+                continue;
+            };
+            let gw = match &route.gw {
+                Some(gw) => gw
+                    .parse()
+                    .with_context(|| format!("route to {dst}: gateway '{gw}' is not IPv4"))?,
+                None => gateway,
+            };
+            inside
+                .replace_route(dst, Some(gw), self.ifname, false)
+                .await
+                .with_context(|| {
+                    format!("route to {dst} via {gw} in {}", self.container.label())
+                })?;
+            routes.push(Route {
+                dst: dst.to_string(),
+                gw: Some(gw.to_string()),
+            });
+        }
+        let container_mac = inside
+            .link_view(self.ifname)
+            .await?
+            .and_then(|l| l.mac)
+            .with_context(|| format!("{} has no MAC in {}", self.ifname, self.container.label()))?;
+        let host_mac = host.link_view(self.host_veth).await?.and_then(|l| l.mac);
+
+        let result = CniResult {
+            cni_version: String::new(),
+            interfaces: vec![
+                Interface {
+                    name: self.bridge.to_string(),
+                    mac: Some(bridge_mac.clone()),
+                    ..Interface::default()
+                },
+                Interface {
+                    name: self.host_veth.to_string(),
+                    mac: host_mac,
+                    ..Interface::default()
+                },
+                Interface {
+                    name: self.ifname.to_string(),
+                    mac: Some(container_mac.clone()),
+                    mtu: Some(self.mtu),
+                    sandbox: Some(self.container.label().to_string()),
+                },
+            ],
+            ips: vec![IpConfig {
+                address: address.to_string(),
+                gateway: Some(gateway.to_string()),
+                interface: Some(2),
+            }],
+            routes,
+            dns: ipam.dns.clone(),
+        };
+        Ok((
+            Attachment {
+                host_veth: self.host_veth.to_string(),
+                address,
+                gateway,
+                container_mac,
+                bridge: self.bridge.to_string(),
+                bridge_mac,
+            },
+            result,
+        ))
+    }
+
+    /// The network's bridge, up, holding the gateway address; created when missing.
+    async fn ensure_bridge(
+        &self,
+        host: &Netlink,
+        gateway: Ipv4Addr,
+        subnet: Ipv4Net,
+    ) -> Result<LinkView> {
+        match host.link_view(self.bridge).await? {
+            Some(link) if link.kind.as_deref() != Some("bridge") => bail!(
+                "device {} exists and is not a bridge ({}); name another in \"bridge\"",
+                self.bridge,
+                link.kind.as_deref().unwrap_or("no kind")
+            ),
+            Some(_) => {}
+            None => match host.create_bridge(self.bridge).await {
+                // Another network's invocation may have made it just now.
+                Ok(()) => {
+                    host.set_alias(self.bridge, &format!("fastpath-cni {}", self.network))
+                        .await?;
+                    host.set_mac(self.bridge, bridge_mac(self.network)).await?;
+                }
+                // Another invocation (of another network on the same bridge) made it just now.
+                Err(crate::error::NetlinkError::DeviceExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            },
+        }
+        host.set_up(self.bridge).await?;
+        host.add_address(self.bridge, gateway.into(), subnet.prefix_len())
+            .await
+            .with_context(|| format!("gateway {gateway} on bridge {}", self.bridge))?;
+        host.link_view(self.bridge)
+            .await?
+            .with_context(|| format!("bridge {} vanished", self.bridge))
+    }
+}
+
+/// Deletes the standalone host veth of an attachment (its peer in the container goes with it), if
+/// it is there and carries this attachment's alias: a device of the same name that is not ours is
+/// left alone.
+pub async fn delete_veth(host_veth: &str, alias: &str) -> Result<()> {
+    let host = Netlink::open(&Netns::host())?;
+    match host.link_view(host_veth).await? {
+        Some(link) if link.alias.as_deref() == Some(alias) => {
+            host.delete_link(host_veth).await?;
+        }
+        Some(link) => bail!(
+            "device {host_veth} exists but is not this attachment's (alias {:?}); left alone",
+            link.alias
+        ),
+        None => {}
+    }
+    Ok(())
+}
+
+/// In a chain after the `bridge` plugin: the host veth, bridge, address and MACs its result
+/// names for this container's interface.
+pub async fn find_chained(prev: &CniResult, ifname: &str) -> Result<Attachment> {
+    let container = prev
+        .interfaces
+        .iter()
+        .position(|i| i.name == ifname && i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
+        .with_context(|| format!("prevResult lists no interface '{ifname}' in a sandbox"))?;
+    let (address, gateway) = ipv4_of(prev, Some(container))?;
+    let host = Netlink::open(&Netns::host())?;
+    let (mut veths, mut bridges) = (Vec::new(), Vec::new());
+    for i in prev
+        .interfaces
+        .iter()
+        .filter(|i| i.sandbox.as_deref().is_none_or(str::is_empty))
+    {
+        if let Some(link) = host.link_view(&i.name).await? {
+            match link.kind.as_deref() {
+                Some("veth") => veths.push(link),
+                Some("bridge") => bridges.push(link),
+                _ => {}
+            }
+        }
+    }
+    let bridge = bridges.first().context(
+        "prevResult names no bridge on this host: fastpath-cni chains after the bridge plugin",
+    )?;
+    let veth = veths
+        .iter()
+        .find(|v| v.master == Some(bridge.index))
+        .with_context(|| {
+            format!(
+                "prevResult names no host veth that is a port of bridge {}",
+                bridge.name
+            )
+        })?;
+    let container_mac = match &prev.interfaces[container].mac {
+        Some(mac) => mac.clone(),
+        None => bail!("prevResult gives no MAC for '{ifname}'"),
+    };
+    config::parse_mac(&container_mac)?;
+    Ok(Attachment {
+        host_veth: veth.name.clone(),
+        address,
+        gateway,
+        container_mac,
+        bridge: bridge.name.clone(),
+        bridge_mac: bridge
+            .mac
+            .clone()
+            .with_context(|| format!("bridge {} has no MAC", bridge.name))?,
+    })
+}
+
+/// CHECK's view of the container side: the interface is there, up, holding `address`, and every
+/// route of `routes` is there. Returns what is missing.
+pub async fn check_container(
+    container: &Netns,
+    ifname: &str,
+    address: Ipv4Net,
+    routes: &[Route],
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    let inside = Netlink::open(container)?;
+    let Some(link) = inside.link_view(ifname).await? else {
+        return Ok(vec![format!("interface {ifname} in {}", container.label())]);
+    };
+    if !link.up {
+        missing.push(format!("{ifname} is down"));
+    }
+    if !inside.ipv4_addresses(link.index).await?.contains(&address) {
+        missing.push(format!("address {address} on {ifname}"));
+    }
+    let present = inside.ipv4_routes(link.index).await?;
+    for route in routes {
+        let Ok(dst) = route.dst.parse::<Ipv4Net>() else {
+            continue;
+        };
+        let gw: Option<Ipv4Addr> = route.gw.as_deref().and_then(|g| g.parse().ok());
+        if !present
+            .iter()
+            .any(|(d, g)| *d == dst && (gw.is_none() || *g == gw))
+        {
+            missing.push(format!(
+                "route to {dst}{}",
+                gw.map(|g| format!(" via {g}")).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_veth_names_are_stable_valid_and_distinct() {
+        let a = host_veth_name("net", "c1", "eth0");
+        assert_eq!(a, host_veth_name("net", "c1", "eth0"));
+        assert!(a.len() <= 15 && a.starts_with("fpc"), "{a}");
+        assert_ne!(a, host_veth_name("net", "c2", "eth0"));
+        assert_ne!(a, host_veth_name("net", "c1", "eth1"));
+        assert_ne!(a, host_veth_name("other", "c1", "eth0"));
+    }
+}

@@ -1,0 +1,232 @@
+//! What the plugin has done for each attachment, on disk, one file per (container, interface)
+//! under the network's directory, behind one lock per network.
+//!
+//! ADD writes the record *before* it changes anything and completes it after, so whatever a
+//! killed ADD managed to do, the record names it and a later DEL or GC can undo it. Records are
+//! replaced atomically (written to a temporary file, synced, renamed), so a crash never leaves a
+//! half-written one.
+
+use std::{
+    fs::{self, File},
+    io::{self, Write as _},
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use ipnet::Ipv4Net;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::spec::{CniError, Code};
+
+/// Where networks keep their records unless the configuration's `dataDir` says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/fastpath/cni";
+
+/// How long an invocation waits for another one on the same network before giving up with
+/// "try again later", unless the configuration's `lockTimeout` says otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One attachment of a container to the network.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    pub container_id: String,
+    pub ifname: String,
+    /// The container's namespace as ADD was given it.
+    pub netns: Option<String>,
+    /// The host end of the pod's veth pair.
+    pub host_veth: String,
+    /// True when this plugin created the veth (standalone) and so deletes it; false when the
+    /// previous plugin of a chain did.
+    pub owns_veth: bool,
+    /// The IPAM plugin may hold an address for the attachment (set before it is asked).
+    pub ipam: bool,
+    pub address: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    /// The container interface's MAC.
+    pub mac: Option<String>,
+    /// ADD finished: the endpoint belongs in the fast-path maps.
+    pub complete: bool,
+}
+
+/// A network's records, locked for the life of the value.
+pub struct Store {
+    dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+fn io_error(what: String) -> impl FnOnce(io::Error) -> CniError {
+    move |e| CniError::new(Code::Io, format!("{what}: {e}"))
+}
+
+impl Store {
+    /// Opens (creating) `data_dir/network` and takes its lock, waiting up to `timeout` for other
+    /// invocations.
+    pub fn open(data_dir: &Path, network: &str, timeout: Duration) -> Result<Self, CniError> {
+        let dir = data_dir.join(network);
+        fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        let lock_path = dir.join("lock");
+        let mut file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(format!("opening {}", lock_path.display())))?;
+        let started = Instant::now();
+        let lock = loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((f, nix::errno::Errno::EWOULDBLOCK)) if started.elapsed() < timeout => {
+                    file = f;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(CniError::new(
+                        Code::TryAgainLater,
+                        format!(
+                            "network '{network}' is busy: {} stayed locked for {:.1}s",
+                            lock_path.display(),
+                            timeout.as_secs_f64()
+                        ),
+                    ));
+                }
+                Err((_, e)) => {
+                    return Err(io_error(format!("locking {}", lock_path.display()))(
+                        e.into(),
+                    ));
+                }
+            }
+        };
+        // A write killed between create and rename leaves a temporary file; with the lock held,
+        // nobody is writing one now.
+        if let Ok(entries) = fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().ends_with(".json.tmp") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(Self { dir, _lock: lock })
+    }
+
+    fn path(&self, container_id: &str, ifname: &str) -> PathBuf {
+        self.dir.join(format!("{container_id}.{ifname}.json"))
+    }
+
+    pub fn get(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, CniError> {
+        let path = self.path(container_id, ifname);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                CniError::new(
+                    Code::Io,
+                    format!("record {} is unreadable: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(format!("reading {}", path.display()))(e)),
+        }
+    }
+
+    /// Writes `record` atomically: readers see the old record or the new one, never a mix.
+    pub fn put(&self, record: &Record) -> Result<(), CniError> {
+        let path = self.path(&record.container_id, &record.ifname);
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(io_error(format!("writing {}", path.display())))
+    }
+
+    pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
+        let path = self.path(container_id, ifname);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error(format!("removing {}", path.display()))(e)),
+        }
+    }
+
+    /// Every record of the network.
+    pub fn all(&self) -> Result<Vec<Record>, CniError> {
+        read_records(&self.dir)
+    }
+}
+
+/// The records in a network's directory, without the lock: each file is replaced atomically, so
+/// a reader sees whole records (for `show`, which changes nothing).
+pub fn read_records(dir: &Path) -> Result<Vec<Record>, CniError> {
+    let mut records = Vec::new();
+    let entries = fs::read_dir(dir).map_err(io_error(format!("listing {}", dir.display())))?;
+    for entry in entries {
+        let path = entry
+            .map_err(io_error(format!("listing {}", dir.display())))?
+            .path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let bytes = fs::read(&path).map_err(io_error(format!("reading {}", path.display())))?;
+            records.push(serde_json::from_slice(&bytes).map_err(|e| {
+                CniError::new(
+                    Code::Io,
+                    format!("record {} is unreadable: {e}", path.display()),
+                )
+            })?);
+        }
+    }
+    records.sort_by(|a: &Record, b: &Record| {
+        (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname))
+    });
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            container_id: id.into(),
+            ifname: "eth0".into(),
+            netns: Some("/run/netns/x".into()),
+            host_veth: "fpc0".into(),
+            owns_veth: true,
+            ipam: true,
+            address: Some("198.18.100.2/24".parse().unwrap()),
+            gateway: Some(Ipv4Addr::new(198, 18, 100, 1)),
+            mac: None,
+            complete: false,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_leave_no_temporary_files() {
+        let dir = std::env::temp_dir().join(format!("fastpath-store-{}", std::process::id()));
+        let store = Store::open(&dir, "net", DEFAULT_LOCK_TIMEOUT).unwrap();
+        store.put(&record("b")).unwrap();
+        let mut a = record("a");
+        store.put(&a).unwrap();
+        a.complete = true;
+        store.put(&a).unwrap();
+        assert_eq!(store.get("a", "eth0").unwrap(), Some(a.clone()));
+        let ids: Vec<_> = store
+            .all()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.container_id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
+        store.remove("a", "eth0").unwrap();
+        store.remove("a", "eth0").unwrap();
+        assert_eq!(store.get("a", "eth0").unwrap(), None);
+        let names: Vec<_> = fs::read_dir(dir.join("net"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        drop(store);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,338 @@
+//! A host for the CNI plugin tests: a namespace the plugin runs in (its "host": the bridge, the
+//! host-side veths), container namespaces, a private data directory, and the plugin run as a
+//! runtime runs it — environment variables, configuration on stdin, JSON on stdout.
+
+use std::{
+    io::Write as _,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+use aya::maps::{HashMap, Map, MapData};
+use control::{
+    datapath::{self, CounterRow},
+    netlink::Netlink,
+    netns::{Netns, OwnedNetns},
+};
+use serde_json::{Value, json};
+
+/// Where Debian's containernetworking-plugins puts the reference plugins.
+pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+/// The `fastpath-cni` binary `cargo xtask test` builds.
+pub fn plugin_bin() -> PathBuf {
+    crate::workspace_bin("fastpath-cni")
+}
+
+/// Fails with a clear message when the reference plugins are not installed.
+pub fn require_reference_plugins() {
+    assert!(
+        Path::new(REFERENCE_PLUGINS).join("host-local").exists(),
+        "the reference CNI plugins are missing from {REFERENCE_PLUGINS}: apt-get install containernetworking-plugins (.ci/run does)"
+    );
+}
+
+/// What one invocation printed and how it ended.
+#[derive(Debug)]
+pub struct Reply {
+    pub success: bool,
+    pub json: Value,
+    pub stderr: String,
+}
+
+impl Reply {
+    /// The error code of a failed invocation.
+    pub fn code(&self) -> Option<u64> {
+        self.json["code"].as_u64()
+    }
+
+    #[track_caller]
+    pub fn expect_ok(self) -> Value {
+        assert!(self.success, "plugin failed: {} {}", self.json, self.stderr);
+        self.json
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: u64) {
+        assert!(
+            !self.success,
+            "expected error {code}, got success: {}",
+            self.json
+        );
+        assert_eq!(self.code(), Some(code), "{} {}", self.json, self.stderr);
+        assert!(
+            self.json["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "an error needs a message: {}",
+            self.json
+        );
+    }
+}
+
+pub struct CniHost {
+    pub prefix: String,
+    pub node: OwnedNetns,
+    pub network: String,
+    pub dir: PathBuf,
+}
+
+impl CniHost {
+    pub fn new() -> Self {
+        crate::require_root();
+        require_reference_plugins();
+        let prefix = crate::unique_prefix();
+        let node = OwnedNetns::create(format!("{prefix}node")).expect("node namespace");
+        let dir = std::env::temp_dir().join(format!("{prefix}cni"));
+        std::fs::create_dir_all(&dir).expect("test data dir");
+        Self {
+            network: prefix.trim_end_matches('-').to_string(),
+            prefix,
+            node,
+            dir,
+        }
+    }
+
+    /// A container namespace with `lo` down, as a runtime hands it over.
+    pub fn container(&self, tag: &str) -> OwnedNetns {
+        OwnedNetns::create(format!("{}{tag}", self.prefix)).expect("container namespace")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.dir.join("ipam")
+    }
+
+    /// host-local IPAM on `subnet` with a default route, its state in this host's directory.
+    pub fn ipam(&self, subnet: &str) -> Value {
+        json!({
+            "type": "host-local",
+            "dataDir": self.ipam_dir(),
+            "ranges": [[{ "subnet": subnet }]],
+            "routes": [{ "dst": "0.0.0.0/0" }],
+        })
+    }
+
+    /// A standalone network configuration.
+    pub fn standalone(&self, subnet: &str) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": self.network,
+            "type": "fastpath-cni",
+            "dataDir": self.data_dir(),
+            "ipam": self.ipam(subnet),
+        })
+    }
+
+    /// The plugin with exactly `env` (plus PATH), inside the node namespace, not yet started.
+    pub fn command(&self, env: &[(&str, String)]) -> Command {
+        self.command_of(&plugin_bin(), env)
+    }
+
+    /// Any plugin binary, run as [`Self::command`] runs fastpath-cni.
+    pub fn command_of(&self, binary: &Path, env: &[(&str, String)]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!(
+            "--net=/run/netns/{}",
+            self.node.netns().name().expect("named")
+        ))
+        .arg("--")
+        .arg(binary)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// The usual environment of a command on one container's `eth0`.
+    pub fn env(
+        command: &str,
+        container_id: &str,
+        netns: Option<&Netns>,
+    ) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", container_id.to_string()),
+            ("CNI_IFNAME", "eth0".to_string()),
+            ("CNI_PATH", REFERENCE_PLUGINS.to_string()),
+            ("CNI_ARGS", "IgnoreUnknown=1".to_string()),
+        ];
+        if let Some(ns) = netns {
+            env.push((
+                "CNI_NETNS",
+                format!("/run/netns/{}", ns.name().expect("named")),
+            ));
+        }
+        env
+    }
+
+    /// Runs the plugin with `env` and `stdin` to the end.
+    pub fn run(&self, env: &[(&str, String)], stdin: &[u8]) -> Reply {
+        finish(spawn(self.command(env), stdin))
+    }
+
+    /// Runs a reference plugin (bridge, host-local) the same way.
+    pub fn run_reference(&self, plugin: &str, env: &[(&str, String)], conf: &Value) -> Reply {
+        let cmd = self.command_of(&Path::new(REFERENCE_PLUGINS).join(plugin), env);
+        finish(spawn(cmd, &serde_json::to_vec(conf).expect("json")))
+    }
+
+    /// `command` on `container_id`'s eth0 with `conf`.
+    pub fn exec(
+        &self,
+        command: &str,
+        container_id: &str,
+        netns: Option<&Netns>,
+        conf: &Value,
+    ) -> Reply {
+        self.run(
+            &Self::env(command, container_id, netns),
+            &serde_json::to_vec(conf).expect("json"),
+        )
+    }
+
+    /// Starts ADD without waiting (for the kill tests).
+    pub fn start_add(&self, container_id: &str, netns: &Netns, conf: &Value) -> Child {
+        spawn(
+            self.command(&Self::env("ADD", container_id, Some(netns))),
+            &serde_json::to_vec(conf).expect("json"),
+        )
+    }
+
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new(control::cni::PIN_ROOT).join(&self.network)
+    }
+
+    /// Entries of the network's pinned endpoint map (0 when the network has no pins).
+    pub fn endpoint_entries(&self) -> Vec<(Ipv4Addr, u32)> {
+        let path = self.pin_dir().join("ENDPOINTS");
+        if !path.exists() {
+            return Vec::new();
+        }
+        let map =
+            Map::from_map_data(MapData::from_pin(&path).expect("pinned ENDPOINTS")).expect("a map");
+        let map: HashMap<_, u32, datapath_common::maps::Endpoint> =
+            HashMap::try_from(map).expect("ENDPOINTS is a hash map");
+        map.iter()
+            .map(|e| e.expect("entry"))
+            .map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v.ifindex))
+            .collect()
+    }
+
+    /// The network's counters (empty when it has no pins).
+    pub fn counters(&self) -> Vec<CounterRow> {
+        if !self.pin_dir().exists() {
+            return Vec::new();
+        }
+        datapath::pinned_counters(&self.pin_dir()).expect("pinned counters")
+    }
+
+    pub fn packets(&self, program: &str, reason: &str) -> u64 {
+        datapath::packets(&self.counters(), program, reason)
+    }
+
+    /// Links in the node namespace whose name starts with `prefix`.
+    pub fn links_named(&self, prefix: &str) -> Vec<String> {
+        let rt = crate::runtime();
+        rt.block_on(async {
+            Netlink::open(self.node.netns())
+                .expect("netlink")
+                .links()
+                .await
+                .expect("links")
+                .into_iter()
+                .map(|l| l.name)
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+    }
+
+    /// Addresses host-local holds for the network (its files named by address).
+    pub fn allocations(&self) -> Vec<Ipv4Addr> {
+        let dir = self.ipam_dir().join(&self.network);
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut ips: Vec<Ipv4Addr> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        ips.sort();
+        ips
+    }
+
+    /// The plugin's attachment records.
+    pub fn records(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.data_dir().join(&self.network)) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".json"))
+            .collect()
+    }
+
+    /// Asserts nothing of the network is left: no host veth, address, record, map entry or pin.
+    #[track_caller]
+    pub fn assert_clean(&self) {
+        assert_eq!(
+            self.links_named("fpc"),
+            Vec::<String>::new(),
+            "host veths left"
+        );
+        assert_eq!(self.allocations(), Vec::<Ipv4Addr>::new(), "addresses left");
+        assert_eq!(self.records(), Vec::<String>::new(), "records left");
+        assert_eq!(self.endpoint_entries(), Vec::new(), "map entries left");
+        assert!(
+            !self.pin_dir().exists(),
+            "pins left in {}",
+            self.pin_dir().display()
+        );
+    }
+}
+
+impl Default for CniHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for CniHost {
+    fn drop(&mut self) {
+        // The namespace (with the bridge and veths) goes with `node`; pins and files are here.
+        let _ = std::fs::remove_dir_all(self.pin_dir());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(mut cmd: Command, stdin: &[u8]) -> Child {
+    let mut child = cmd.spawn().expect("nsenter and the plugin run");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    child
+}
+
+fn finish(child: Child) -> Reply {
+    let out = child.wait_with_output().expect("plugin finishes");
+    let text = String::from_utf8_lossy(&out.stdout);
+    Reply {
+        success: out.status.success(),
+        json: if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text:?}"))
+        },
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

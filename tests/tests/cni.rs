@@ -1,0 +1,508 @@
+//! fastpath-cni as runtimes run it: the specification's commands and error codes, standalone and
+//! chained attachments with traffic on the fast path, DEL and GC leaving nothing behind, 50
+//! parallel ADDs, and ADDs killed part-way.
+
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    os::unix::process::CommandExt as _,
+    time::{Duration, Instant},
+};
+
+use control::netns::{Netns, OwnedNetns};
+use serde_json::{Value, json};
+use tests::{
+    cni::{CniHost, Reply},
+    probe::{self, pattern},
+};
+
+fn address_of(result: &Value) -> Ipv4Addr {
+    let cidr = result["ips"][0]["address"].as_str().expect("an address");
+    cidr.split('/').next().unwrap().parse().expect("IPv4")
+}
+
+fn netns_path(ns: &OwnedNetns) -> String {
+    format!("/run/netns/{}", ns.netns().name().unwrap())
+}
+
+fn with(conf: &Value, key: &str, value: Value) -> Value {
+    let mut c = conf.clone();
+    c[key] = value;
+    c
+}
+
+const MB: usize = 1 << 20;
+
+#[test]
+fn version_lists_what_is_supported_and_other_versions_are_refused() {
+    let host = CniHost::new();
+    let env = [("CNI_COMMAND", "VERSION".to_string())];
+    let v = host.run(&env, br#"{"cniVersion":"1.0.0"}"#).expect_ok();
+    assert_eq!(v["cniVersion"], "1.0.0");
+    let supported: Vec<&str> = v["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(supported, ["1.0.0", "1.1.0"]);
+
+    let c = host.container("c");
+    let conf = host.standalone("198.18.161.0/24");
+    for old in ["0.4.0", "0.3.1", "2.0.0"] {
+        let reply = host.exec(
+            "ADD",
+            "c",
+            Some(c.netns()),
+            &with(&conf, "cniVersion", json!(old)),
+        );
+        reply.expect_code(1);
+    }
+    host.assert_clean();
+}
+
+#[test]
+fn every_error_has_its_code() {
+    let host = CniHost::new();
+    let c = host.container("c");
+    let conf = host.standalone("198.18.162.0/24");
+    let bytes = |v: &Value| serde_json::to_vec(v).unwrap();
+    let env = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+    };
+    let netns = netns_path(&c);
+
+    // Invalid environment (4).
+    for pairs in [
+        vec![("CNI_COMMAND", "FROB")],
+        vec![
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", &netns),
+        ],
+        vec![
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        vec![
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c/../x"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", &netns),
+        ],
+        vec![
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0:with-colon"),
+            ("CNI_NETNS", &netns),
+        ],
+        vec![
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "novalue"),
+        ],
+    ] {
+        host.run(&env(&pairs), &bytes(&conf)).expect_code(4);
+    }
+
+    // Decoding failures (6): not JSON, a required key missing.
+    host.exec("ADD", "c", Some(c.netns()), &json!(null))
+        .expect_code(6);
+    host.run(&CniHost::env("ADD", "c", Some(c.netns())), b"{not json")
+        .expect_code(6);
+    let mut nameless = conf.clone();
+    nameless.as_object_mut().unwrap().remove("name");
+    host.exec("ADD", "c", Some(c.netns()), &nameless)
+        .expect_code(6);
+
+    // Invalid network configuration (7).
+    let mut no_ipam = conf.clone();
+    no_ipam.as_object_mut().unwrap().remove("ipam");
+    for bad in [
+        with(&conf, "mode", json!("warp")),
+        with(&conf, "name", json!("a/b")),
+        with(&conf, "mtu", json!(100)),
+        with(&conf, "bridge", json!("much-too-long-bridge")),
+        with(&conf, "dataDir", json!("relative/dir")),
+        with(&conf, "ipam", json!({ "type": "no-such-ipam" })),
+        no_ipam,
+    ] {
+        host.exec("ADD", "c", Some(c.netns()), &bad).expect_code(7);
+    }
+    // CHECK needs prevResult.
+    host.exec("CHECK", "c", Some(c.netns()), &conf)
+        .expect_code(7);
+
+    // The container's namespace does not exist (3); CHECK of an unknown container (3).
+    let gone = vec![
+        ("CNI_COMMAND", "ADD".to_string()),
+        ("CNI_CONTAINERID", "c".to_string()),
+        ("CNI_IFNAME", "eth0".to_string()),
+        ("CNI_NETNS", "/run/netns/fpt-no-such-namespace".to_string()),
+        ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
+    ];
+    host.run(&gone, &bytes(&conf)).expect_code(3);
+    let prev = json!({ "cniVersion": "1.0.0", "ips": [{ "address": "198.18.162.9/24" }] });
+    host.exec(
+        "CHECK",
+        "unknown",
+        Some(c.netns()),
+        &with(&conf, "prevResult", prev),
+    )
+    .expect_code(3);
+
+    // Try again later (11): another invocation holds the network for longer than lockTimeout.
+    let lock_dir = host.data_dir().join(&host.network);
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let file = std::fs::File::create(lock_dir.join("lock")).unwrap();
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive).unwrap();
+    let started = Instant::now();
+    host.exec(
+        "ADD",
+        "c",
+        Some(c.netns()),
+        &with(&conf, "lockTimeout", json!(0.3)),
+    )
+    .expect_code(11);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited first"
+    );
+    drop(held);
+
+    // STATUS (1.1.0): ready with a runnable IPAM plugin, unavailable (50) without one.
+    let conf11 = with(&conf, "cniVersion", json!("1.1.0"));
+    let status = |path: &str| {
+        host.run(
+            &[
+                ("CNI_COMMAND", "STATUS".to_string()),
+                ("CNI_PATH", path.to_string()),
+            ],
+            &bytes(&conf11),
+        )
+    };
+    let ok = status(tests::cni::REFERENCE_PLUGINS);
+    assert!(ok.success, "STATUS: {} {}", ok.json, ok.stderr);
+    assert_eq!(ok.json, Value::Null, "STATUS prints nothing on success");
+    status("/nonexistent").expect_code(50);
+
+    host.assert_clean();
+}
+
+/// Pings both ways and sends 1 MB of TCP; returns how many packets tc_pod switched meanwhile.
+fn traffic(host: &CniHost, a: &Netns, a_ip: Ipv4Addr, b: &Netns, b_ip: Ipv4Addr) -> u64 {
+    let before = host.packets("tc_pod", "switched");
+    assert!(probe::ping(a, b_ip, 3, &[]), "ping {a_ip} -> {b_ip}");
+    assert!(probe::ping(b, a_ip, 3, &[]), "ping {b_ip} -> {a_ip}");
+    let got = probe::tcp_transfer(a, b, b_ip, MB);
+    assert!(got == pattern(MB), "TCP {a_ip} -> {b_ip} byte for byte");
+    host.packets("tc_pod", "switched") - before
+}
+
+#[test]
+fn standalone_pods_talk_on_the_fast_path_and_del_removes_everything() {
+    let host = CniHost::new();
+    let (c1, c2) = (host.container("c1"), host.container("c2"));
+    let conf = host.standalone("198.18.163.0/24");
+
+    let r1 = host.exec("ADD", "c1", Some(c1.netns()), &conf).expect_ok();
+    let r2 = host.exec("ADD", "c2", Some(c2.netns()), &conf).expect_ok();
+    assert_eq!(r1["cniVersion"], "1.0.0");
+    let (ip1, ip2) = (address_of(&r1), address_of(&r2));
+    assert_ne!(ip1, ip2);
+    let container_if = r1["ips"][0]["interface"].as_u64().unwrap() as usize;
+    assert_eq!(r1["interfaces"][container_if]["name"], "eth0");
+    assert_eq!(r1["interfaces"][container_if]["sandbox"], netns_path(&c1));
+    assert_eq!(r1["ips"][0]["gateway"], "198.18.163.1");
+    assert_eq!(r1["routes"][0]["dst"], "0.0.0.0/0");
+
+    let veths = host.links_named("fpc");
+    assert_eq!(veths.len(), 2, "{veths:?}");
+    let entries: BTreeSet<Ipv4Addr> = host.endpoint_entries().iter().map(|e| e.0).collect();
+    assert_eq!(entries, BTreeSet::from([ip1, ip2]));
+
+    let switched = traffic(&host, c1.netns(), ip1, c2.netns(), ip2);
+    assert!(
+        switched >= 12,
+        "pings and TCP went through tc_pod: {switched} switched"
+    );
+
+    // CHECK passes on what ADD made, and fails with its code once a route is gone.
+    host.exec(
+        "CHECK",
+        "c1",
+        Some(c1.netns()),
+        &with(&conf, "prevResult", r1.clone()),
+    )
+    .expect_ok();
+    let out = std::process::Command::new("ip")
+        .args(["-n", c1.netns().name().unwrap(), "route", "del", "default"])
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let broken = host.exec(
+        "CHECK",
+        "c1",
+        Some(c1.netns()),
+        &with(&conf, "prevResult", r1),
+    );
+    broken.expect_code(101);
+    assert!(
+        broken.json["msg"]
+            .as_str()
+            .unwrap()
+            .contains("route to 0.0.0.0/0"),
+        "{}",
+        broken.json
+    );
+
+    // DEL: c1's veth, address and map entry go; DEL again and DEL of an unknown container pass.
+    host.exec("DEL", "c1", Some(c1.netns()), &conf).expect_ok();
+    assert_eq!(host.links_named("fpc").len(), 1);
+    assert_eq!(host.allocations(), [ip2]);
+    assert_eq!(host.endpoint_entries().len(), 1);
+    host.exec("DEL", "c1", Some(c1.netns()), &conf).expect_ok();
+    host.exec("DEL", "never-added", None, &conf).expect_ok();
+
+    // DEL after the container's namespace is gone.
+    let c2_path = netns_path(&c2);
+    drop(c2);
+    let env: Vec<_> = CniHost::env("DEL", "c2", None)
+        .into_iter()
+        .chain([("CNI_NETNS", c2_path)])
+        .collect();
+    host.run(&env, &serde_json::to_vec(&conf).unwrap())
+        .expect_ok();
+    host.assert_clean();
+}
+
+#[test]
+fn chained_after_the_bridge_plugin_it_accelerates_that_plugins_veths() {
+    let host = CniHost::new();
+    let (c1, c2) = (host.container("c1"), host.container("c2"));
+    let bridge_conf = json!({
+        "cniVersion": "1.0.0",
+        "name": host.network,
+        "type": "bridge",
+        "bridge": "fpbr0",
+        "isGateway": true,
+        "ipam": host.ipam("198.18.164.0/24"),
+    });
+    let ours = |prev: &Value| {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": host.network,
+            "type": "fastpath-cni",
+            "dataDir": host.data_dir(),
+            "prevResult": prev,
+        })
+    };
+    let mut results = Vec::new();
+    for (id, c) in [("c1", &c1), ("c2", &c2)] {
+        let prev = host
+            .run_reference(
+                "bridge",
+                &CniHost::env("ADD", id, Some(c.netns())),
+                &bridge_conf,
+            )
+            .expect_ok();
+        let out = host
+            .exec("ADD", id, Some(c.netns()), &ours(&prev))
+            .expect_ok();
+        assert_eq!(out, prev, "the chain's result passes through unchanged");
+        results.push(prev);
+    }
+    let (ip1, ip2) = (address_of(&results[0]), address_of(&results[1]));
+    assert_eq!(host.endpoint_entries().len(), 2);
+    let switched = traffic(&host, c1.netns(), ip1, c2.netns(), ip2);
+    assert!(
+        switched >= 12,
+        "the bridge plugin's pods on tc_pod: {switched} switched"
+    );
+    host.exec("CHECK", "c1", Some(c1.netns()), &ours(&results[0]))
+        .expect_ok();
+
+    // DEL runs in reverse order: ours first (the veth stays: it is the bridge plugin's).
+    for (i, (id, c)) in [("c1", &c1), ("c2", &c2)].into_iter().enumerate() {
+        host.exec("DEL", id, Some(c.netns()), &ours(&results[i]))
+            .expect_ok();
+        let links = tests::runtime().block_on(async {
+            control::netlink::Netlink::open(host.node.netns())
+                .unwrap()
+                .links()
+                .await
+                .unwrap()
+        });
+        assert_eq!(
+            links
+                .iter()
+                .filter(|l| l.kind.as_deref() == Some("veth"))
+                .count(),
+            2 - i,
+            "fastpath-cni leaves the bridge plugin's veth to it"
+        );
+        host.run_reference(
+            "bridge",
+            &CniHost::env("DEL", id, Some(c.netns())),
+            &bridge_conf,
+        )
+        .expect_ok();
+    }
+    host.assert_clean();
+}
+
+#[test]
+fn gc_removes_the_attachments_the_runtime_no_longer_lists() {
+    let host = CniHost::new();
+    let conf = host.standalone("198.18.165.0/24");
+    let containers: Vec<OwnedNetns> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|t| host.container(t))
+        .collect();
+    let mut ips = Vec::new();
+    for (i, c) in containers.iter().enumerate() {
+        let r = host
+            .exec("ADD", &format!("c{}", i + 1), Some(c.netns()), &conf)
+            .expect_ok();
+        ips.push(address_of(&r));
+    }
+    let gc = |valid: Value| {
+        let mut c = with(&conf, "cniVersion", json!("1.1.0"));
+        c["cni.dev/valid-attachments"] = valid;
+        host.run(
+            &[
+                ("CNI_COMMAND", "GC".to_string()),
+                ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
+            ],
+            &serde_json::to_vec(&c).unwrap(),
+        )
+    };
+    gc(json!([{ "containerID": "c2", "ifname": "eth0" }])).expect_ok();
+    assert_eq!(host.allocations(), [ips[1]]);
+    assert_eq!(host.links_named("fpc").len(), 1);
+    let entries: Vec<Ipv4Addr> = host.endpoint_entries().iter().map(|e| e.0).collect();
+    assert_eq!(entries, [ips[1]]);
+    assert_eq!(host.records(), ["c2.eth0.json"]);
+    assert!(
+        probe::ping(
+            containers[1].netns(),
+            Ipv4Addr::new(198, 18, 165, 1),
+            1,
+            &[]
+        ),
+        "the kept container still reaches its gateway"
+    );
+    gc(json!([])).expect_ok();
+    host.assert_clean();
+}
+
+#[test]
+fn fifty_parallel_adds_get_fifty_addresses_and_map_entries() {
+    const N: usize = 50;
+    let host = CniHost::new();
+    let conf = host.standalone("198.18.166.0/24");
+    let containers: Vec<OwnedNetns> = (0..N).map(|i| host.container(&format!("p{i}"))).collect();
+    let children: Vec<_> = containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| host.start_add(&format!("p{i}"), c.netns(), &conf))
+        .collect();
+    let mut ips = BTreeSet::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert!(
+            out.status.success(),
+            "ADD: {json} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ips.insert(address_of(&json));
+    }
+    assert_eq!(ips.len(), N, "distinct addresses");
+    let entries: BTreeSet<Ipv4Addr> = host.endpoint_entries().iter().map(|e| e.0).collect();
+    assert_eq!(entries, ips, "one map entry per container");
+    assert_eq!(host.allocations().len(), N);
+
+    let dels: Vec<_> = (0..N)
+        .map(|i| {
+            let mut cmd = host.command(&CniHost::env("DEL", &format!("p{i}"), None));
+            let mut child = cmd.spawn().unwrap();
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(&serde_json::to_vec(&conf).unwrap())
+                .unwrap();
+            child
+        })
+        .collect();
+    for child in dels {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "DEL: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    host.assert_clean();
+}
+
+#[test]
+fn an_add_killed_at_any_point_is_cleaned_by_del_or_gc() {
+    let host = CniHost::new();
+    let conf = host.standalone("198.18.167.0/24");
+    // How long a whole ADD takes here, to spread the kills over it.
+    let probe_ns = host.container("probe");
+    let started = Instant::now();
+    host.exec("ADD", "probe", Some(probe_ns.netns()), &conf)
+        .expect_ok();
+    let full = started.elapsed();
+    host.exec("DEL", "probe", None, &conf).expect_ok();
+    host.assert_clean();
+
+    const KILLS: u32 = 10;
+    for i in 0..KILLS {
+        let c = host.container(&format!("k{i}"));
+        let id = format!("k{i}");
+        let mut cmd = host.command(&CniHost::env("ADD", &id, Some(c.netns())));
+        // Its own process group, so the kill takes the IPAM plugin it may be running with it.
+        cmd.process_group(0);
+        let mut child = cmd.spawn().unwrap();
+        {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(&serde_json::to_vec(&conf).unwrap())
+                .unwrap();
+        }
+        std::thread::sleep(full * i / (KILLS - 1));
+        let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        let cleaned: Reply = if i % 2 == 0 {
+            host.exec("DEL", &id, Some(c.netns()), &conf)
+        } else {
+            let mut c = with(&conf, "cniVersion", json!("1.1.0"));
+            c["cni.dev/valid-attachments"] = json!([]);
+            host.run(
+                &[
+                    ("CNI_COMMAND", "GC".to_string()),
+                    ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
+                ],
+                &serde_json::to_vec(&c).unwrap(),
+            )
+        };
+        assert!(
+            cleaned.success,
+            "cleanup after a kill at {:?}: {}",
+            full * i / (KILLS - 1),
+            cleaned.json
+        );
+        host.assert_clean();
+    }
+}
