@@ -198,6 +198,61 @@ impl CniHost {
         )
     }
 
+    /// The network configuration plugin `index` of `list` gets, as libcni builds it: the list's
+    /// name and cniVersion, and the previous plugin's result as prevResult.
+    fn plugin_conf(list: &Value, index: usize, prev: Option<&Value>) -> Value {
+        let mut conf = list["plugins"][index].clone();
+        conf["name"] = list["name"].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        if let Some(prev) = prev {
+            conf["prevResult"] = prev.clone();
+        }
+        conf
+    }
+
+    fn run_plugin(&self, plugin_type: &str, env: &[(&str, String)], conf: &Value) -> Reply {
+        let binary = if plugin_type == "fastpath-cni" {
+            plugin_bin()
+        } else {
+            Path::new(REFERENCE_PLUGINS).join(plugin_type)
+        };
+        finish(spawn(
+            self.command_of(&binary, env),
+            &serde_json::to_vec(conf).expect("json"),
+        ))
+    }
+
+    /// ADD through every plugin of a conflist, in order; the final result.
+    pub fn conflist_add(&self, list: &Value, container_id: &str, netns: &Netns) -> Value {
+        let env = Self::env("ADD", container_id, Some(netns));
+        let mut prev: Option<Value> = None;
+        for (i, plugin) in list["plugins"]
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .enumerate()
+        {
+            let conf = Self::plugin_conf(list, i, prev.as_ref());
+            let kind = plugin["type"].as_str().expect("type");
+            let out = self.run_plugin(kind, &env, &conf);
+            assert!(out.success, "ADD {kind}: {} {}", out.json, out.stderr);
+            prev = Some(out.json);
+        }
+        prev.expect("a conflist has plugins")
+    }
+
+    /// DEL through every plugin of a conflist, in reverse order, with the cached result.
+    pub fn conflist_del(&self, list: &Value, container_id: &str, result: &Value) {
+        let env = Self::env("DEL", container_id, None);
+        let plugins = list["plugins"].as_array().expect("plugins");
+        for (i, plugin) in plugins.iter().enumerate().rev() {
+            let conf = Self::plugin_conf(list, i, Some(result));
+            let kind = plugin["type"].as_str().expect("type");
+            let out = self.run_plugin(kind, &env, &conf);
+            assert!(out.success, "DEL {kind}: {} {}", out.json, out.stderr);
+        }
+    }
+
     /// Starts ADD without waiting (for the kill tests).
     pub fn start_add(&self, container_id: &str, netns: &Netns, conf: &Value) -> Child {
         spawn(

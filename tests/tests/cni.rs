@@ -506,3 +506,65 @@ fn an_add_killed_at_any_point_is_cleaned_by_del_or_gc() {
         host.assert_clean();
     }
 }
+
+/// The JSON block after `<!-- conflist: NAME -->` in the README.
+fn readme_conflist(name: &str) -> Value {
+    let readme = include_str!("../../README.md");
+    let marker = format!("<!-- conflist: {name} -->");
+    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
+    let start = after.find("```json").expect("a json block") + "```json".len();
+    let end = start + after[start..].find("```").expect("the block's end");
+    serde_json::from_str(&after[start..end]).expect("the README's conflist is JSON")
+}
+
+#[test]
+fn the_readme_conflists_work_as_written() {
+    for kind in ["standalone", "chained"] {
+        let host = CniHost::new();
+        let mut list = readme_conflist(kind);
+        // As written, but with this test's state directories and a network name of its own.
+        list["name"] = json!(host.network);
+        for plugin in list["plugins"].as_array_mut().unwrap() {
+            if plugin.get("ipam").is_some() {
+                plugin["ipam"]["dataDir"] = json!(host.ipam_dir());
+            }
+            if plugin["type"] == "fastpath-cni" {
+                plugin["dataDir"] = json!(host.data_dir());
+            }
+        }
+        let (c1, c2) = (host.container("c1"), host.container("c2"));
+        let r1 = host.conflist_add(&list, "c1", c1.netns());
+        let r2 = host.conflist_add(&list, "c2", c2.netns());
+        let switched = traffic(
+            &host,
+            c1.netns(),
+            address_of(&r1),
+            c2.netns(),
+            address_of(&r2),
+        );
+        assert!(switched >= 12, "{kind}: {switched} switched");
+
+        let out = host
+            .command_of(&tests::cni::plugin_bin(), &[])
+            .args(["show", "--json", "--data-dir"])
+            .arg(host.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "show: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let attachments = shown[0]["attachments"].as_array().unwrap();
+        assert_eq!(attachments.len(), 2, "{kind}: {shown}");
+        assert!(
+            attachments.iter().all(|a| a["fast_path"] == true),
+            "{kind}: show says both pods are on the fast path: {shown}"
+        );
+
+        host.conflist_del(&list, "c1", &r1);
+        host.conflist_del(&list, "c2", &r2);
+        host.assert_clean();
+    }
+}
