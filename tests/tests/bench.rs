@@ -6,16 +6,18 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tests::fastpath;
 
-const ROWS: [(&str, &str); 10] = [
+const ROWS: [(&str, &str); 12] = [
     ("loopback", "same-node"),
     ("veth", "same-node"),
     ("bridge", "same-node"),
     ("macvlan", "same-node"),
     ("xdp-same", "same-node"),
     ("tc-same", "same-node"),
+    ("tc-same-scaled", "same-node"),
     ("vxlan", "cross-node"),
     ("xdp-cross", "cross-node"),
     ("tc-cross", "cross-node"),
+    ("tc-cross-scaled", "cross-node"),
     ("tun", "cross-node"),
 ];
 const METRICS: [&str; 10] = [
@@ -106,7 +108,24 @@ fn quick_bench_measures_every_row_and_workload() {
             own / reference
         );
     }
-    assert!(!report["targets"].as_array().unwrap().is_empty());
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 11, "every speed target is evaluated");
+    // Cost growth: the scaled rows against the same mode with the demo's few entries.
+    for (scaled, base) in [
+        ("tc-same-scaled", "tc-same"),
+        ("tc-cross-scaled", "tc-cross"),
+    ] {
+        let t = targets
+            .iter()
+            .find(|t| t["row"] == scaled)
+            .unwrap_or_else(|| panic!("a cost-growth target on {scaled}"));
+        let udp = |row: &str| median(samples[&(row.to_string(), "udp-rate".to_string())].clone());
+        let want = udp(scaled) / udp(base);
+        assert!(
+            (t["ratio"].as_f64().unwrap() - want).abs() <= 1e-9 * want,
+            "{t}"
+        );
+    }
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
     assert!(

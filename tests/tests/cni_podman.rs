@@ -20,6 +20,8 @@ use tests::cni::{CniHost, REFERENCE_PLUGINS, plugin_bin};
 struct Podman {
     work: PathBuf,
     netns: String,
+    /// libcni's result cache, /var/lib/cni (no setting moves it), did not exist before.
+    created_cni_cache: bool,
 }
 
 impl Podman {
@@ -73,6 +75,11 @@ impl Drop for Podman {
             remove_empty_dirs(&parent(&root));
         }
         let _ = std::fs::remove_dir_all(&self.work);
+        if self.created_cni_cache {
+            // Only if empty: what is in it is someone else's.
+            let _ = std::fs::remove_dir("/var/lib/cni/results");
+            let _ = std::fs::remove_dir("/var/lib/cni");
+        }
     }
 }
 
@@ -227,6 +234,7 @@ runc = ["{runc}"]
     let podman = Podman {
         work: work.clone(),
         netns: netns.clone(),
+        created_cni_cache: !Path::new("/var/lib/cni").exists(),
     };
     let rootfs = w("rootfs");
     let cgroup_parent = format!("/{netns}");
