@@ -253,12 +253,9 @@ impl CniHost {
         }
     }
 
-    /// Starts ADD without waiting (for the kill tests).
-    pub fn start_add(&self, container_id: &str, netns: &Netns, conf: &Value) -> Child {
-        spawn(
-            self.command(&Self::env("ADD", container_id, Some(netns))),
-            &serde_json::to_vec(conf).expect("json"),
-        )
+    /// Starts `cmd` (from [`Self::command`]) with `conf` on stdin, without waiting.
+    pub fn start(&self, cmd: Command, conf: &Value) -> Child {
+        spawn(cmd, &serde_json::to_vec(conf).expect("json"))
     }
 
     pub fn pin_dir(&self) -> PathBuf {

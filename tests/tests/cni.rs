@@ -407,7 +407,12 @@ fn fifty_parallel_adds_get_fifty_addresses_and_map_entries() {
     let children: Vec<_> = containers
         .iter()
         .enumerate()
-        .map(|(i, c)| host.start_add(&format!("p{i}"), c.netns(), &conf))
+        .map(|(i, c)| {
+            host.start(
+                host.command(&CniHost::env("ADD", &format!("p{i}"), Some(c.netns()))),
+                &conf,
+            )
+        })
         .collect();
     let mut ips = BTreeSet::new();
     for child in children {
@@ -427,16 +432,10 @@ fn fifty_parallel_adds_get_fifty_addresses_and_map_entries() {
 
     let dels: Vec<_> = (0..N)
         .map(|i| {
-            let mut cmd = host.command(&CniHost::env("DEL", &format!("p{i}"), None));
-            let mut child = cmd.spawn().unwrap();
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(&serde_json::to_vec(&conf).unwrap())
-                .unwrap();
-            child
+            host.start(
+                host.command(&CniHost::env("DEL", &format!("p{i}"), None)),
+                &conf,
+            )
         })
         .collect();
     for child in dels {
@@ -470,16 +469,7 @@ fn an_add_killed_at_any_point_is_cleaned_by_del_or_gc() {
         let mut cmd = host.command(&CniHost::env("ADD", &id, Some(c.netns())));
         // Its own process group, so the kill takes the IPAM plugin it may be running with it.
         cmd.process_group(0);
-        let mut child = cmd.spawn().unwrap();
-        {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(&serde_json::to_vec(&conf).unwrap())
-                .unwrap();
-        }
+        let mut child = host.start(cmd, &conf);
         std::thread::sleep(full * i / (KILLS - 1));
         let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);

@@ -43,7 +43,8 @@ enum Task {
         args: Vec<String>,
     },
     /// Build with the release profile, then run `fastpath bench` as root: every datapath side by
-    /// side, same node and across nodes. Arguments after `--` go to `fastpath bench` (e.g.
+    /// side, same node and across nodes. Writes target/bench/bench.json and bench.svg unless
+    /// arguments say otherwise; arguments after `--` go to `fastpath bench` (e.g.
     /// `cargo xtask bench -- --quick`, `-- --json bench.json --svg bench.svg`).
     Bench {
         #[arg(last = true)]
@@ -100,7 +101,21 @@ fn run(cli: Cli) -> Result<()> {
                 build(true, false)?;
             }
             let binary = workspace_root().join("target/release/fastpath");
-            run_command(as_root(&binary)?.arg("bench").args(&args))
+            let mut args = args;
+            let mut written = Vec::new();
+            for (flag, file) in [("--json", "bench.json"), ("--svg", "bench.svg")] {
+                if !args.iter().any(|a| a == flag) {
+                    let path = workspace_root().join("target/bench").join(file);
+                    std::fs::create_dir_all(path.parent().expect("a directory"))?;
+                    args.extend([flag.to_string(), path.display().to_string()]);
+                    written.push(path.display().to_string());
+                }
+            }
+            run_command(as_root(&binary)?.arg("bench").args(&args))?;
+            if !written.is_empty() {
+                println!("written: {}", written.join(", "));
+            }
+            Ok(())
         }
         Task::Lint => {
             toolchain::ensure()?;

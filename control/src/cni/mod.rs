@@ -201,6 +201,10 @@ impl Plugin<'_> {
         )
     }
 
+    fn netns_label(&self) -> Option<String> {
+        self.env.netns.as_ref().map(|p| p.display().to_string())
+    }
+
     fn container_netns(&self) -> Result<Netns, CniError> {
         let path = self
             .env
@@ -251,18 +255,13 @@ impl Plugin<'_> {
             &self.env.container_id,
             &self.env.ifname,
         );
-        let mut record = Record {
-            container_id: id.clone(),
-            ifname: ifname.clone(),
-            netns: self.env.netns.as_ref().map(|p| p.display().to_string()),
-            host_veth: network::host_veth_name(net, id, ifname),
-            owns_veth: true,
-            ipam: true,
-            address: None,
-            gateway: None,
-            mac: None,
-            complete: false,
-        };
+        let mut record = Record::started(
+            id,
+            ifname,
+            self.netns_label(),
+            network::host_veth_name(net, id, ifname),
+            true,
+        );
         // Written before anything changes: whatever happens next, DEL and GC can find it.
         store.put(&record)?;
         let made = async {
@@ -297,18 +296,13 @@ impl Plugin<'_> {
         let attachment = network::find_chained(&parsed, &self.env.ifname)
             .await
             .map_err(|e| invalid(format!("{e:#}")))?;
-        let mut record = Record {
-            container_id: self.env.container_id.clone(),
-            ifname: self.env.ifname.clone(),
-            netns: self.env.netns.as_ref().map(|p| p.display().to_string()),
-            host_veth: attachment.host_veth.clone(),
-            owns_veth: false,
-            ipam: false,
-            address: None,
-            gateway: None,
-            mac: None,
-            complete: false,
-        };
+        let mut record = Record::started(
+            &self.env.container_id,
+            &self.env.ifname,
+            self.netns_label(),
+            attachment.host_veth.clone(),
+            false,
+        );
         store.put(&record)?;
         if let Err(e) = self.finish(store, &mut record, &attachment).await {
             if let Err(undo) = self.undo(store, &record).await {
@@ -383,18 +377,13 @@ impl Plugin<'_> {
             // Unknown here: with a standalone configuration, what an ADD of this attachment
             // would have made is still released (the veth by its derived name, the address by
             // the IPAM plugin); DEL of something never added succeeds.
-            None if self.conf.prev_result.is_none() && self.conf.ipam.is_some() => Record {
-                container_id: id.clone(),
-                ifname: ifname.clone(),
-                netns: None,
-                host_veth: network::host_veth_name(&self.settings.network, id, ifname),
-                owns_veth: true,
-                ipam: true,
-                address: None,
-                gateway: None,
-                mac: None,
-                complete: false,
-            },
+            None if self.conf.prev_result.is_none() && self.conf.ipam.is_some() => Record::started(
+                id,
+                ifname,
+                None,
+                network::host_veth_name(&self.settings.network, id, ifname),
+                true,
+            ),
             None => return Ok(()),
         };
         self.undo(&store, &record).await
@@ -486,9 +475,19 @@ impl Plugin<'_> {
         if self.conf.prev_result.is_none() && self.conf.ipam.is_some() {
             Ipam::find(self.env, self.raw).map_err(|e| unavailable(e.msg))?;
         }
-        if self.settings.mode == Mode::Tc {
-            crate::datapath::Datapath::load(None)
-                .map_err(|e| unavailable(format!("the fast-path programs do not load: {e}")))?;
+        if self.settings.mode == Mode::Tc
+            && let Err(e) = crate::datapath::Datapath::load(None)
+        {
+            // Pods already attached keep what they have, but one restarted would not come back
+            // onto the fast path: say so when there are any.
+            let dir = self.settings.data_dir.join(&self.settings.network);
+            let attached = store::read_records(&dir).is_ok_and(|r| r.iter().any(|r| r.complete));
+            let msg = format!("the fast-path programs do not load: {e}");
+            return Err(if attached {
+                CniError::new(Code::UnavailableExistingLimited, msg)
+            } else {
+                unavailable(msg)
+            });
         }
         Ok(())
     }

@@ -49,6 +49,31 @@ pub struct Record {
     pub complete: bool,
 }
 
+impl Record {
+    /// The record ADD writes before it changes anything: a standalone attachment makes its own
+    /// veth (`host_veth`) and asks the IPAM plugin; a chained one does neither.
+    pub fn started(
+        container_id: &str,
+        ifname: &str,
+        netns: Option<String>,
+        host_veth: String,
+        standalone: bool,
+    ) -> Self {
+        Self {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+            netns,
+            host_veth,
+            owns_veth: standalone,
+            ipam: standalone,
+            address: None,
+            gateway: None,
+            mac: None,
+            complete: false,
+        }
+    }
+}
+
 /// A network's records, locked for the life of the value.
 pub struct Store {
     dir: PathBuf,
