@@ -183,11 +183,15 @@ fn render(networks: &[NetworkView]) -> String {
                 ]
             })
             .collect();
-        out.push_str(&report::table(
-            &["CONTAINER", "IFNAME", "ADDRESS", "HOST VETH", "PATH"],
-            &rows,
-            5,
-        ));
+        if rows.is_empty() {
+            out.push_str("no attachments\n");
+        } else {
+            out.push_str(&report::table(
+                &["CONTAINER", "IFNAME", "ADDRESS", "HOST VETH", "PATH"],
+                &rows,
+                5,
+            ));
+        }
         out.push_str(&report::counters_table(&n.counters));
         out.push('\n');
     }
