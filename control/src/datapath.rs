@@ -350,18 +350,22 @@ impl Datapath {
             .iter()
             .map(|p| (u32::from_ne_bytes(p.underlay_ip.octets()), PEER_KNOWN))
             .collect();
-        changed += sync_hash(&mut known, &want).map_err(map_err(PEERS))?;
+        changed += sync_hash(&mut known, &want, |_, _| false).map_err(map_err(PEERS))?;
         Ok(changed)
     }
 
-    /// Makes the endpoint, source and redirect maps hold exactly `entries`; returns how many
-    /// entries were added or removed. Redirect targets are ifindexes of `netns`, so the devmap is
-    /// written from inside it.
+    /// Makes the endpoint, source and redirect maps hold exactly `entries`, apart from the entries
+    /// of the devices in `foreign`; returns how many entries were added or removed. `foreign`
+    /// names the devices of another owner of the same maps (a node's own pods, or the pods a CNI
+    /// network joined to that node): their entries are that owner's to keep true and stay as
+    /// they are. Redirect targets are ifindexes of `netns`, so the devmap is written from inside
+    /// it.
     pub fn sync_endpoints(
         &mut self,
         netns: &Netns,
         entries: &[EndpointEntry],
         underlay_ifindex: Option<u32>,
+        foreign: &[u32],
     ) -> Result<usize, DatapathError> {
         let _inside = netns.enter()?;
         let map_err = |map| move |source| DatapathError::Map { map, source };
@@ -370,12 +374,14 @@ impl Datapath {
         let mut endpoints: HashMap<_, u32, Endpoint> =
             HashMap::try_from(self.map_mut(ENDPOINTS)?).map_err(map_err(ENDPOINTS))?;
         let want: Vec<(u32, Endpoint)> = entries.iter().map(EndpointEntry::endpoint).collect();
-        changed += sync_hash(&mut endpoints, &want).map_err(map_err(ENDPOINTS))?;
+        changed += sync_hash(&mut endpoints, &want, |_, e| foreign.contains(&e.ifindex))
+            .map_err(map_err(ENDPOINTS))?;
 
         let mut sources: HashMap<_, u32, Source> =
             HashMap::try_from(self.map_mut(SOURCES)?).map_err(map_err(SOURCES))?;
         let want: Vec<(u32, Source)> = entries.iter().map(EndpointEntry::source).collect();
-        changed += sync_hash(&mut sources, &want).map_err(map_err(SOURCES))?;
+        changed += sync_hash(&mut sources, &want, |ifindex, _| foreign.contains(ifindex))
+            .map_err(map_err(SOURCES))?;
 
         // Pods' veths, and the underlay device encapsulated frames leave by.
         let targets: Vec<u32> = entries
@@ -388,7 +394,10 @@ impl Datapath {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(DEVMAP))?;
-        for key in present.iter().filter(|k| !targets.contains(k)) {
+        for key in present
+            .iter()
+            .filter(|k| !targets.contains(k) && !foreign.contains(k))
+        {
             devmap.remove(*key).map_err(map_err(DEVMAP))?;
             changed += 1;
         }
@@ -715,20 +724,22 @@ pub fn pinned_counters(pin_dir: &Path) -> Result<Vec<CounterRow>, DatapathError>
     counter_rows(&counters)
 }
 
-/// Makes a hash map hold exactly `want`; returns how many entries changed.
+/// Makes a hash map hold exactly `want` and the present entries `keep` says are not ours to
+/// touch; returns how many entries changed.
 fn sync_hash<T, V>(
     map: &mut HashMap<T, u32, V>,
     want: &[(u32, V)],
+    keep: impl Fn(&u32, &V) -> bool,
 ) -> Result<usize, aya::maps::MapError>
 where
     T: Borrow<MapData> + std::borrow::BorrowMut<MapData>,
     V: aya::Pod + PartialEq,
 {
     let mut changed = 0;
-    let present: Vec<u32> = map.keys().collect::<Result<_, _>>()?;
-    for key in present
+    let present: Vec<(u32, V)> = map.iter().collect::<Result<_, _>>()?;
+    for (key, _) in present
         .iter()
-        .filter(|k| !want.iter().any(|(w, _)| w == *k))
+        .filter(|(k, v)| !keep(k, v) && !want.iter().any(|(w, _)| w == k))
     {
         map.remove(key)?;
         changed += 1;

@@ -341,9 +341,19 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge, down.
-    pub async fn create_bridge(&self, name: &str) -> Result<(), NetlinkError> {
-        self.add_link(name, LinkBridge::new(name).build()).await
+    /// Creates a bridge, down; with `mac`, the bridge has that MAC from its first moment (a
+    /// bridge left to itself takes the lowest MAC of its ports, which changes as they come and
+    /// go).
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), NetlinkError> {
+        let mut builder = LinkBridge::new(name);
+        if let Some(mac) = mac {
+            builder = builder.address(mac.to_vec());
+        }
+        self.add_link(name, builder.build()).await
     }
 
     /// Creates a VXLAN device without learning (peers come from static FDB entries), down.

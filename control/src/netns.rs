@@ -132,6 +132,7 @@ impl Netns {
             move |source: io::Error| NetnsError::Io { op, name, source }
         };
         std::fs::create_dir_all(NETNS_RUN_DIR).map_err(io_err("create /run/netns for"))?;
+        share_run_dir().map_err(|e| io_err("make /run/netns a shared mount for")(e.into()))?;
         match File::options().write(true).create_new(true).open(&path) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -255,6 +256,43 @@ pub fn list_with_prefix(prefix: &str) -> io::Result<Vec<String>> {
 
 /// A namespace this process created, deleted again when dropped (also on panic or early return).
 pub struct OwnedNetns(Netns);
+
+/// Makes /run/netns a shared mount point of its own, as `ip netns add` and podman do, before a
+/// namespace is mounted in it. Left a plain directory, the first of them to run afterwards binds
+/// /run/netns over itself, and namespaces mounted under it before can end up hidden beneath: not
+/// enterable, not removable.
+fn share_run_dir() -> nix::Result<()> {
+    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return Ok(());
+    }
+    let shared = || {
+        mount(
+            None::<&str>,
+            NETNS_RUN_DIR,
+            Some("none"),
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match shared() {
+        // Not a mount point yet.
+        Err(nix::errno::Errno::EINVAL) => {
+            mount(
+                Some(NETNS_RUN_DIR),
+                NETNS_RUN_DIR,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+            shared()?;
+        }
+        other => other?,
+    }
+    *done = true;
+    Ok(())
+}
 
 impl OwnedNetns {
     /// Creates `name`; fails when it exists already (it is not ours then).

@@ -33,6 +33,22 @@ pub fn require_reference_plugins() {
     );
 }
 
+/// The JSON block after `<!-- conflist: NAME -->` in the README.
+pub fn readme_conflist(name: &str) -> Value {
+    let readme = include_str!("../../README.md");
+    let marker = format!("<!-- conflist: {name} -->");
+    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
+    let start = after.find("```json").expect("a json block") + "```json".len();
+    let end = start + after[start..].find("```").expect("the block's end");
+    serde_json::from_str(&after[start..end]).expect("the README's conflist is JSON")
+}
+
+/// The first address of a result.
+pub fn address_of(result: &Value) -> Ipv4Addr {
+    let cidr = result["ips"][0]["address"].as_str().expect("an address");
+    cidr.split('/').next().unwrap().parse().expect("IPv4")
+}
+
 /// What one invocation printed and how it ended.
 #[derive(Debug)]
 pub struct Reply {
@@ -71,24 +87,43 @@ impl Reply {
 
 pub struct CniHost {
     pub prefix: String,
-    pub node: OwnedNetns,
+    /// The namespace the plugin runs in.
+    pub node: Netns,
+    /// Where the network's maps are pinned.
+    pins: PathBuf,
     pub network: String,
     pub dir: PathBuf,
+    _owned: Option<OwnedNetns>,
 }
 
 impl CniHost {
+    /// A host of its own: a fresh namespace, the network's own pins.
     pub fn new() -> Self {
-        crate::require_root();
-        require_reference_plugins();
         let prefix = crate::unique_prefix();
         let node = OwnedNetns::create(format!("{prefix}node")).expect("node namespace");
+        let network = prefix.trim_end_matches('-').to_string();
+        let pins = Path::new(control::cni::PIN_ROOT).join(&network);
+        Self::build(prefix, node.netns().clone(), pins, Some(node))
+    }
+
+    /// The plugin run inside a fastpath node's namespace, for a network joined to that node
+    /// (whose maps are pinned in `node_pins`).
+    pub fn on_node(node: &Netns, node_pins: PathBuf) -> Self {
+        Self::build(crate::unique_prefix(), node.clone(), node_pins, None)
+    }
+
+    fn build(prefix: String, node: Netns, pins: PathBuf, owned: Option<OwnedNetns>) -> Self {
+        crate::require_root();
+        require_reference_plugins();
         let dir = std::env::temp_dir().join(format!("{prefix}cni"));
         std::fs::create_dir_all(&dir).expect("test data dir");
         Self {
             network: prefix.trim_end_matches('-').to_string(),
             prefix,
             node,
+            pins,
             dir,
+            _owned: owned,
         }
     }
 
@@ -136,7 +171,7 @@ impl CniHost {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!(
             "--net=/run/netns/{}",
-            self.node.netns().name().expect("named")
+            self.node.name().expect("named")
         ))
         .arg("--")
         .arg(binary)
@@ -259,7 +294,7 @@ impl CniHost {
     }
 
     pub fn pin_dir(&self) -> PathBuf {
-        Path::new(control::cni::PIN_ROOT).join(&self.network)
+        self.pins.clone()
     }
 
     /// Entries of the network's pinned endpoint map (0 when the network has no pins).
@@ -294,7 +329,7 @@ impl CniHost {
     pub fn links_named(&self, prefix: &str) -> Vec<String> {
         let rt = crate::runtime();
         rt.block_on(async {
-            Netlink::open(self.node.netns())
+            Netlink::open(&self.node)
                 .expect("netlink")
                 .links()
                 .await
@@ -331,6 +366,7 @@ impl CniHost {
     }
 
     /// Asserts nothing of the network is left: no host veth, address, record, map entry or pin.
+    /// (For a network of its own; a joined node's maps and pins are the node's.)
     #[track_caller]
     pub fn assert_clean(&self) {
         assert_eq!(
@@ -357,8 +393,11 @@ impl Default for CniHost {
 
 impl Drop for CniHost {
     fn drop(&mut self) {
-        // The namespace (with the bridge and veths) goes with `node`; pins and files are here.
-        let _ = std::fs::remove_dir_all(self.pin_dir());
+        // The namespace (with the bridge and veths) goes with `node`; pins and files are here. A
+        // joined node's pins are its cluster's to remove.
+        if self._owned.is_some() {
+            let _ = std::fs::remove_dir_all(self.pin_dir());
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,14 +12,9 @@ use std::{
 use control::netns::{Netns, OwnedNetns};
 use serde_json::{Value, json};
 use tests::{
-    cni::{CniHost, Reply},
+    cni::{CniHost, Reply, address_of, readme_conflist},
     probe::{self, pattern},
 };
-
-fn address_of(result: &Value) -> Ipv4Addr {
-    let cidr = result["ips"][0]["address"].as_str().expect("an address");
-    cidr.split('/').next().unwrap().parse().expect("IPv4")
-}
 
 fn netns_path(ns: &OwnedNetns) -> String {
     format!("/run/netns/{}", ns.netns().name().unwrap())
@@ -127,6 +122,17 @@ fn every_error_has_its_code() {
         with(&conf, "bridge", json!("much-too-long-bridge")),
         with(&conf, "dataDir", json!("relative/dir")),
         with(&conf, "ipam", json!({ "type": "no-such-ipam" })),
+        with(
+            &conf,
+            "node",
+            json!({ "config": "relative.toml", "name": "a" }),
+        ),
+        with(
+            &conf,
+            "node",
+            json!({ "config": "/nonexistent/cluster.toml", "name": "a" }),
+        ),
+        with(&conf, "node", json!("a")),
         no_ipam,
     ] {
         host.exec("ADD", "c", Some(c.netns()), &bad).expect_code(7);
@@ -187,6 +193,16 @@ fn every_error_has_its_code() {
     assert!(ok.success, "STATUS: {} {}", ok.json, ok.stderr);
     assert_eq!(ok.json, Value::Null, "STATUS prints nothing on success");
     status("/nonexistent").expect_code(50);
+
+    // GC without the list of valid attachments would remove them all: refused (7).
+    host.run(
+        &[
+            ("CNI_COMMAND", "GC".to_string()),
+            ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
+        ],
+        &bytes(&conf11),
+    )
+    .expect_code(7);
 
     host.assert_clean();
 }
@@ -257,6 +273,22 @@ fn standalone_pods_talk_on_the_fast_path_and_del_removes_everything() {
         "{}",
         broken.json
     );
+
+    // A record lost (a wiped dataDir): DEL as a runtime sends it, with the cached result as
+    // prevResult, still releases the veth (found by its derived name) and the address.
+    let c3 = host.container("c3");
+    let r3 = host.exec("ADD", "c3", Some(c3.netns()), &conf).expect_ok();
+    std::fs::remove_file(host.data_dir().join(&host.network).join("c3:eth0.json")).unwrap();
+    host.exec(
+        "DEL",
+        "c3",
+        Some(c3.netns()),
+        &with(&conf, "prevResult", r3),
+    )
+    .expect_ok();
+    assert_eq!(host.links_named("fpc").len(), 2, "c3's veth went");
+    assert_eq!(host.allocations(), [ip1, ip2], "c3's address went");
+    assert_eq!(host.endpoint_entries().len(), 2, "c3's map entry went");
 
     // DEL: c1's veth, address and map entry go; DEL again and DEL of an unknown container pass.
     host.exec("DEL", "c1", Some(c1.netns()), &conf).expect_ok();
@@ -329,7 +361,7 @@ fn chained_after_the_bridge_plugin_it_accelerates_that_plugins_veths() {
         host.exec("DEL", id, Some(c.netns()), &ours(&results[i]))
             .expect_ok();
         let links = tests::runtime().block_on(async {
-            control::netlink::Netlink::open(host.node.netns())
+            control::netlink::Netlink::open(&host.node)
                 .unwrap()
                 .links()
                 .await
@@ -368,23 +400,17 @@ fn gc_removes_the_attachments_the_runtime_no_longer_lists() {
             .expect_ok();
         ips.push(address_of(&r));
     }
-    let gc = |valid: Value| {
-        let mut c = with(&conf, "cniVersion", json!("1.1.0"));
-        c["cni.dev/valid-attachments"] = valid;
-        host.run(
-            &[
-                ("CNI_COMMAND", "GC".to_string()),
-                ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
-            ],
-            &serde_json::to_vec(&c).unwrap(),
-        )
-    };
-    gc(json!([{ "containerID": "c2", "ifname": "eth0" }])).expect_ok();
+    gc(
+        &host,
+        &conf,
+        json!([{ "containerID": "c2", "ifname": "eth0" }]),
+    )
+    .expect_ok();
     assert_eq!(host.allocations(), [ips[1]]);
     assert_eq!(host.links_named("fpc").len(), 1);
     let entries: Vec<Ipv4Addr> = host.endpoint_entries().iter().map(|e| e.0).collect();
     assert_eq!(entries, [ips[1]]);
-    assert_eq!(host.records(), ["c2.eth0.json"]);
+    assert_eq!(host.records(), ["c2:eth0.json"]);
     assert!(
         probe::ping(
             containers[1].netns(),
@@ -394,7 +420,7 @@ fn gc_removes_the_attachments_the_runtime_no_longer_lists() {
         ),
         "the kept container still reaches its gateway"
     );
-    gc(json!([])).expect_ok();
+    gc(&host, &conf, json!([])).expect_ok();
     host.assert_clean();
 }
 
@@ -477,15 +503,7 @@ fn an_add_killed_at_any_point_is_cleaned_by_del_or_gc() {
         let cleaned: Reply = if i % 2 == 0 {
             host.exec("DEL", &id, Some(c.netns()), &conf)
         } else {
-            let mut c = with(&conf, "cniVersion", json!("1.1.0"));
-            c["cni.dev/valid-attachments"] = json!([]);
-            host.run(
-                &[
-                    ("CNI_COMMAND", "GC".to_string()),
-                    ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
-                ],
-                &serde_json::to_vec(&c).unwrap(),
-            )
+            gc(&host, &conf, json!([]))
         };
         assert!(
             cleaned.success,
@@ -497,14 +515,67 @@ fn an_add_killed_at_any_point_is_cleaned_by_del_or_gc() {
     }
 }
 
-/// The JSON block after `<!-- conflist: NAME -->` in the README.
-fn readme_conflist(name: &str) -> Value {
-    let readme = include_str!("../../README.md");
-    let marker = format!("<!-- conflist: {name} -->");
-    let after = &readme[readme.find(&marker).expect("marker in README") + marker.len()..];
-    let start = after.find("```json").expect("a json block") + "```json".len();
-    let end = start + after[start..].find("```").expect("the block's end");
-    serde_json::from_str(&after[start..end]).expect("the README's conflist is JSON")
+/// GC with `valid` as the valid attachments.
+fn gc(host: &CniHost, conf: &Value, valid: Value) -> Reply {
+    let mut c = with(conf, "cniVersion", json!("1.1.0"));
+    c["cni.dev/valid-attachments"] = valid;
+    host.run(
+        &[
+            ("CNI_COMMAND", "GC".to_string()),
+            ("CNI_PATH", tests::cni::REFERENCE_PLUGINS.to_string()),
+        ],
+        &serde_json::to_vec(&c).unwrap(),
+    )
+}
+
+#[test]
+fn an_add_killed_at_each_step_is_undone_by_del_gc_or_a_retried_add() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let host = CniHost::new();
+    let conf = host.standalone("198.18.168.0/24");
+    for (i, step) in control::cni::CRASH_POINTS.iter().enumerate() {
+        for cleanup in ["DEL", "GC", "ADD"] {
+            let id = format!("s{i}{}", cleanup.to_lowercase());
+            let c = host.container(&id);
+            let mut env = CniHost::env("ADD", &id, Some(c.netns()));
+            env.push(("FASTPATH_CNI_KILL_AT", step.to_string()));
+            let out = host
+                .start(host.command(&env), &conf)
+                .wait_with_output()
+                .unwrap();
+            assert_eq!(out.status.signal(), Some(9), "{step}: killed there");
+            // What the step had done is there, for the cleanup to find.
+            assert_eq!(host.records().len(), 1, "{step}: the record");
+            assert_eq!(
+                host.allocations().len(),
+                usize::from(i >= 1),
+                "{step}: address"
+            );
+            assert_eq!(
+                host.links_named("fpc").len(),
+                usize::from(i >= 2),
+                "{step}: veth"
+            );
+            match cleanup {
+                "DEL" => host.exec("DEL", &id, Some(c.netns()), &conf).expect_ok(),
+                "GC" => gc(&host, &conf, json!([])).expect_ok(),
+                _ if *step == "record-complete" => {
+                    // Finished but for the maps: a second ADD is refused, DEL then cleans.
+                    host.exec("ADD", &id, Some(c.netns()), &conf)
+                        .expect_code(100);
+                    host.exec("DEL", &id, Some(c.netns()), &conf).expect_ok()
+                }
+                _ => {
+                    // The runtime retries: the leftovers are undone first, then ADD works.
+                    let r = host.exec("ADD", &id, Some(c.netns()), &conf).expect_ok();
+                    assert_eq!(host.endpoint_entries().len(), 1, "{step}: retried ADD");
+                    host.exec("DEL", &id, Some(c.netns()), &with(&conf, "prevResult", r))
+                        .expect_ok()
+                }
+            };
+            host.assert_clean();
+        }
+    }
 }
 
 #[test]

@@ -147,7 +147,7 @@ fn podman_containers_on_a_fastpath_network_talk_on_the_fast_path() {
         require(binary, package);
     }
     let host = CniHost::new();
-    let netns = host.node.netns().name().unwrap().to_string();
+    let netns = host.node.name().unwrap().to_string();
     assert!(
         Command::new("ip")
             .args(["-n", &netns, "link", "set", "lo", "up"])

@@ -105,7 +105,7 @@ fn every_underlay_decision() {
         ifindex: rx_index,
         mac: PEER_MAC,
     };
-    dp.sync_endpoints(ns.netns(), &[pod], None).unwrap();
+    dp.sync_endpoints(ns.netns(), &[pod], None, &[]).unwrap();
 
     let good = vxlan::frame(&outer(PEER), FLAG_I, VNI, &good_inner());
     let mut reserved = good.clone();

@@ -107,7 +107,7 @@ fn a_real_node_keeps_the_users_devices_and_refuses_foreign_names() {
             .await
             .unwrap();
         nl.set_up("eth1").await.unwrap();
-        nl.create_bridge("fp-br0").await.unwrap();
+        nl.create_bridge("fp-br0", None).await.unwrap();
     });
     let config = r#"
         [[node]]

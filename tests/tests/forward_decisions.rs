@@ -75,12 +75,12 @@ fn decisions(hook: Hook) {
         },
     ];
     assert_eq!(
-        dp.sync_endpoints(ns.netns(), &entries, None).unwrap(),
+        dp.sync_endpoints(ns.netns(), &entries, None, &[]).unwrap(),
         6,
         "2 endpoints, 2 sources, 2 devmap"
     );
     assert_eq!(
-        dp.sync_endpoints(ns.netns(), &entries, None).unwrap(),
+        dp.sync_endpoints(ns.netns(), &entries, None, &[]).unwrap(),
         0,
         "a second sync changes nothing"
     );
@@ -156,7 +156,8 @@ fn decisions(hook: Hook) {
     }
 
     // A frame from a device that is not a registered pod veth is left to the kernel.
-    dp.sync_endpoints(ns.netns(), &entries[1..], None).unwrap();
+    dp.sync_endpoints(ns.netns(), &entries[1..], None, &[])
+        .unwrap();
     let (verdict, _) = dp
         .run_on_frame(hook, &from_sender(PEER_MAC, ip(RECEIVER)))
         .unwrap();

@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, Result};
 
-use super::{Cluster, POD_IFNAME, up::Reconciler};
+use super::{Cluster, POD_IFNAME, is_node_device, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
     datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
@@ -82,8 +82,17 @@ impl Reconciler<'_> {
                     mac: config::parse_mac(&mac)?,
                 });
             }
-            let n =
-                dp.sync_peers(&peers)? + dp.sync_endpoints(&node_ns, &entries, underlay_index)?;
+            // Devices that are neither this node's pod veths nor its underlay: the pods a CNI
+            // network joined to this node put into the same maps (see `cni`).
+            let foreign: Vec<u32> = nl
+                .links()
+                .await?
+                .into_iter()
+                .filter(|l| !is_node_device(&l.name, underlay))
+                .map(|l| l.index)
+                .collect();
+            let n = dp.sync_peers(&peers)?
+                + dp.sync_endpoints(&node_ns, &entries, underlay_index, &foreign)?;
             if n > 0 {
                 self.changed(format!(
                     "updated {n} fast-path map entries of node {}",
@@ -112,7 +121,8 @@ impl Reconciler<'_> {
             }
         }
         // Links of other hooks, of devices that are no longer pods, and of devices recreated
-        // since (another ifindex under the same name: that link is defunct).
+        // since (another ifindex under the same name: that link is defunct). Links on devices
+        // that were never this node's pods are a joined CNI network's, and stay.
         let mut current = Vec::new();
         for (_, veth, _) in &pods {
             if let Some(link) = nl.link_view(veth).await? {
@@ -120,6 +130,9 @@ impl Reconciler<'_> {
             }
         }
         for link in datapath::pinned_links(&dir)? {
+            if link.hook != Hook::TcUnderlay && !is_node_device(&link.dev, underlay) {
+                continue;
+            }
             let keep = if link.hook == Hook::TcUnderlay {
                 wanted.is_some() && link.dev == *underlay && Some(link.ifindex) == underlay_index
             } else {

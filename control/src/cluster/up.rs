@@ -295,7 +295,7 @@ impl Reconciler<'_> {
             .await?
             .is_none()
         {
-            nl.create_bridge(dev).await?;
+            nl.create_bridge(dev, None).await?;
             self.mark_created(&nl, dev, "underlay (a portless bridge: no underlay link)")
                 .await?;
         }
@@ -337,13 +337,27 @@ impl Reconciler<'_> {
     async fn ensure_bridge(&mut self, node: &NodeConfig) -> Result<()> {
         let nl = Netlink::open(&self.cluster.node_netns(node))?;
         let owned = self.cluster.owns_node_netns(node);
-        if self
+        // The pods' gateway MAC is in the fast path's maps: it must not move when a port with a
+        // lower MAC joins the bridge (a CNI network's pod, say).
+        let mac = config::bridge_mac(config::node_gateway(node));
+        match self
             .existing_link(&nl, owned, &node.bridge, "bridge")
             .await?
-            .is_none()
         {
-            nl.create_bridge(&node.bridge).await?;
-            self.mark_created(&nl, &node.bridge, "bridge").await?;
+            None => {
+                nl.create_bridge(&node.bridge, Some(mac)).await?;
+                self.mark_created(&nl, &node.bridge, "bridge").await?;
+            }
+            Some(view) if view.mac != Some(config::format_mac(&mac)) => {
+                nl.set_mac(&node.bridge, mac).await?;
+                self.changed(format!(
+                    "set MAC of {} in netns {} to {}",
+                    node.bridge,
+                    nl.netns().label(),
+                    config::format_mac(&mac)
+                ));
+            }
+            Some(_) => {}
         }
         let gateway = Ipv4Net::new(config::node_gateway(node), node.pod_cidr.prefix_len())
             .expect("valid prefix");

@@ -1,19 +1,20 @@
-//! The network's fast path: maps and program links pinned under one directory per network, so
-//! every invocation of the plugin (a short-lived process) works on the same maps. The maps'
-//! endpoint entries are always rebuilt from the complete records, which makes them exactly as
-//! true as the records are, whatever an earlier invocation was killed in the middle of.
+//! The network's fast path: maps and program links pinned under one directory per network (or
+//! the directory of the fastpath node it joined), so every invocation of the plugin (a
+//! short-lived process) works on the same maps. The maps' endpoint entries are always rebuilt
+//! from the complete records, which makes them exactly as true as the records are, whatever an
+//! earlier invocation was killed in the middle of.
 
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
-use super::store::Record;
+use super::{network, node::JoinedNode, store::Record};
 use crate::{
     config,
-    datapath::{self, Datapath, EndpointEntry, Hook},
+    datapath::{self, Datapath, EndpointEntry, Hook, PinnedLinkName},
     netlink::Netlink,
     netns::Netns,
 };
@@ -25,77 +26,170 @@ pub fn pin_dir(network: &str) -> PathBuf {
     Path::new(PIN_ROOT).join(network)
 }
 
-/// Attaches tc_pod to `host_veth` (in this process's namespace) with the network's gateway as the
-/// node settings say.
-pub fn attach(
-    network: &str,
-    gateway_mac: [u8; 6],
-    gateway: Ipv4Addr,
-    host_veth: &str,
-) -> Result<()> {
-    let dir = pin_dir(network);
-    let mut dp = Datapath::load_pinned(&dir, None)
-        .with_context(|| format!("loading the fast path of network '{network}'"))?;
-    dp.set_node(gateway_mac, gateway, None)?;
-    dp.attach_pinned(Hook::Tc, &Netns::host(), host_veth)?;
-    Ok(())
+/// A network's pinned maps and links, and whose they are.
+pub enum Pins {
+    /// The network's own, under [`PIN_ROOT`]: made by its first attachment, removed with its
+    /// last.
+    Own(PathBuf),
+    /// The fastpath node's the network joined: made and removed by `fastpath up`/`down`, shared
+    /// with the node's own pods.
+    Node(JoinedNode),
 }
 
-/// Removes every pinned link of `host_veth`, whatever its ifindex was.
-pub fn detach(network: &str, host_veth: &str) -> Result<()> {
-    let dir = pin_dir(network);
-    for link in datapath::pinned_links(&dir)? {
-        if link.dev == host_veth {
-            datapath::detach_pinned(&dir, &link)?;
+impl Pins {
+    pub fn dir(&self) -> &Path {
+        match self {
+            Pins::Own(dir) => dir,
+            Pins::Node(node) => &node.pin_dir,
         }
     }
-    Ok(())
+
+    /// Attaches tc_pod to `host_veth` (in this process's namespace). The network's own maps get
+    /// the node settings (its bridge as gateway); a node's maps have them from `fastpath up`.
+    pub fn attach(&self, gateway_mac: [u8; 6], gateway: Ipv4Addr, host_veth: &str) -> Result<()> {
+        let dir = self.dir();
+        let mut dp = match self {
+            Pins::Own(_) => {
+                let mut dp = Datapath::load_pinned(dir, None)?;
+                dp.set_node(gateway_mac, gateway, None)?;
+                dp
+            }
+            Pins::Node(node) => {
+                if !dir.exists() {
+                    bail!(
+                        "node '{}' has no fast path: {} is missing; bring the node up in mode tc or xdp (`fastpath up`), or give the network \"mode\": \"kernel\"",
+                        node.name,
+                        dir.display()
+                    );
+                }
+                Datapath::load_pinned(dir, None)?
+            }
+        };
+        dp.attach_pinned(Hook::Tc, &Netns::host(), host_veth)?;
+        Ok(())
+    }
+
+    /// Removes every pinned link of `host_veth`, whatever its ifindex was.
+    pub fn detach(&self, host_veth: &str) -> Result<()> {
+        let dir = self.dir();
+        for link in datapath::pinned_links(dir)? {
+            if link.dev == host_veth {
+                datapath::detach_pinned(dir, &link)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the endpoint maps hold exactly the complete records whose host veth exists (none
+    /// without `fast_path`: a network in kernel mode). In a joined node's maps, the entries of
+    /// every other existing device stay: the node's pods and underlay, other networks' pods.
+    /// `released` is a host veth whose record is gone and whose entry goes with it (a chained
+    /// attachment's veth outlives its DEL here). With no record left, the network's own pins go:
+    /// the maps are freed with their last program.
+    pub async fn sync(
+        &self,
+        records: &[Record],
+        released: Option<&str>,
+        fast_path: bool,
+    ) -> Result<()> {
+        let dir = self.dir();
+        if records.is_empty()
+            && let Pins::Own(dir) = self
+        {
+            return remove_pins(dir);
+        }
+        if !dir.exists() {
+            // Nothing was ever attached (kernel mode, or every ADD failed before attaching).
+            return Ok(());
+        }
+        let nl = Netlink::open(&Netns::host())?;
+        let links = nl.links().await?;
+        let mut entries = Vec::new();
+        for r in records.iter().filter(|r| fast_path && r.complete) {
+            let (Some(address), Some(mac)) = (r.address, &r.mac) else {
+                continue;
+            };
+            let Some(link) = links.iter().find(|l| l.name == r.host_veth) else {
+                continue;
+            };
+            entries.push(EndpointEntry {
+                ip: address.addr(),
+                ifindex: link.index,
+                mac: config::parse_mac(mac)?,
+            });
+        }
+        let foreign: Vec<u32> = match self {
+            Pins::Own(_) => Vec::new(),
+            Pins::Node(_) => links
+                .iter()
+                .filter(|l| {
+                    Some(l.name.as_str()) != released
+                        && !records.iter().any(|r| r.host_veth == l.name)
+                })
+                .map(|l| l.index)
+                .collect(),
+        };
+        let mut dp = Datapath::load_pinned(dir, None)?;
+        dp.sync_endpoints(&Netns::host(), &entries, None, &foreign)?;
+        Ok(())
+    }
+
+    /// Pinned links of the network that no record names: left by an attachment undone half-way,
+    /// or defunct (their device is gone). In a joined node's directory only tc_pod links on
+    /// devices that are gone or carry this network's alias are the network's; the others are
+    /// the node's or another network's.
+    pub async fn stray_links(
+        &self,
+        network: &str,
+        records: &[Record],
+    ) -> Result<Vec<PinnedLinkName>> {
+        let links = Netlink::open(&Netns::host())?.links().await?;
+        let alias = format!("{} ", network::network_alias(network));
+        let mut stray = Vec::new();
+        for link in datapath::pinned_links(self.dir())? {
+            if records.iter().any(|r| r.host_veth == link.dev) {
+                continue;
+            }
+            let device = links.iter().find(|l| l.name == link.dev);
+            let ours = match self {
+                Pins::Own(_) => true,
+                Pins::Node(_) => {
+                    link.hook == Hook::Tc
+                        && device.is_none_or(|d| {
+                            d.index != link.ifindex
+                                || d.alias.as_ref().is_some_and(|a| a.starts_with(&alias))
+                        })
+                }
+            };
+            if ours {
+                stray.push(link);
+            }
+        }
+        Ok(stray)
+    }
+
+    /// The endpoint entry of `ip`: the ifindex it redirects to, if there is one.
+    pub fn endpoint_ifindex(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
+        endpoint_ifindex(self.dir(), ip)
+    }
 }
 
-/// Makes the endpoint maps hold exactly the complete records whose host veth exists. With no
-/// record left, the network's pins go: the maps are freed with their last program.
-pub async fn sync(network: &str, records: &[Record]) -> Result<()> {
-    let dir = pin_dir(network);
-    if records.is_empty() {
-        return remove_pins(&dir);
-    }
-    if !dir.exists() {
-        // Nothing was ever attached (kernel mode, or every ADD failed before attaching).
-        return Ok(());
-    }
-    let nl = Netlink::open(&Netns::host())?;
-    let mut entries = Vec::new();
-    for r in records.iter().filter(|r| r.complete) {
-        let (Some(address), Some(mac)) = (r.address, &r.mac) else {
-            continue;
-        };
-        let Some(link) = nl.link_view(&r.host_veth).await? else {
-            continue;
-        };
-        entries.push(EndpointEntry {
-            ip: address.addr(),
-            ifindex: link.index,
-            mac: config::parse_mac(mac)?,
-        });
-    }
-    let mut dp = Datapath::load_pinned(&dir, None)
-        .with_context(|| format!("loading the fast path of network '{network}'"))?;
-    dp.sync_endpoints(&Netns::host(), &entries, None)?;
-    Ok(())
-}
-
-/// The endpoint entry of `ip`: the ifindex it redirects to, if there is one.
-pub fn endpoint_ifindex(network: &str, ip: Ipv4Addr) -> Result<Option<u32>> {
-    let dir = pin_dir(network);
+/// The endpoint entry of `ip` in the maps pinned under `dir`.
+pub fn endpoint_ifindex(dir: &Path, ip: Ipv4Addr) -> Result<Option<u32>> {
     if !dir.exists() {
         return Ok(None);
     }
-    Ok(datapath::pinned_endpoint(&dir, ip)?.map(|e| e.ifindex))
+    Ok(datapath::pinned_endpoint(dir, ip)?.map(|e| e.ifindex))
 }
 
 fn remove_pins(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            // The shared root goes with the last network's pins (remove_dir only removes it
+            // empty).
+            let _ = std::fs::remove_dir(PIN_ROOT);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
     }

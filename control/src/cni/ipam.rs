@@ -114,6 +114,30 @@ impl Ipam {
         self.exec(env, "DEL", &self.conf).map(drop)
     }
 
+    /// STATUS and GC came with 1.1.0: a plugin that speaks only 1.0.0 has neither.
+    fn speaks_1_1(&self) -> bool {
+        self.conf["cniVersion"] == "1.1.0"
+    }
+
+    /// The plugin's STATUS (when it has one): its unavailability is the network's.
+    pub fn status(&self, env: &Env) -> Result<(), CniError> {
+        if !self.speaks_1_1() {
+            return Ok(());
+        }
+        self.exec(env, "STATUS", &self.conf).map(drop)
+    }
+
+    /// Passes GC on, with the same valid attachments, so the plugin releases what it holds for
+    /// attachments this plugin has no record of.
+    pub fn gc(&self, env: &Env, valid_attachments: &Value) -> Result<(), CniError> {
+        if !self.speaks_1_1() {
+            return Ok(());
+        }
+        let mut conf = self.conf.clone();
+        conf["cni.dev/valid-attachments"] = valid_attachments.clone();
+        self.exec(env, "GC", &conf).map(drop)
+    }
+
     pub fn check(&self, env: &Env, prev_result: &Value) -> Result<(), CniError> {
         let mut conf = self.conf.clone();
         conf["prevResult"] = prev_result.clone();
@@ -176,6 +200,8 @@ impl Ipam {
                 format!("IPAM plugin '{}' did not finish: {e}", self.plugin),
             )
         })?;
+        // What it said on stderr is passed on, as the specification asks of delegating plugins.
+        let _ = std::io::stderr().write_all(&out.stderr);
         let parsed: Option<Value> = serde_json::from_slice(&out.stdout).ok();
         if !out.status.success() {
             let code = parsed

@@ -7,6 +7,7 @@
 mod fastpath;
 mod ipam;
 mod network;
+mod node;
 mod show;
 mod spec;
 mod store;
@@ -21,8 +22,10 @@ pub use show::show;
 pub use spec::{CniError, Code, SUPPORTED_VERSIONS};
 
 use self::{
+    fastpath::Pins,
     ipam::Ipam,
     network::{Attachment, Standalone},
+    node::JoinedNode,
     spec::{CniResult, Command, Env, NetConf, VersionInfo},
     store::{Record, Store},
 };
@@ -48,6 +51,8 @@ struct Settings {
     mtu: u32,
     data_dir: PathBuf,
     lock_timeout: Duration,
+    /// The fastpath node the network joined: its bridge, MTU and maps are the network's.
+    node: Option<JoinedNode>,
 }
 
 fn invalid(msg: String) -> CniError {
@@ -66,13 +71,28 @@ impl Settings {
                 )));
             }
         };
-        let bridge = conf.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.into());
+        let node = raw.get("node").map(JoinedNode::from_conf).transpose()?;
+        if let Some(node) = &node
+            && let Some(key) = ["bridge", "mtu"].into_iter().find(|k| raw.get(k).is_some())
+        {
+            return Err(invalid(format!(
+                "\"{key}\" comes from node '{}' when \"node\" is given; leave it out",
+                node.name
+            )));
+        }
+        let bridge = match &node {
+            Some(node) => node.bridge.clone(),
+            None => conf.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.into()),
+        };
         if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ':', ' ']) {
             return Err(invalid(format!(
                 "\"bridge\": \"{bridge}\" is not a valid interface name"
             )));
         }
-        let mtu = conf.mtu.unwrap_or(DEFAULT_MTU);
+        let mtu = match &node {
+            Some(node) => node.mtu,
+            None => conf.mtu.unwrap_or(DEFAULT_MTU),
+        };
         if !(576..=65535).contains(&mtu) {
             return Err(invalid(format!("\"mtu\": {mtu} is outside 576..65535")));
         }
@@ -102,9 +122,36 @@ impl Settings {
             mtu,
             data_dir,
             lock_timeout,
+            node,
         })
     }
+
+    fn pins(&self) -> Pins {
+        match &self.node {
+            Some(node) => Pins::Node(node.clone()),
+            None => Pins::Own(fastpath::pin_dir(&self.network)),
+        }
+    }
 }
+
+/// Fault injection for the crash tests: with `FASTPATH_CNI_KILL_AT=STEP` in its environment, the
+/// plugin kills itself (SIGKILL, nothing cleaned up) at that step of ADD, as a runtime's timeout
+/// or an OOM kill would. Runtimes pass only the CNI variables, so this never fires in use.
+fn crash_point(step: &str) {
+    if std::env::var("FASTPATH_CNI_KILL_AT").is_ok_and(|s| s == step) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// The steps of ADD where [`crash_point`] can stop it, in order.
+pub const CRASH_POINTS: [&str; 6] = [
+    "record-written",
+    "ipam-added",
+    "veth-created",
+    "container-configured",
+    "attached",
+    "record-complete",
+];
 
 /// The plugin's entry point: the CNI protocol when CNI_COMMAND is set, else a small CLI
 /// (`--help`, `show`) for people.
@@ -264,8 +311,10 @@ impl Plugin<'_> {
         );
         // Written before anything changes: whatever happens next, DEL and GC can find it.
         store.put(&record)?;
+        crash_point("record-written");
         let made = async {
             let assigned = ipam.add(self.env)?;
+            crash_point("ipam-added");
             let standalone = Standalone {
                 network: net,
                 container_id: id,
@@ -274,6 +323,7 @@ impl Plugin<'_> {
                 bridge: &self.settings.bridge,
                 mtu: self.settings.mtu,
                 host_veth: &record.host_veth,
+                node: self.settings.node.as_ref(),
             };
             let (attachment, result) = standalone.create(&assigned).await.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
@@ -321,22 +371,46 @@ impl Plugin<'_> {
         record: &mut Record,
         a: &Attachment,
     ) -> Result<(), CniError> {
+        if let Some(node) = &self.settings.node {
+            node.check_address(a.address, a.gateway)?;
+        }
         if self.settings.mode == Mode::Tc {
             let mac = config::parse_mac(&a.bridge_mac).map_err(failed)?;
-            fastpath::attach(&self.settings.network, mac, a.gateway, &a.host_veth)
+            self.settings
+                .pins()
+                .attach(mac, a.gateway, &a.host_veth)
                 .with_context(|| format!("attaching the fast path to {}", a.host_veth))
                 .map_err(failed)?;
         }
+        crash_point("attached");
         record.address = Some(a.address);
         record.gateway = Some(a.gateway);
         record.mac = Some(a.container_mac.clone());
+        record.pin_dir = Some(self.settings.pins().dir().to_path_buf());
         record.complete = true;
         store.put(record)?;
-        self.sync(store).await
+        crash_point("record-complete");
+        self.sync(store, None).await
     }
 
-    async fn sync(&self, store: &Store) -> Result<(), CniError> {
-        fastpath::sync(&self.settings.network, &store.all()?)
+    /// Rebuilds the map entries from the records, without `released` (an attachment being
+    /// undone: its record goes only once its entry is gone, so a failed DEL can be retried).
+    async fn sync(&self, store: &Store, released: Option<&Record>) -> Result<(), CniError> {
+        let records: Vec<Record> = store
+            .all()?
+            .into_iter()
+            .filter(|r| {
+                released
+                    .is_none_or(|x| (&x.container_id, &x.ifname) != (&r.container_id, &r.ifname))
+            })
+            .collect();
+        self.settings
+            .pins()
+            .sync(
+                &records,
+                released.map(|r| r.host_veth.as_str()),
+                self.settings.mode == Mode::Tc,
+            )
             .await
             .context("updating the fast-path maps")
             .map_err(failed)
@@ -347,7 +421,10 @@ impl Plugin<'_> {
     /// idempotent, so an undo that is itself interrupted can be run again.
     async fn undo(&self, store: &Store, record: &Record) -> Result<(), CniError> {
         let net = &self.settings.network;
-        fastpath::detach(net, &record.host_veth).map_err(failed)?;
+        self.settings
+            .pins()
+            .detach(&record.host_veth)
+            .map_err(failed)?;
         if record.owns_veth {
             network::delete_veth(
                 &record.host_veth,
@@ -365,8 +442,8 @@ impl Plugin<'_> {
             env.netns = None;
             ipam.del(&env)?;
         }
-        store.remove(&record.container_id, &record.ifname)?;
-        self.sync(store).await
+        self.sync(store, Some(record)).await?;
+        store.remove(&record.container_id, &record.ifname)
     }
 
     async fn del(&self) -> Result<(), CniError> {
@@ -374,10 +451,10 @@ impl Plugin<'_> {
         let (id, ifname) = (&self.env.container_id, &self.env.ifname);
         let record = match store.get(id, ifname)? {
             Some(record) => record,
-            // Unknown here: with a standalone configuration, what an ADD of this attachment
-            // would have made is still released (the veth by its derived name, the address by
-            // the IPAM plugin); DEL of something never added succeeds.
-            None if self.conf.prev_result.is_none() && self.conf.ipam.is_some() => Record::started(
+            // Unknown here: with a standalone configuration (the one with "ipam"), what an ADD of
+            // this attachment would have made is still released (the veth by its derived name,
+            // the address by the IPAM plugin); DEL of something never added succeeds.
+            None if self.conf.ipam.is_some() => Record::started(
                 id,
                 ifname,
                 None,
@@ -398,18 +475,24 @@ impl Plugin<'_> {
         let prev_parsed = CniResult::from_value(prev, "prevResult")?;
         let store = self.store()?;
         let (id, ifname) = (&self.env.container_id, &self.env.ifname);
-        let record = store
-            .get(id, ifname)?
-            .filter(|r| r.complete)
-            .ok_or_else(|| {
-                CniError::new(
-                    Code::UnknownContainer,
-                    format!(
-                        "container {id} has no {ifname} on network '{}'",
-                        self.settings.network
-                    ),
-                )
-            })?;
+        let record = store.get(id, ifname)?.ok_or_else(|| {
+            CniError::new(
+                Code::UnknownContainer,
+                format!(
+                    "container {id} has no {ifname} on network '{}'",
+                    self.settings.network
+                ),
+            )
+        })?;
+        if !record.complete {
+            return Err(CniError::new(
+                Code::CheckMismatch,
+                format!(
+                    "the ADD of container {id}'s {ifname} on network '{}' did not finish; DEL it",
+                    self.settings.network
+                ),
+            ));
+        }
         let netns = self.container_netns()?;
         let address = record.address.expect("complete records have an address");
         let mut missing = network::check_container(&netns, ifname, address, &prev_parsed.routes)
@@ -452,14 +535,14 @@ impl Plugin<'_> {
         }
         if self.settings.mode == Mode::Tc {
             let ip = record.address.expect("complete").addr();
-            let dir = fastpath::pin_dir(&self.settings.network);
-            let linked = crate::datapath::pinned_links(&dir)?
+            let pins = self.settings.pins();
+            let linked = crate::datapath::pinned_links(pins.dir())?
                 .iter()
                 .any(|l| l.dev == record.host_veth && l.ifindex == veth.index);
             if !linked {
                 missing.push(format!("tc_pod on {}", record.host_veth));
             }
-            if fastpath::endpoint_ifindex(&self.settings.network, ip)? != Some(veth.index) {
+            if pins.endpoint_ifindex(ip)? != Some(veth.index) {
                 missing.push(format!(
                     "the fast-path map entry {ip} -> {} (ifindex {})",
                     record.host_veth, veth.index
@@ -473,7 +556,17 @@ impl Plugin<'_> {
     fn status(&self) -> Result<(), CniError> {
         let unavailable = |msg: String| CniError::new(Code::Unavailable, msg);
         if self.conf.prev_result.is_none() && self.conf.ipam.is_some() {
-            Ipam::find(self.env, self.raw).map_err(|e| unavailable(e.msg))?;
+            let ipam = Ipam::find(self.env, self.raw).map_err(|e| unavailable(e.msg))?;
+            if let Some(ipam) = ipam {
+                ipam.status(self.env).map_err(|e| {
+                    let code = if e.code == Code::UnavailableExistingLimited as u32 {
+                        Code::UnavailableExistingLimited
+                    } else {
+                        Code::Unavailable
+                    };
+                    CniError::new(code, e.msg)
+                })?;
+            }
         }
         if self.settings.mode == Mode::Tc
             && let Err(e) = crate::datapath::Datapath::load(None)
@@ -492,26 +585,59 @@ impl Plugin<'_> {
         Ok(())
     }
 
-    /// GC: undoes every attachment of the network that `cni.dev/valid-attachments` does not list.
+    /// GC: undoes every attachment of the network that `cni.dev/valid-attachments` does not list,
+    /// then passes GC on to the IPAM plugin. One attachment that cannot be undone does not stop
+    /// the others; the error lists every one left.
     async fn gc(&self) -> Result<(), CniError> {
+        // Without the list every attachment would look stale: refuse rather than remove them all.
+        // (`null`, as a runtime with no attachments left may send it, is an empty list.)
+        let listed = self.raw.get("cni.dev/valid-attachments").ok_or_else(|| {
+            invalid(
+                "GC needs \"cni.dev/valid-attachments\": refusing to remove every attachment"
+                    .into(),
+            )
+        })?;
         let valid = self.conf.valid_attachments.clone().unwrap_or_default();
         let store = self.store()?;
+        let mut left = Vec::new();
         for record in store.all()? {
             let keep = valid
                 .iter()
                 .any(|v| v.container_id == record.container_id && v.ifname == record.ifname);
-            if !keep {
-                self.undo(&store, &record).await?;
+            if !keep && let Err(e) = self.undo(&store, &record).await {
+                left.push(format!(
+                    "{} {}: {}",
+                    record.container_id, record.ifname, e.msg
+                ));
             }
         }
         // Links of host veths no record names (defunct, or the record was undone mid-way).
-        let records = store.all()?;
-        let dir = fastpath::pin_dir(&self.settings.network);
-        for link in crate::datapath::pinned_links(&dir).map_err(|e| failed(e.into()))? {
-            if !records.iter().any(|r| r.host_veth == link.dev) {
-                crate::datapath::detach_pinned(&dir, &link).map_err(|e| failed(e.into()))?;
+        let pins = self.settings.pins();
+        let stray = pins
+            .stray_links(&self.settings.network, &store.all()?)
+            .await
+            .map_err(failed)?;
+        for link in stray {
+            if let Err(e) = crate::datapath::detach_pinned(pins.dir(), &link) {
+                left.push(format!("{} link on {}: {e}", link.hook.program(), link.dev));
             }
         }
-        self.sync(&store).await
+        if let Err(e) = self.sync(&store, None).await {
+            left.push(e.msg);
+        }
+        if self.conf.prev_result.is_none()
+            && let Some(ipam) = Ipam::find(self.env, self.raw)?
+            && let Err(e) = ipam.gc(self.env, listed)
+        {
+            left.push(e.msg);
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(CniError::new(
+                Code::Failed,
+                format!("GC could not remove everything: {}", left.join("; ")),
+            ))
+        }
     }
 }

@@ -6,7 +6,10 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 
-use super::spec::{CniResult, Interface, IpConfig, Route};
+use super::{
+    node::JoinedNode,
+    spec::{CniResult, Interface, IpConfig, Route},
+};
 use crate::{
     config,
     netlink::{LinkView, Netlink},
@@ -49,9 +52,14 @@ fn fnv1a(parts: &[&str]) -> u64 {
     hash
 }
 
+/// The start of the alias of every device this plugin makes for `network`.
+pub fn network_alias(network: &str) -> String {
+    format!("fastpath-cni {network}")
+}
+
 /// The alias that marks a device as made by this plugin for this attachment.
 pub fn veth_alias(network: &str, container_id: &str, ifname: &str) -> String {
-    format!("fastpath-cni {network} {container_id} {ifname}")
+    format!("{} {container_id} {ifname}", network_alias(network))
 }
 
 /// The IPv4 address (with gateway) the IPAM result gives the attachment.
@@ -81,6 +89,8 @@ pub struct Standalone<'a> {
     pub bridge: &'a str,
     pub mtu: u32,
     pub host_veth: &'a str,
+    /// The fastpath node the network joined: its bridge is used as it is.
+    pub node: Option<&'a JoinedNode>,
 }
 
 impl Standalone<'_> {
@@ -105,6 +115,7 @@ impl Standalone<'_> {
                     self.container.label()
                 )
             })?;
+        super::crash_point("veth-created");
         host.set_alias(
             self.host_veth,
             &veth_alias(self.network, self.container_id, self.ifname),
@@ -143,6 +154,7 @@ impl Standalone<'_> {
                 gw: Some(gw.to_string()),
             });
         }
+        super::crash_point("container-configured");
         let container_mac = inside
             .link_view(self.ifname)
             .await?
@@ -191,13 +203,24 @@ impl Standalone<'_> {
         ))
     }
 
-    /// The network's bridge, up, holding the gateway address; created when missing.
+    /// The network's bridge, up, holding the gateway address; created when missing. A joined
+    /// node's bridge is `fastpath up`'s to make and configure: it must be there.
     async fn ensure_bridge(
         &self,
         host: &Netlink,
         gateway: Ipv4Addr,
         subnet: Ipv4Net,
     ) -> Result<LinkView> {
+        if let Some(node) = self.node {
+            return match host.link_view(self.bridge).await? {
+                Some(link) if link.kind.as_deref() == Some("bridge") => Ok(link),
+                _ => bail!(
+                    "node '{}' has no bridge {} here: bring the node up (`fastpath up`) before its pods",
+                    node.name,
+                    self.bridge
+                ),
+            };
+        }
         match host.link_view(self.bridge).await? {
             Some(link) if link.kind.as_deref() != Some("bridge") => bail!(
                 "device {} exists and is not a bridge ({}); name another in \"bridge\"",
@@ -205,12 +228,13 @@ impl Standalone<'_> {
                 link.kind.as_deref().unwrap_or("no kind")
             ),
             Some(_) => {}
-            None => match host.create_bridge(self.bridge).await {
-                // Another network's invocation may have made it just now.
+            None => match host
+                .create_bridge(self.bridge, Some(bridge_mac(self.network)))
+                .await
+            {
                 Ok(()) => {
-                    host.set_alias(self.bridge, &format!("fastpath-cni {}", self.network))
+                    host.set_alias(self.bridge, &network_alias(self.network))
                         .await?;
-                    host.set_mac(self.bridge, bridge_mac(self.network)).await?;
                 }
                 // Another invocation (of another network on the same bridge) made it just now.
                 Err(crate::error::NetlinkError::DeviceExists { .. }) => {}
@@ -228,12 +252,13 @@ impl Standalone<'_> {
 }
 
 /// Deletes the standalone host veth of an attachment (its peer in the container goes with it), if
-/// it is there and carries this attachment's alias: a device of the same name that is not ours is
-/// left alone.
+/// it is there and carries this attachment's alias, or no alias at all (an ADD killed between
+/// creating the veth and labelling it; the name is derived from this attachment): a device of
+/// the same name with another alias is not ours and is left alone.
 pub async fn delete_veth(host_veth: &str, alias: &str) -> Result<()> {
     let host = Netlink::open(&Netns::host())?;
     match host.link_view(host_veth).await? {
-        Some(link) if link.alias.as_deref() == Some(alias) => {
+        Some(link) if link.alias.as_deref().is_none_or(|a| a == alias) => {
             host.delete_link(host_veth).await?;
         }
         Some(link) => bail!(

@@ -23,6 +23,10 @@ network configuration on stdin. Configuration keys besides the specification's:
   bridge   standalone: the bridge host-side veths join (default fp-cni0; created when missing,
            with the IPAM gateway as its address)
   mtu      standalone: the pod interface MTU (default 1500)
+  node     standalone: {\"config\": FILE, \"name\": NODE, \"prefix\": \"fp-\"} joins the pods to a
+           node `fastpath up FILE` built: its bridge, pod MTU (overlay MTU), pod CIDR and pinned
+           maps, so their traffic to other nodes takes its in-program VXLAN (instead of
+           bridge and mtu)
   mode     \"tc\" (default): tc_pod on every host veth; \"kernel\": no program, to compare
   ipam     standalone: an IPAM plugin found in CNI_PATH (e.g. host-local)
   dataDir  where attachment records live (default /var/lib/fastpath/cni)
@@ -90,6 +94,8 @@ fn usage(msg: &str) -> ExitCode {
 #[derive(Clone, Debug, Serialize)]
 pub struct NetworkView {
     pub network: String,
+    /// Where its maps are pinned: its own directory, or the fastpath node's it joined.
+    pub pin_dir: String,
     pub attachments: Vec<AttachmentView>,
     pub counters: Vec<CounterRow>,
 }
@@ -122,7 +128,11 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
     names.sort();
     for network in names {
         let records = store::read_records(&data_dir.join(&network))?;
-        let dir = fastpath::pin_dir(&network);
+        // A network joined to a fastpath node uses the node's pins; its records say which.
+        let dir = records
+            .iter()
+            .find_map(|r| r.pin_dir.clone())
+            .unwrap_or_else(|| fastpath::pin_dir(&network));
         let links = datapath::pinned_links(&dir)?;
         let mut attachments = Vec::new();
         for r in records {
@@ -132,7 +142,7 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
                 .any(|l| l.dev == r.host_veth && Some(l.ifindex) == ifindex);
             let mapped = match r.address {
                 Some(a) => {
-                    ifindex.is_some() && fastpath::endpoint_ifindex(&network, a.addr())? == ifindex
+                    ifindex.is_some() && fastpath::endpoint_ifindex(&dir, a.addr())? == ifindex
                 }
                 None => false,
             };
@@ -152,6 +162,7 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
         };
         networks.push(NetworkView {
             network,
+            pin_dir: dir.display().to_string(),
             attachments,
             counters,
         });
@@ -165,7 +176,7 @@ fn render(networks: &[NetworkView]) -> String {
     }
     let mut out = String::new();
     for n in networks {
-        out.push_str(&format!("network {}\n", n.network));
+        out.push_str(&format!("network {} (maps in {})\n", n.network, n.pin_dir));
         let rows: Vec<Vec<String>> = n
             .attachments
             .iter()

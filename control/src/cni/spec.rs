@@ -358,7 +358,8 @@ pub struct Route {
 /// The result of ADD (and the `prevResult` of a chain).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct CniResult {
-    #[serde(rename = "cniVersion")]
+    /// Absent in the specification's own `prevResult` examples: the configuration's applies.
+    #[serde(rename = "cniVersion", default)]
     pub cni_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<Interface>,

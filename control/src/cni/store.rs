@@ -45,6 +45,10 @@ pub struct Record {
     pub gateway: Option<Ipv4Addr>,
     /// The container interface's MAC.
     pub mac: Option<String>,
+    /// Where the attachment's maps and link are pinned (the network's own directory, or the
+    /// joined node's): for `show`, which has no configuration to derive it from.
+    #[serde(default)]
+    pub pin_dir: Option<PathBuf>,
     /// ADD finished: the endpoint belongs in the fast-path maps.
     pub complete: bool,
 }
@@ -69,6 +73,7 @@ impl Record {
             address: None,
             gateway: None,
             mac: None,
+            pin_dir: None,
             complete: false,
         }
     }
@@ -89,7 +94,13 @@ impl Store {
     /// invocations.
     pub fn open(data_dir: &Path, network: &str, timeout: Duration) -> Result<Self, CniError> {
         let dir = data_dir.join(network);
-        fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
+            // The new directory's entry must survive a crash with the records put into it.
+            sync_dir(&dir)
+                .and_then(|()| sync_dir(data_dir))
+                .map_err(io_error(format!("syncing {}", dir.display())))?;
+        }
         let lock_path = dir.join("lock");
         let mut file = File::options()
             .create(true)
@@ -134,8 +145,10 @@ impl Store {
         Ok(Self { dir, _lock: lock })
     }
 
+    /// `ID:IFNAME.json`: neither a container ID nor an interface name can hold a ':', so no two
+    /// attachments share a file.
     fn path(&self, container_id: &str, ifname: &str) -> PathBuf {
-        self.dir.join(format!("{container_id}.{ifname}.json"))
+        self.dir.join(format!("{container_id}:{ifname}.json"))
     }
 
     pub fn get(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, CniError> {
@@ -162,7 +175,7 @@ impl Store {
             f.write_all(&bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
+            sync_dir(&self.dir)
         };
         write().map_err(io_error(format!("writing {}", path.display())))
     }
@@ -170,7 +183,10 @@ impl Store {
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
         let path = self.path(container_id, ifname);
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
+            // Synced, so a removed record does not come back after a crash.
+            Ok(()) => {
+                sync_dir(&self.dir).map_err(io_error(format!("syncing {}", self.dir.display())))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(format!("removing {}", path.display()))(e)),
         }
@@ -180,6 +196,10 @@ impl Store {
     pub fn all(&self) -> Result<Vec<Record>, CniError> {
         read_records(&self.dir)
     }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The records in a network's directory, without the lock: each file is replaced atomically, so
@@ -222,6 +242,7 @@ mod tests {
             address: Some("198.18.100.2/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(198, 18, 100, 1)),
             mac: None,
+            pin_dir: None,
             complete: false,
         }
     }

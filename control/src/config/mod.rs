@@ -449,6 +449,13 @@ fn is_host(net: Ipv4Net, addr: Ipv4Addr) -> bool {
     net.contains(&addr) && addr != net.network() && addr != net.broadcast()
 }
 
+/// A node's bridge MAC: locally administered, derived from its gateway address, fixed so that
+/// the pods' gateway MAC stays what the fast path's maps say.
+pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0xfb, a, b, c, d]
+}
+
 /// A node's VXLAN MAC: locally administered, derived from its underlay address so that peers
 /// can compute it without asking.
 pub fn vtep_mac(underlay_ip: Ipv4Addr) -> [u8; 6] {

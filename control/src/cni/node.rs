@@ -1,0 +1,121 @@
+//! A network joined to a fastpath node: `"node": {"config": FILE, "name": NODE, "prefix": P}`.
+//!
+//! `fastpath up FILE` builds the node (bridge, VXLAN device, peers' routes, programs, pinned
+//! maps); the network's pods then join that node the way its own pods are: a port of its bridge,
+//! its pod MTU (the overlay MTU when VXLAN is on), addresses from its pod CIDR, and entries in
+//! its pinned maps, so they reach pods on other nodes through the node's in-program VXLAN
+//! encapsulation and are reached through its decapsulation. The node keeps the map entries and
+//! links of its own pods and underlay, the network those of its attachments; neither touches the
+//! other's (see `Datapath::sync_endpoints` and `cluster::is_node_device`). The network's pods
+//! ride tc_pod whatever the node's mode: it is the mode that keeps GSO and checksum offload.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use ipnet::Ipv4Net;
+use serde_json::Value;
+
+use super::spec::{CniError, Code};
+use crate::{
+    cluster,
+    config::{self, ClusterConfig},
+};
+
+/// What the network takes from the node it joined.
+#[derive(Clone, Debug)]
+pub struct JoinedNode {
+    pub name: String,
+    /// The node's pinned maps and links (`fastpath up` makes them; the network only adds to them).
+    pub pin_dir: PathBuf,
+    pub bridge: String,
+    pub pod_cidr: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+}
+
+fn invalid(msg: String) -> CniError {
+    CniError::new(Code::InvalidConfig, msg)
+}
+
+impl JoinedNode {
+    /// Reads the configuration's `"node"` object and the cluster file it names.
+    pub fn from_conf(node: &Value) -> Result<Self, CniError> {
+        let field = |key: &str| node.get(key).and_then(Value::as_str);
+        let Some(obj) = node.as_object() else {
+            return Err(invalid(format!(
+                "\"node\": {node} must be an object with \"config\" and \"name\""
+            )));
+        };
+        if let Some(key) = obj
+            .keys()
+            .find(|k| !["config", "name", "prefix"].contains(&k.as_str()))
+        {
+            return Err(invalid(format!(
+                "\"node\": unknown key \"{key}\" (known: config, name, prefix)"
+            )));
+        }
+        let file = field("config")
+            .filter(|p| p.starts_with('/'))
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                invalid("\"node\": \"config\" must be the absolute path of the cluster file `fastpath up` was given".into())
+            })?;
+        let name = field("name").ok_or_else(|| {
+            invalid("\"node\": \"name\" must name a node of the cluster file".into())
+        })?;
+        let prefix = match obj.get("prefix") {
+            None => cluster::DEFAULT_PREFIX.to_string(),
+            Some(Value::String(p)) => cluster::check_prefix(p)
+                .map_err(|e| invalid(format!("\"node\": \"prefix\" {e}")))?,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "\"node\": \"prefix\" {other} must be a string"
+                )));
+            }
+        };
+        Self::load(&file, name, &prefix)
+    }
+
+    fn load(file: &Path, name: &str, prefix: &str) -> Result<Self, CniError> {
+        let cluster =
+            ClusterConfig::load(Some(file)).map_err(|e| invalid(format!("\"node\": {e:#}")))?;
+        let node = cluster.node(name).ok_or_else(|| {
+            let names: Vec<&str> = cluster.nodes.iter().map(|n| n.name.as_str()).collect();
+            invalid(format!(
+                "\"node\": {} has no node '{name}' (it has {})",
+                file.display(),
+                names.join(", ")
+            ))
+        })?;
+        Ok(Self {
+            name: node.name.clone(),
+            pin_dir: cluster::prefix_pin_dir(prefix).join(&node.name),
+            bridge: node.bridge.clone(),
+            pod_cidr: node.pod_cidr,
+            gateway: config::node_gateway(node),
+            mtu: config::node_pod_mtu(node),
+        })
+    }
+
+    /// An address from IPAM must be one the node routes to this bridge, with the node's bridge
+    /// as gateway: otherwise the kernel path (and the peers' routes) would not reach the pod.
+    pub fn check_address(&self, address: Ipv4Net, gateway: Ipv4Addr) -> Result<(), CniError> {
+        if !self.pod_cidr.contains(&address.addr())
+            || address.prefix_len() != self.pod_cidr.prefix_len()
+        {
+            return Err(invalid(format!(
+                "IPAM gave {address}, which is not an address of node '{}''s pod CIDR {}; set the IPAM range to that subnet",
+                self.name, self.pod_cidr
+            )));
+        }
+        if gateway != self.gateway {
+            return Err(invalid(format!(
+                "IPAM gave gateway {gateway}, but node '{}''s pods route through its bridge at {}; set the IPAM range's gateway to it",
+                self.name, self.gateway
+            )));
+        }
+        Ok(())
+    }
+}

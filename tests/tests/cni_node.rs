@@ -1,0 +1,188 @@
+//! fastpath-cni joined to a node `fastpath up` built: its pods take the node's bridge, MTU and
+//! maps, reach pods on the other node through the node's in-program VXLAN, and the node and the
+//! network each keep their own map entries and links true without touching the other's.
+
+use std::{collections::BTreeSet, net::Ipv4Addr, path::PathBuf};
+
+use control::{config::Mode, datapath, netlink::Netlink};
+use serde_json::{Value, json};
+use tests::{
+    TestCluster,
+    cni::{CniHost, address_of, readme_conflist},
+    probe::{self, pattern},
+};
+
+/// The cluster file, written where the plugin reads it; removed on drop.
+struct ClusterFile(PathBuf);
+
+impl ClusterFile {
+    fn write(tc: &TestCluster) -> Self {
+        let path = std::env::temp_dir().join(format!("{}cluster.toml", tc.cluster.prefix()));
+        std::fs::write(&path, control::config::DEFAULT_CONFIG).expect("cluster file");
+        Self(path)
+    }
+}
+
+impl Drop for ClusterFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const A1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+const A2: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
+const B1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+/// Largest ICMP payload a DF ping fits in the overlay MTU (1450 - 20 - 8).
+const LARGEST_PING: usize = 1422;
+
+/// The README's configuration, as written but for this test's directories, cluster file and
+/// prefix.
+fn readme_conf(host: &CniHost, file: &ClusterFile, prefix: &str) -> Value {
+    let mut conf = readme_conflist("node");
+    conf["name"] = json!(host.network);
+    conf["dataDir"] = json!(host.data_dir());
+    conf["node"]["config"] = json!(file.0);
+    conf["node"]["prefix"] = json!(prefix);
+    conf["ipam"]["dataDir"] = json!(host.ipam_dir());
+    conf
+}
+
+fn entries(host: &CniHost) -> BTreeSet<Ipv4Addr> {
+    host.endpoint_entries().iter().map(|e| e.0).collect()
+}
+
+#[test]
+fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
+    let tc = TestCluster::demo_in(Mode::Tc);
+    let file = ClusterFile::write(&tc);
+    let prefix = tc.cluster.prefix().to_string();
+    let node_a = tc.cluster.config.node("a").unwrap();
+    let host = CniHost::on_node(&tc.node_netns("a"), tc.cluster.pin_dir(node_a));
+    let good = readme_conf(&host, &file, &prefix);
+    let c1 = host.container("c1");
+
+    // What cannot join the node is refused with "invalid configuration", naming why.
+    let mut unknown = good.clone();
+    unknown["node"]["name"] = json!("z");
+    let out = host.exec("ADD", "c1", Some(c1.netns()), &unknown);
+    out.expect_code(7);
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("no node 'z'"),
+        "{}",
+        out.json
+    );
+    let mut with_mtu = good.clone();
+    with_mtu["mtu"] = json!(9000);
+    let out = host.exec("ADD", "c1", Some(c1.netns()), &with_mtu);
+    out.expect_code(7);
+    // An IPAM range outside the node's pod CIDR: refused after IPAM answered, and undone.
+    let mut outside = good.clone();
+    outside["ipam"]["ranges"] = json!([[{ "subnet": "198.18.9.0/24", "gateway": "198.18.9.1" }]]);
+    let out = host.exec("ADD", "c1", Some(c1.netns()), &outside);
+    out.expect_code(7);
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("198.18.1.0/24"),
+        "{}",
+        out.json
+    );
+    assert_eq!(
+        host.allocations(),
+        Vec::<Ipv4Addr>::new(),
+        "address released"
+    );
+    assert_eq!(
+        host.links_named("fpc"),
+        Vec::<String>::new(),
+        "veth removed"
+    );
+    assert_eq!(host.records(), Vec::<String>::new(), "record removed");
+
+    let r1 = host.exec("ADD", "c1", Some(c1.netns()), &good).expect_ok();
+    let ip1 = address_of(&r1);
+    assert_eq!(ip1, Ipv4Addr::new(198, 18, 1, 100));
+    assert_eq!(r1["interfaces"][0]["name"], "fp-br0", "the node's bridge");
+    // Its fixed MAC (derived from the gateway 198.18.1.1): a port joining does not move it.
+    assert_eq!(r1["interfaces"][0]["mac"], "02:fb:c6:12:01:01");
+    assert_eq!(r1["interfaces"][2]["mtu"], 1450, "the overlay MTU");
+    let mtu = tc.rt.block_on(async {
+        Netlink::open(c1.netns())
+            .unwrap()
+            .link_view("eth0")
+            .await
+            .unwrap()
+            .unwrap()
+            .mtu
+    });
+    assert_eq!(mtu, 1450);
+    assert_eq!(entries(&host), BTreeSet::from([A1, A2, ip1]));
+
+    // Across nodes, both ways, through node a's encapsulation and decapsulation.
+    let counted = |program: &str, reason: &str| {
+        datapath::packets(
+            &datapath::pinned_counters(&host.pin_dir()).unwrap(),
+            program,
+            reason,
+        )
+    };
+    let (encap, decap) = (
+        counted("tc_pod", "encapsulated"),
+        counted("tc_underlay", "decapsulated"),
+    );
+    let b1 = tc.pod_netns("b1");
+    assert!(probe::ping(c1.netns(), B1, 3, &[]), "ping c1 -> b1");
+    assert!(probe::ping(&b1, ip1, 3, &[]), "ping b1 -> c1");
+    let df = LARGEST_PING.to_string();
+    assert!(
+        probe::ping(c1.netns(), B1, 2, &["-M", "do", "-s", &df]),
+        "the largest DF ping of the overlay MTU"
+    );
+    let sent = probe::tcp_transfer(c1.netns(), &b1, B1, 2 << 20);
+    assert!(sent == pattern(2 << 20), "TCP c1 -> b1 byte for byte");
+    let (encap, decap) = (
+        counted("tc_pod", "encapsulated") - encap,
+        counted("tc_underlay", "decapsulated") - decap,
+    );
+    assert!(
+        encap >= 8,
+        "c1's packets were encapsulated in-program: {encap}; counters {:?}",
+        datapath::pinned_counters(&host.pin_dir()).unwrap()
+    );
+    assert!(
+        decap >= 8,
+        "b1's packets to c1 were decapsulated in-program: {decap}"
+    );
+
+    // Same node: the node's pod and the network's pod switch straight to each other.
+    let switched = counted("tc_pod", "switched");
+    let a1 = tc.pod_netns("a1");
+    assert!(probe::ping(&a1, ip1, 3, &[]), "ping a1 -> c1");
+    assert!(probe::ping(c1.netns(), A1, 3, &[]), "ping c1 -> a1");
+    let switched = counted("tc_pod", "switched") - switched;
+    assert!(
+        switched >= 12,
+        "a1 <-> c1 on the fast path: {switched} switched"
+    );
+
+    // The node converging again keeps c1's link and entry: CHECK still passes.
+    tc.up();
+    let mut check = good.clone();
+    check["prevResult"] = r1.clone();
+    host.exec("CHECK", "c1", Some(c1.netns()), &check)
+        .expect_ok();
+
+    // DEL takes c1 out and leaves the node's pods and pins as they were.
+    let mut del = good.clone();
+    del["prevResult"] = r1;
+    host.exec("DEL", "c1", Some(c1.netns()), &del).expect_ok();
+    assert_eq!(entries(&host), BTreeSet::from([A1, A2]));
+    assert!(host.pin_dir().exists(), "the node's pins stay");
+    assert_eq!(host.links_named("fpc"), Vec::<String>::new());
+    assert_eq!(host.allocations(), Vec::<Ipv4Addr>::new());
+    assert_eq!(host.records(), Vec::<String>::new());
+    let encap = counted("tc_pod", "encapsulated");
+    assert!(probe::ping(&a1, B1, 3, &[]), "a1 still reaches b1");
+    assert!(
+        counted("tc_pod", "encapsulated") > encap,
+        "on the fast path"
+    );
+}
