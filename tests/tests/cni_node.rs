@@ -97,6 +97,31 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     );
     assert_eq!(host.records(), Vec::<String>::new(), "record removed");
 
+    // An IPAM range that hands out an address the cluster file gives a1.
+    let mut taken = good.clone();
+    taken["ipam"]["ranges"] = json!([[{
+        "subnet": "198.18.1.0/24", "rangeStart": "198.18.1.2", "rangeEnd": "198.18.1.2",
+        "gateway": "198.18.1.1",
+    }]]);
+    let out = host.exec("ADD", "c1", Some(c1.netns()), &taken);
+    out.expect_code(7);
+    assert!(
+        out.json["msg"].as_str().unwrap().contains("own pods"),
+        "{}",
+        out.json
+    );
+    assert_eq!(
+        host.allocations(),
+        Vec::<Ipv4Addr>::new(),
+        "address released"
+    );
+    // "node" in a chain (after another plugin's prevResult): refused.
+    let mut chained = good.clone();
+    chained["prevResult"] = json!({ "cniVersion": "1.0.0", "ips": [] });
+    host.exec("ADD", "c1", Some(c1.netns()), &chained)
+        .expect_code(7);
+    assert_eq!(host.records(), Vec::<String>::new(), "nothing recorded");
+
     let r1 = host.exec("ADD", "c1", Some(c1.netns()), &good).expect_ok();
     let ip1 = address_of(&r1);
     assert_eq!(ip1, Ipv4Addr::new(198, 18, 1, 100));

@@ -342,6 +342,11 @@ impl Plugin<'_> {
     }
 
     async fn add_chained(&self, store: &Store, prev: &Value) -> Result<Value, CniError> {
+        if self.settings.node.is_some() {
+            return Err(invalid(
+                "\"node\" is for a standalone network (fastpath-cni as its only plugin)".into(),
+            ));
+        }
         let parsed = CniResult::from_value(prev, "prevResult")?;
         let attachment = network::find_chained(&parsed, &self.env.ifname)
             .await

@@ -33,6 +33,8 @@ pub struct JoinedNode {
     pub pod_cidr: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub mtu: u32,
+    /// The addresses the cluster file gives the node's own pods.
+    pub node_pods: Vec<Ipv4Addr>,
 }
 
 fn invalid(msg: String) -> CniError {
@@ -96,6 +98,7 @@ impl JoinedNode {
             pod_cidr: node.pod_cidr,
             gateway: config::node_gateway(node),
             mtu: config::node_pod_mtu(node),
+            node_pods: node.pods.iter().map(|p| p.address).collect(),
         })
     }
 
@@ -108,6 +111,12 @@ impl JoinedNode {
             return Err(invalid(format!(
                 "IPAM gave {address}, which is not an address of node '{}''s pod CIDR {}; set the IPAM range to that subnet",
                 self.name, self.pod_cidr
+            )));
+        }
+        if self.node_pods.contains(&address.addr()) {
+            return Err(invalid(format!(
+                "IPAM gave {address}, which the cluster file gives one of node '{}''s own pods; keep the IPAM range clear of them",
+                self.name
             )));
         }
         if gateway != self.gateway {
