@@ -53,7 +53,7 @@ fn entries(host: &CniHost) -> BTreeSet<Ipv4Addr> {
 
 #[test]
 fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
-    let tc = TestCluster::demo_in(Mode::Tc);
+    let mut tc = TestCluster::demo_in(Mode::Tc);
     let file = ClusterFile::write(&tc);
     let prefix = tc.cluster.prefix().to_string();
     let node_a = tc.cluster.config.node("a").unwrap();
@@ -194,6 +194,26 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     check["prevResult"] = r1.clone();
     host.exec("CHECK", "c1", Some(c1.netns()), &check)
         .expect_ok();
+
+    // The node switched to xdp: a1's xdp_pod redirects to c1 (whose end runs NAPI for it),
+    // c1 keeps tc_pod; back to tc before DEL.
+    tc.cluster.mode_override = Some(Mode::Xdp);
+    tc.up();
+    let xdp_switched = counted("xdp_pod", "switched");
+    assert!(probe::ping(&a1, ip1, 3, &[]), "ping a1 -> c1 in xdp mode");
+    assert!(
+        probe::ping(c1.netns(), A1, 3, &[]),
+        "ping c1 -> a1 in xdp mode"
+    );
+    let xdp_switched = counted("xdp_pod", "switched") - xdp_switched;
+    assert!(
+        xdp_switched >= 6,
+        "a1 -> c1 through xdp_pod: {xdp_switched}"
+    );
+    host.exec("CHECK", "c1", Some(c1.netns()), &check)
+        .expect_ok();
+    tc.cluster.mode_override = Some(Mode::Tc);
+    tc.up();
 
     // DEL takes c1 out and leaves the node's pods and pins as they were.
     let mut del = good.clone();

@@ -132,6 +132,17 @@ impl Standalone<'_> {
             .add_address(self.ifname, address.addr().into(), address.prefix_len())
             .await?;
         inside.set_up(self.ifname).await?;
+        if self.node.is_some() {
+            // A node in xdp mode redirects its pods' frames to this pod as XDP frames, which a
+            // veth takes only when the receiving end runs NAPI, that is GRO on (see ethtool.rs).
+            crate::ethtool::set_gro(self.container, self.ifname, true).with_context(|| {
+                format!(
+                    "turning GRO on for {} in {}",
+                    self.ifname,
+                    self.container.label()
+                )
+            })?;
+        }
         let mut routes = Vec::new();
         for route in &ipam.routes {
             let Ok(dst) = route.dst.parse::<Ipv4Net>() else {
