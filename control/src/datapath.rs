@@ -27,6 +27,7 @@ use datapath_common::{
     maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, PEER_KNOWN, Remote, Source},
     reasons::{self, MAX_REASONS, Verdict, program},
 };
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
 use crate::{bpffs, error::DatapathError, netns::Netns};
@@ -374,6 +375,16 @@ impl Datapath {
         let mut endpoints: HashMap<_, u32, Endpoint> =
             HashMap::try_from(self.map_mut(ENDPOINTS)?).map_err(map_err(ENDPOINTS))?;
         let want: Vec<(u32, Endpoint)> = entries.iter().map(EndpointEntry::endpoint).collect();
+        for (key, _) in &want {
+            if let Ok(held) = endpoints.get(key, 0)
+                && foreign.contains(&held.ifindex)
+            {
+                return Err(DatapathError::AddressHeld {
+                    ip: Ipv4Addr::from(key.to_ne_bytes()),
+                    ifindex: held.ifindex,
+                });
+            }
+        }
         changed += sync_hash(&mut endpoints, &want, |_, e| foreign.contains(&e.ifindex))
             .map_err(map_err(ENDPOINTS))?;
 
@@ -722,6 +733,19 @@ pub fn pinned_counters(pin_dir: &Path) -> Result<Vec<CounterRow>, DatapathError>
     let map = Map::from_map_data(data).map_err(err)?;
     let counters: PerCpuArray<_, Counter> = PerCpuArray::try_from(map).map_err(err)?;
     counter_rows(&counters)
+}
+
+/// Serializes the owners of the maps pinned in `dir` (a node's `up` and the CNI networks joined
+/// to it): each lists the devices that are not its own, then rewrites the maps around them, and
+/// a device made by another owner in between must not be taken for a stale one. The lock is an
+/// flock on the directory itself, released when the value is dropped.
+pub fn lock_pins(dir: &Path) -> Result<Flock<std::fs::File>, DatapathError> {
+    let err = |source| DatapathError::Lock {
+        path: dir.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(dir).map_err(err)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| err(errno.into()))
 }
 
 /// Makes a hash map hold exactly `want` and the present entries `keep` says are not ours to

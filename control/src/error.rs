@@ -104,6 +104,20 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::maps::xdp::XdpMapError>,
     },
+    #[error(
+        "{ip} is already in the fast-path maps for ifindex {ifindex}, a device of another owner \
+         of these maps (a node's pod, or a CNI network's): two pods cannot share an address"
+    )]
+    AddressHeld {
+        ip: std::net::Ipv4Addr,
+        ifindex: u32,
+    },
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("pinned link {path}: {source}")]
     Pin {
         path: String,

@@ -179,9 +179,14 @@ impl Netns {
             let name = name.clone();
             move |source: io::Error| NetnsError::Io { op, name, source }
         };
-        match umount2(&path, MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-            Err(e) => return Err(io_err("unmount")(e.into())),
+        // Until it is no mount point: a namespace mounted before /run/netns became a mount of its
+        // own (see share_run_dir) is there twice after the first recursive bind.
+        loop {
+            match umount2(&path, MntFlags::MNT_DETACH) {
+                Ok(()) => {}
+                Err(nix::errno::Errno::EINVAL) => break,
+                Err(e) => return Err(io_err("unmount")(e.into())),
+            }
         }
         std::fs::remove_file(&path).map_err(io_err("remove"))
     }

@@ -122,20 +122,33 @@ fn every_error_has_its_code() {
         with(&conf, "bridge", json!("much-too-long-bridge")),
         with(&conf, "dataDir", json!("relative/dir")),
         with(&conf, "ipam", json!({ "type": "no-such-ipam" })),
-        with(
-            &conf,
-            "node",
-            json!({ "config": "relative.toml", "name": "a" }),
-        ),
-        with(
-            &conf,
-            "node",
-            json!({ "config": "/nonexistent/cluster.toml", "name": "a" }),
-        ),
-        with(&conf, "node", json!("a")),
         no_ipam,
     ] {
         host.exec("ADD", "c", Some(c.netns()), &bad).expect_code(7);
+    }
+    // A "node" that cannot be joined: the message says what is wrong with it.
+    for (bad, says) in [
+        (
+            json!({ "config": "relative.toml", "name": "a" }),
+            "absolute path",
+        ),
+        (
+            json!({ "config": "/nonexistent/cluster.toml", "name": "a" }),
+            "/nonexistent/cluster.toml",
+        ),
+        (json!("a"), "must be an object"),
+        (
+            json!({ "config": "/x.toml", "name": "a", "vni": 1 }),
+            "unknown key \"vni\"",
+        ),
+    ] {
+        let out = host.exec("ADD", "c", Some(c.netns()), &with(&conf, "node", bad));
+        out.expect_code(7);
+        assert!(
+            out.json["msg"].as_str().unwrap().contains(says),
+            "{}",
+            out.json
+        );
     }
     // CHECK needs prevResult.
     host.exec("CHECK", "c", Some(c.netns()), &conf)

@@ -215,6 +215,25 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     tc.cluster.mode_override = Some(Mode::Tc);
     tc.up();
 
+    // A pod added to the cluster file at c1's address: `up` refuses to take over c1's entry.
+    tc.cluster.config.nodes[0]
+        .pods
+        .push(control::config::PodConfig {
+            name: "a3".into(),
+            address: ip1,
+        });
+    let refused = tc.rt.block_on(control::cluster::up(&tc.cluster));
+    let msg = format!("{:#}", refused.expect_err("an address held by c1"));
+    assert!(msg.contains("198.18.1.100"), "{msg}");
+    tc.cluster.config.nodes[0].pods.pop();
+    tc.up();
+    let encap = counted("tc_pod", "encapsulated");
+    assert!(probe::ping(c1.netns(), B1, 3, &[]), "c1 still reaches b1");
+    assert!(
+        counted("tc_pod", "encapsulated") >= encap + 3,
+        "c1's entries (endpoint, source, redirect) survived the node's re-ups"
+    );
+
     // DEL takes c1 out and leaves the node's pods and pins as they were.
     let mut del = good.clone();
     del["prevResult"] = r1;

@@ -38,9 +38,12 @@ impl Reconciler<'_> {
         };
         // Pinned links on devices that are no longer pods, or of a hook this mode does not use,
         // go after the wanted ones are in place (below); devices of removed pods are gone anyway.
+        // Held until the end: joined CNI networks rewrite the same maps (see datapath::lock_pins).
+        let mut _pins_lock = None;
         if let Some(hook) = wanted {
             let mut dp = Datapath::load_pinned(&dir, None)
                 .with_context(|| format!("loading the fast path for node '{}'", node.name))?;
+            _pins_lock = Some(datapath::lock_pins(&dir)?);
             let bridge_mac = nl
                 .link_view(&node.bridge)
                 .await?

@@ -69,17 +69,6 @@ impl Pins {
         Ok(())
     }
 
-    /// Removes every pinned link of `host_veth`, whatever its ifindex was.
-    pub fn detach(&self, host_veth: &str) -> Result<()> {
-        let dir = self.dir();
-        for link in datapath::pinned_links(dir)? {
-            if link.dev == host_veth {
-                datapath::detach_pinned(dir, &link)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Makes the endpoint maps hold exactly the complete records whose host veth exists (none
     /// without `fast_path`: a network in kernel mode). In a joined node's maps, the entries of
     /// every other existing device stay: the node's pods and underlay, other networks' pods.
@@ -102,6 +91,12 @@ impl Pins {
             // Nothing was ever attached (kernel mode, or every ADD failed before attaching).
             return Ok(());
         }
+        // A joined node's maps have other owners: the devices listed here must still be the
+        // devices there are when the maps are rewritten.
+        let _lock = match self {
+            Pins::Own(_) => None,
+            Pins::Node(_) => Some(datapath::lock_pins(dir)?),
+        };
         let nl = Netlink::open(&Netns::host())?;
         let links = nl.links().await?;
         let mut entries = Vec::new();
@@ -172,6 +167,16 @@ impl Pins {
     pub fn endpoint_ifindex(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
         endpoint_ifindex(self.dir(), ip)
     }
+}
+
+/// Removes every link of `host_veth` pinned under `dir`, whatever its ifindex was.
+pub fn detach(dir: &Path, host_veth: &str) -> Result<()> {
+    for link in datapath::pinned_links(dir)? {
+        if link.dev == host_veth {
+            datapath::detach_pinned(dir, &link)?;
+        }
+    }
+    Ok(())
 }
 
 /// The endpoint entry of `ip` in the maps pinned under `dir`.

@@ -426,10 +426,10 @@ impl Plugin<'_> {
     /// idempotent, so an undo that is itself interrupted can be run again.
     async fn undo(&self, store: &Store, record: &Record) -> Result<(), CniError> {
         let net = &self.settings.network;
-        self.settings
-            .pins()
-            .detach(&record.host_veth)
-            .map_err(failed)?;
+        // Where ADD pinned the link, should the configuration have moved the network since.
+        let pins = self.settings.pins();
+        let dir = record.pin_dir.as_deref().unwrap_or(pins.dir());
+        fastpath::detach(dir, &record.host_veth).map_err(failed)?;
         if record.owns_veth {
             network::delete_veth(
                 &record.host_veth,

@@ -133,16 +133,32 @@ impl Store {
                 }
             }
         };
+        let store = Self { dir, _lock: lock };
         // A write killed between create and rename leaves a temporary file; with the lock held,
-        // nobody is writing one now.
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".json.tmp") {
-                    let _ = fs::remove_file(entry.path());
+        // nobody is writing one now. Records of earlier releases were named `ID.IFNAME.json`:
+        // they get the name `get` and `remove` look for.
+        for path in fs::read_dir(&store.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+        {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if name.ends_with(".json.tmp") {
+                let _ = fs::remove_file(&path);
+            } else if name.ends_with(".json")
+                && let Ok(bytes) = fs::read(&path)
+                && let Ok(record) = serde_json::from_slice::<Record>(&bytes)
+            {
+                let wanted = store.path(&record.container_id, &record.ifname);
+                if wanted != path {
+                    fs::rename(&path, &wanted)
+                        .and_then(|()| sync_dir(&store.dir))
+                        .map_err(io_error(format!("renaming {}", path.display())))?;
                 }
             }
         }
-        Ok(Self { dir, _lock: lock })
+        Ok(store)
     }
 
     /// `ID:IFNAME.json`: neither a container ID nor an interface name can hold a ':', so no two
@@ -245,6 +261,24 @@ mod tests {
             pin_dir: None,
             complete: false,
         }
+    }
+
+    #[test]
+    fn records_of_earlier_releases_are_renamed_on_open() {
+        let dir = std::env::temp_dir().join(format!("fastpath-store-old-{}", std::process::id()));
+        fs::create_dir_all(dir.join("net")).unwrap();
+        let old = record("a");
+        fs::write(
+            dir.join("net").join("a.eth0.json"),
+            serde_json::to_vec(&old).unwrap(),
+        )
+        .unwrap();
+        let store = Store::open(&dir, "net", DEFAULT_LOCK_TIMEOUT).unwrap();
+        assert_eq!(store.get("a", "eth0").unwrap(), Some(old));
+        store.remove("a", "eth0").unwrap();
+        assert!(store.all().unwrap().is_empty());
+        drop(store);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
