@@ -234,6 +234,35 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
         "c1's entries (endpoint, source, redirect) survived the node's re-ups"
     );
 
+    // A second network joined to the same node: its pod and c1 reach each other, and taking
+    // either network's pod out leaves the other's entry.
+    let other = CniHost::on_node(&tc.node_netns("a"), host.pin_dir());
+    let mut other_conf = readme_conf(&other, &file, &prefix);
+    other_conf["ipam"]["ranges"][0][0]["rangeStart"] = json!("198.18.1.130");
+    let d1 = other.container("d1");
+    let rd = other
+        .exec("ADD", "d1", Some(d1.netns()), &other_conf)
+        .expect_ok();
+    let ip_d1 = address_of(&rd);
+    assert_eq!(entries(&host), BTreeSet::from([A1, A2, ip1, ip_d1]));
+    let switched = counted("tc_pod", "switched");
+    assert!(probe::ping(d1.netns(), ip1, 3, &[]), "ping d1 -> c1");
+    assert!(
+        counted("tc_pod", "switched") >= switched + 6,
+        "d1 <-> c1 switched"
+    );
+    other_conf["prevResult"] = rd;
+    other
+        .exec("DEL", "d1", Some(d1.netns()), &other_conf)
+        .expect_ok();
+    assert_eq!(
+        entries(&host),
+        BTreeSet::from([A1, A2, ip1]),
+        "c1's entry stays"
+    );
+    host.exec("CHECK", "c1", Some(c1.netns()), &check)
+        .expect_ok();
+
     // DEL takes c1 out and leaves the node's pods and pins as they were.
     let mut del = good.clone();
     del["prevResult"] = r1;
