@@ -61,66 +61,57 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     let good = readme_conf(&host, &file, &prefix);
     let c1 = host.container("c1");
 
-    // What cannot join the node is refused with "invalid configuration", naming why.
-    let mut unknown = good.clone();
-    unknown["node"]["name"] = json!("z");
-    let out = host.exec("ADD", "c1", Some(c1.netns()), &unknown);
-    out.expect_code(7);
-    assert!(
-        out.json["msg"].as_str().unwrap().contains("no node 'z'"),
-        "{}",
-        out.json
+    // What cannot join the node is refused with "invalid configuration", naming why, and leaves
+    // nothing: no address, veth or record (some are refused only after IPAM answered).
+    let refused = |conf: &Value, says: &str| {
+        let out = host.exec("ADD", "c1", Some(c1.netns()), conf);
+        out.expect_code(7);
+        let msg = out.json["msg"].as_str().unwrap();
+        assert!(msg.contains(says), "{says}: {msg}");
+        assert_eq!(
+            host.allocations(),
+            Vec::<Ipv4Addr>::new(),
+            "{says}: address"
+        );
+        assert_eq!(
+            host.links_named("fpc"),
+            Vec::<String>::new(),
+            "{says}: veth"
+        );
+        assert_eq!(host.records(), Vec::<String>::new(), "{says}: record");
+    };
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut conf = good.clone();
+        edit(&mut conf);
+        conf
+    };
+    refused(&with(&|c| c["node"]["name"] = json!("z")), "no node 'z'");
+    refused(
+        &with(&|c| c["mtu"] = json!(9000)),
+        "\"mtu\" comes from node 'a'",
     );
-    let mut with_mtu = good.clone();
-    with_mtu["mtu"] = json!(9000);
-    let out = host.exec("ADD", "c1", Some(c1.netns()), &with_mtu);
-    out.expect_code(7);
-    // An IPAM range outside the node's pod CIDR: refused after IPAM answered, and undone.
-    let mut outside = good.clone();
-    outside["ipam"]["ranges"] = json!([[{ "subnet": "198.18.9.0/24", "gateway": "198.18.9.1" }]]);
-    let out = host.exec("ADD", "c1", Some(c1.netns()), &outside);
-    out.expect_code(7);
-    assert!(
-        out.json["msg"].as_str().unwrap().contains("198.18.1.0/24"),
-        "{}",
-        out.json
+    // An IPAM range outside the node's pod CIDR.
+    refused(
+        &with(&|c| {
+            c["ipam"]["ranges"] = json!([[{ "subnet": "198.18.9.0/24", "gateway": "198.18.9.1" }]])
+        }),
+        "198.18.1.0/24",
     );
-    assert_eq!(
-        host.allocations(),
-        Vec::<Ipv4Addr>::new(),
-        "address released"
-    );
-    assert_eq!(
-        host.links_named("fpc"),
-        Vec::<String>::new(),
-        "veth removed"
-    );
-    assert_eq!(host.records(), Vec::<String>::new(), "record removed");
-
     // An IPAM range that hands out an address the cluster file gives a1.
-    let mut taken = good.clone();
-    taken["ipam"]["ranges"] = json!([[{
-        "subnet": "198.18.1.0/24", "rangeStart": "198.18.1.2", "rangeEnd": "198.18.1.2",
-        "gateway": "198.18.1.1",
-    }]]);
-    let out = host.exec("ADD", "c1", Some(c1.netns()), &taken);
-    out.expect_code(7);
-    assert!(
-        out.json["msg"].as_str().unwrap().contains("own pods"),
-        "{}",
-        out.json
+    refused(
+        &with(&|c| {
+            c["ipam"]["ranges"] = json!([[{
+                "subnet": "198.18.1.0/24", "rangeStart": "198.18.1.2", "rangeEnd": "198.18.1.2",
+                "gateway": "198.18.1.1",
+            }]])
+        }),
+        "own pods",
     );
-    assert_eq!(
-        host.allocations(),
-        Vec::<Ipv4Addr>::new(),
-        "address released"
+    // "node" in a chain (after another plugin's prevResult).
+    refused(
+        &with(&|c| c["prevResult"] = json!({ "cniVersion": "1.0.0", "ips": [] })),
+        "standalone network",
     );
-    // "node" in a chain (after another plugin's prevResult): refused.
-    let mut chained = good.clone();
-    chained["prevResult"] = json!({ "cniVersion": "1.0.0", "ips": [] });
-    host.exec("ADD", "c1", Some(c1.netns()), &chained)
-        .expect_code(7);
-    assert_eq!(host.records(), Vec::<String>::new(), "nothing recorded");
 
     let r1 = host.exec("ADD", "c1", Some(c1.netns()), &good).expect_ok();
     let ip1 = address_of(&r1);
