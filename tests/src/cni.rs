@@ -93,7 +93,7 @@ pub struct CniHost {
     pins: PathBuf,
     pub network: String,
     pub dir: PathBuf,
-    _owned: Option<OwnedNetns>,
+    owned: Option<OwnedNetns>,
 }
 
 impl CniHost {
@@ -123,7 +123,7 @@ impl CniHost {
             node,
             pins,
             dir,
-            _owned: owned,
+            owned,
         }
     }
 
@@ -395,7 +395,7 @@ impl Drop for CniHost {
     fn drop(&mut self) {
         // The namespace (with the bridge and veths) goes with `node`; pins and files are here. A
         // joined node's pins are its cluster's to remove.
-        if self._owned.is_some() {
+        if self.owned.is_some() {
             let _ = std::fs::remove_dir_all(self.pin_dir());
         }
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -97,12 +97,6 @@ impl Cluster {
     }
 }
 
-/// True for the devices whose map entries and program links a node keeps: its pods' veths and
-/// its underlay device. Others in its maps are a joined CNI network's (see `cni`).
-pub fn is_node_device(name: &str, underlay: &str) -> bool {
-    name.starts_with(POD_VETH_PREFIX) || name == underlay
-}
-
 /// Where an instance's pins live.
 pub fn prefix_pin_dir(prefix: &str) -> PathBuf {
     PathBuf::from(PIN_ROOT).join(prefix)

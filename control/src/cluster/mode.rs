@@ -7,7 +7,7 @@
 
 use anyhow::{Context as _, Result};
 
-use super::{Cluster, POD_IFNAME, is_node_device, up::Reconciler};
+use super::{Cluster, POD_IFNAME, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
     datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
@@ -170,4 +170,10 @@ impl Reconciler<'_> {
         }
         Ok(())
     }
+}
+
+/// True for the devices whose map entries and program links a node keeps: its pods' veths and
+/// its underlay device. Others in its maps are a joined CNI network's (see `cni`).
+fn is_node_device(name: &str, underlay: &str) -> bool {
+    name.starts_with(config::POD_VETH_PREFIX) || name == underlay
 }

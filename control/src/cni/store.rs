@@ -147,6 +147,7 @@ impl Store {
             if name.ends_with(".json.tmp") {
                 let _ = fs::remove_file(&path);
             } else if name.ends_with(".json")
+                && !name.contains(':')
                 && let Ok(bytes) = fs::read(&path)
                 && let Ok(record) = serde_json::from_slice::<Record>(&bytes)
             {
