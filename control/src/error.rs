@@ -130,6 +130,16 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot turn on the kernel's BPF run-time statistics: {0}")]
+    Stats(#[source] Box<aya::sys::SyscallError>),
+    #[error("cannot read the kernel's information about program '{program}': {source}")]
+    ProgramInfo {
+        program: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    #[error("program id {id} is no longer loaded")]
+    ProgramGone { id: u32 },
     #[error(transparent)]
     Netns(#[from] NetnsError),
 }

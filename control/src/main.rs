@@ -136,7 +136,9 @@ enum Command {
     /// (kernel VXLAN, fastpath xdp and tc, a userspace tun tunnel as the old baseline). Workloads:
     /// 60-byte UDP rate (counted in the receiving pod, and read by a socket), TCP throughput with
     /// 1 and 4 streams, TCP request/response latency. Rows run in interleaved rounds; the table
-    /// shows medians (min–max) and ratios against the kernel row, then the speed targets. Builds
+    /// shows medians (min–max) and ratios against the kernel row, then what each fast-path
+    /// program costs a packet (kernel BPF run-time statistics, in a UDP pass of its own), then the
+    /// speed targets. Builds
     /// its own namespaces (fpbench-*) and removes them, also on failure; the full run takes about
     /// ten minutes on two CPUs, --quick about one.
     Bench {

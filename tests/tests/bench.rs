@@ -126,6 +126,37 @@ fn quick_bench_measures_every_row_and_workload() {
             "{t}"
         );
     }
+    // Program run time: every program on a fast-path row's path ran for every packet that
+    // reached the receiving pod, so the row's packets really took the fast path.
+    let costs = report["program_costs"].as_array().unwrap();
+    for (row, programs) in [
+        ("xdp-same", &["xdp_pod", "bench_sink"][..]),
+        ("tc-same", &["tc_pod", "bench_sink"]),
+        ("tc-same-scaled", &["tc_pod", "bench_sink"]),
+        ("xdp-cross", &["xdp_pod", "tc_underlay", "bench_sink"]),
+        ("tc-cross", &["tc_pod", "tc_underlay", "bench_sink"]),
+        ("tc-cross-scaled", &["tc_pod", "tc_underlay", "bench_sink"]),
+    ] {
+        let measured: Vec<&Value> = costs.iter().filter(|c| c["row"] == row).collect();
+        let names: Vec<&str> = measured
+            .iter()
+            .map(|c| c["program"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, programs, "the programs on {row}'s path");
+        for c in measured {
+            let (ns, per_packet) = (
+                c["ns_per_run"].as_f64().unwrap(),
+                c["runs_per_packet"].as_f64().unwrap(),
+            );
+            assert!(ns > 0.0, "{c}");
+            assert!(per_packet >= 0.99, "every packet passed {c}");
+        }
+    }
+    assert!(
+        stdout.contains("PROGRAM RUN TIME"),
+        "the table shows the programs' run time: {stdout}"
+    );
+
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
     assert!(

@@ -1,8 +1,10 @@
 //! `fastpath bench`: every datapath under the same load, in one run, on one machine. Rows (the
 //! datapaths) are visited in interleaved rounds — every row once, then every row again — so each
 //! ratio comes from the same run sequence; the report gives medians with min–max over the rounds
-//! and ratios against the kernel row of each group.
+//! and ratios against the kernel row of each group. A last pass measures what fastpath's own
+//! programs cost a packet (`cost`).
 
+mod cost;
 mod load;
 mod report;
 mod rows;
@@ -14,6 +16,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
+pub use cost::ProgramCost;
 pub use report::{Report, Target};
 pub use rows::{Group, Kind, Row};
 
@@ -201,7 +204,8 @@ pub async fn run(options: &Options) -> Result<Report> {
         .await
         .context("building the benchmark's namespaces")?;
     let progress = options.progress.then(|| {
-        let bar = indicatif::ProgressBar::new(u64::from(rounds) * Row::ALL.len() as u64);
+        let steps = u64::from(rounds) * Row::ALL.len() as u64 + cost::rows().count() as u64;
+        let bar = indicatif::ProgressBar::new(steps);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
                 .expect("template"),
@@ -209,6 +213,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         bar
     });
     let mut samples = Vec::new();
+    let mut costs = Vec::new();
     let result: Result<()> = async {
         let mut dp = Datapath::load(None)?;
         for round in 0..rounds {
@@ -224,6 +229,22 @@ pub async fn run(options: &Options) -> Result<Report> {
                 }
             }
         }
+        if let Some(bar) = &progress {
+            bar.set_message("program run time");
+        }
+        costs = cost::measure(
+            &mut dp,
+            &mut topology,
+            ms(durations.warmup_ms),
+            ms(durations.udp_ms),
+            |_| {
+                if let Some(bar) = &progress {
+                    bar.inc(1);
+                }
+            },
+        )
+        .await
+        .context("measuring the programs' run time")?;
         Ok(())
     }
     .await;
@@ -233,7 +254,7 @@ pub async fn run(options: &Options) -> Result<Report> {
     let closed = topology.close().await;
     result?;
     closed.context("removing the benchmark's namespaces")?;
-    let report = Report::new(host, options.quick, rounds, durations, samples);
+    let report = Report::new(host, options.quick, rounds, durations, samples, costs);
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{
-    Durations, Metric, Sample,
+    Durations, Metric, ProgramCost, Sample,
     rows::{self, Group, Kind, Row},
     system::Host,
 };
@@ -55,6 +55,8 @@ pub struct Report {
     pub samples: Vec<Sample>,
     pub cells: Vec<Cell>,
     pub targets: Vec<Target>,
+    /// Each fast-path row's programs: run time per run and runs per packet.
+    pub program_costs: Vec<ProgramCost>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -82,6 +84,7 @@ impl Report {
         rounds: u32,
         durations: Durations,
         samples: Vec<Sample>,
+        program_costs: Vec<ProgramCost>,
     ) -> Self {
         let values = |row: Row, metric: Metric| -> Vec<f64> {
             samples
@@ -128,6 +131,7 @@ impl Report {
             samples,
             cells,
             targets: Vec::new(),
+            program_costs,
         };
         report.targets = report.evaluate_targets();
         report
@@ -243,6 +247,7 @@ impl Report {
                 out.push('\n');
             }
         }
+        out.push_str(&self.render_program_costs());
         let _ = writeln!(out, "\nTARGETS (best fast-path mode, medians)");
         for t in &self.targets {
             let _ = writeln!(
@@ -254,12 +259,49 @@ impl Report {
                 t.row.name(),
                 if t.at_least { "needs ≥" } else { "needs ≤" },
                 t.bound,
-                match t.row.group() {
-                    Group::SameNode => "same node",
-                    Group::CrossNode => "cross node",
-                }
+                group_name(t.row.group())
             );
         }
+        out
+    }
+
+    /// Each fast-path row's programs: run time, runs per packet, and their share of the row's CPU
+    /// time per packet.
+    fn render_program_costs(&self) -> String {
+        let mut out = String::new();
+        if self.program_costs.is_empty() {
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "\nPROGRAM RUN TIME (fast-path rows: UDP again, with the kernel's BPF run-time statistics on)"
+        );
+        let header = ["ROW", "PROGRAM", "ns/run", "runs/pkt", "of CPU/pkt"];
+        let lines: Vec<Vec<String>> = self
+            .program_costs
+            .iter()
+            .map(|c| {
+                let share = self
+                    .median(c.row, Metric::UdpCpu)
+                    .map_or("-".into(), |cpu| {
+                        format!("{:.1}%", 100.0 * c.ns_per_run * c.runs_per_packet / cpu)
+                    });
+                vec![
+                    format!("{} ({})", c.row.name(), group_name(c.row.group())),
+                    c.program.clone(),
+                    format!("{:.0}", c.ns_per_run),
+                    format!("{:.2}", c.runs_per_packet),
+                    share,
+                ]
+            })
+            .collect();
+        out.push_str(&crate::report::table(&header, &lines, 2));
+        let _ = writeln!(
+            out,
+            "\nEach run includes the statistics' own two clock reads: bench_sink, which only counts, \
+             shows their size. The rest of a packet's CPU time is the kernel's (sockets, veth, \
+             redirect, IP)."
+        );
         out
     }
 
@@ -472,6 +514,13 @@ const TARGETS: [TargetSpec; 11] = [
         true,
     ),
 ];
+
+fn group_name(group: Group) -> &'static str {
+    match group {
+        Group::SameNode => "same node",
+        Group::CrossNode => "cross node",
+    }
+}
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::{
     cluster::{self, Cluster, POD_IFNAME},
-    config::{self, ClusterConfig, Mode},
-    datapath::{Datapath, EndpointEntry, PeerEntry},
+    config::{self, ClusterConfig, Mode, NodeConfig, PodConfig},
+    datapath::{self, Datapath, EndpointEntry, PeerEntry},
     netlink::Netlink,
     netns::{self, Netns},
     ownership::Ownership,
@@ -221,14 +221,17 @@ impl Topology {
         Ok(topology)
     }
 
-    fn pod(&self, name: &str) -> (Netns, Ipv4Addr) {
-        let (node, pod) = self
-            .cluster
+    fn find_pod(&self, name: &str) -> (&NodeConfig, &PodConfig) {
+        self.cluster
             .config
             .nodes
             .iter()
             .find_map(|n| n.pods.iter().find(|p| p.name == name).map(|p| (n, p)))
-            .expect("the demo cluster's pods");
+            .expect("the demo cluster's pods")
+    }
+
+    fn pod(&self, name: &str) -> (Netns, Ipv4Addr) {
+        let (node, pod) = self.find_pod(name);
         (self.cluster.pod_netns(node, pod), pod.address)
     }
 
@@ -277,14 +280,20 @@ impl Topology {
                 to_addr: MACVLAN_B,
                 to_dev: "mv-b".into(),
             },
-            Row::Bridge | Row::XdpSame | Row::TcSame | Row::TcSameScaled => {
-                self.pod_path("a1", "a2")
-            }
-            Row::Vxlan | Row::XdpCross | Row::TcCross | Row::TcCrossScaled => {
-                self.pod_path("a1", "b1")
+            Row::Bridge
+            | Row::XdpSame
+            | Row::TcSame
+            | Row::TcSameScaled
+            | Row::Vxlan
+            | Row::XdpCross
+            | Row::TcCross
+            | Row::TcCrossScaled => {
+                let (from, to) = cluster_pods(row.group());
+                self.pod_path(from, to)
             }
             Row::Tun => {
-                let path = self.pod_path("a1", "b1");
+                let (from, to) = cluster_pods(row.group());
+                let path = self.pod_path(from, to);
                 let node = |n: &str| self.cluster.config.node(n).expect("demo node");
                 let (a, b) = (node("a"), node("b"));
                 let (ns_a, ns_b) = (self.cluster.node_netns(a), self.cluster.node_netns(b));
@@ -308,6 +317,26 @@ impl Topology {
                 path
             }
         })
+    }
+
+    /// The ids of the node programs a fast-path row's packets pass: those on the sending pod's
+    /// host-side veth (tc_pod or xdp_pod) and, across nodes, those on the receiving node's underlay
+    /// (tc_underlay). Read from the devices, so they are what is attached now.
+    pub async fn program_ids(&self, row: Row) -> Result<Vec<u32>> {
+        let (from, to) = cluster_pods(row.group());
+        let (node, pod) = self.find_pod(from);
+        let netns = self.cluster.node_netns(node);
+        let veth = Cluster::pod_veth(pod);
+        let mut ids = datapath::tcx_ingress_program_ids(&netns, &veth)?;
+        ids.extend(Netlink::open(&netns)?.xdp_program_id(&veth).await?);
+        if row.group() == Group::CrossNode {
+            let (node, _) = self.find_pod(to);
+            ids.extend(datapath::tcx_ingress_program_ids(
+                &self.cluster.node_netns(node),
+                &node.underlay.device,
+            )?);
+        }
+        Ok(ids)
     }
 
     /// Adds `SCALE_ENDPOINTS` endpoints and `SCALE_REMOTES` remote CIDRs to every node's maps,
@@ -350,6 +379,14 @@ impl Topology {
     pub async fn close(mut self) -> Result<()> {
         self.tunnel = None;
         clean_leftovers().await
+    }
+}
+
+/// The demo cluster's pods a group's rows send between.
+fn cluster_pods(group: Group) -> (&'static str, &'static str) {
+    match group {
+        Group::SameNode => ("a1", "a2"),
+        Group::CrossNode => ("a1", "b1"),
     }
 }
 
