@@ -7,6 +7,11 @@
 //! Layout after encapsulation, the same for XDP and TC:
 //! `outer Ethernet (0) | outer IPv4 (14) | UDP (34) | VXLAN (42) | inner Ethernet (50) | inner IPv4 (64)`
 
+use core::{
+    mem::{self, MaybeUninit},
+    ptr,
+};
+
 use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
@@ -33,7 +38,7 @@ use network_types::{
 use crate::{
     csum,
     maps::{DEVMAP, NODE},
-    packet::Packet,
+    packet::{self, Packet},
 };
 
 /// Bytes put in front of a pod's frame: outer Ethernet, IPv4, UDP and VXLAN headers.
@@ -75,8 +80,8 @@ pub fn next_hop(
     if outer_len > node.underlay_mtu || outer_len > u32::from(u16::MAX) {
         return Err(PASS_TOO_BIG);
     }
-    // SAFETY: bpf_fib_lookup is plain data; all zeroes is a valid value of every field.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    let mut storage = MaybeUninit::uninit();
+    let params = zeroed_fib_params(&mut storage);
     params.family = AF_INET;
     params.l4_protocol = IpProto::Udp as u8;
     params.__bindgen_anon_1.tot_len = outer_len as u16;
@@ -87,8 +92,8 @@ pub fn next_hop(
     let ret = unsafe {
         fib_lookup(
             ctx,
-            &mut params,
-            core::mem::size_of::<bpf_fib_lookup>() as i32,
+            params,
+            mem::size_of::<bpf_fib_lookup>() as i32,
             BPF_FIB_LOOKUP_OUTPUT,
         )
     };
@@ -104,6 +109,19 @@ pub fn next_hop(
         BPF_FIB_LKUP_RET_FRAG_NEEDED => Err(PASS_TOO_BIG),
         _ => Err(PASS_NO_UNDERLAY_ROUTE),
     }
+}
+
+/// Zeroes lookup parameters in place, in 32-bit stores: `mem::zeroed` (or a zeroed value moved
+/// into place) compiles to a call to a byte-at-a-time memset subprogram.
+#[inline(always)]
+fn zeroed_fib_params(storage: &mut MaybeUninit<bpf_fib_lookup>) -> &mut bpf_fib_lookup {
+    let words = storage.as_mut_ptr().cast::<u32>();
+    for i in 0..mem::size_of::<bpf_fib_lookup>() / 4 {
+        // SAFETY: within the struct, which is 4-byte aligned and a multiple of 4 bytes long.
+        unsafe { ptr::write_volatile(words.add(i), 0) };
+    }
+    // SAFETY: every byte is written; all zeroes is a valid value of every field (plain data).
+    unsafe { storage.assume_init_mut() }
 }
 
 /// The outer UDP source port for a pod's frame: a hash of its flow (addresses, protocol, and the
@@ -134,8 +152,8 @@ pub fn source_port(pkt: &Packet, ip: &Ipv4Hdr) -> u16 {
 pub struct Outer<'a> {
     pub node: &'a NodeConfig,
     pub peer: &'a Remote,
-    /// Underlay (source, destination) MACs; zero when bpf_redirect_neigh fills them in.
-    pub macs: ([u8; 6], [u8; 6]),
+    /// Underlay (source, destination) MACs; None when bpf_redirect_neigh fills them in.
+    pub macs: Option<([u8; 6], [u8; 6])>,
     pub source_port: u16,
     /// The outer IPv4 total length: the whole (possibly GSO) packet's, or 0 when it exceeds 16
     /// bits, which the kernel reads as "take the length from the packet" for GSO TCP.
@@ -176,24 +194,37 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
     };
     outer_ip.check = csum::ipv4_header(&outer_ip);
     let vni = o.node.vni.to_be_bytes();
-    // SAFETY: ptr_at_mut checked every header lies inside the frame; they do not overlap.
+    // SAFETY: ptr_at_mut checked every header lies inside the frame; they do not overlap each
+    // other or the map values and locals copied into them.
     unsafe {
-        (*eth).src_addr = o.macs.0;
-        (*eth).dst_addr = o.macs.1;
+        let (src_mac, dst_mac) = match &o.macs {
+            Some((src, dst)) => (src, dst),
+            None => (&[0; 6], &[0; 6]),
+        };
+        packet::write_bytes(&raw mut (*eth).src_addr, src_mac);
+        packet::write_bytes(&raw mut (*eth).dst_addr, dst_mac);
         (*eth).ether_type = EtherType::Ipv4 as u16;
         *ip = outer_ip;
         (*udp).src = o.source_port.to_be_bytes();
         (*udp).dst = o.node.vxlan_port.to_ne_bytes();
         (*udp).len = udp_len.to_be_bytes();
         (*udp).check = [0; 2];
-        *vxlan = VxlanHdr {
-            flags: network_types::vxlan::VXLAN_I_FLAG_MASK,
-            _reserved1: [0; 3],
-            vni: [vni[1], vni[2], vni[3]],
-            _reserved2: 0,
-        };
-        (*inner_eth).src_addr = o.node.vtep_mac;
-        (*inner_eth).dst_addr = o.peer.vtep_mac;
+        // Flags, 3 reserved bytes, VNI, 1 reserved byte (RFC 7348).
+        packet::write_bytes(
+            vxlan.cast::<[u8; VxlanHdr::LEN]>(),
+            &[
+                network_types::vxlan::VXLAN_I_FLAG_MASK,
+                0,
+                0,
+                0,
+                vni[1],
+                vni[2],
+                vni[3],
+                0,
+            ],
+        );
+        packet::write_bytes(&raw mut (*inner_eth).src_addr, &o.node.vtep_mac);
+        packet::write_bytes(&raw mut (*inner_eth).dst_addr, &o.peer.vtep_mac);
         (*inner_eth).ether_type = EtherType::Ipv4 as u16;
         csum::decrement_ttl(inner_ip);
     }
@@ -233,7 +264,7 @@ pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<u32>, u32) 
     let outer = Outer {
         node,
         peer,
-        macs,
+        macs: Some(macs),
         source_port,
         tot_len: outer_len as u16,
     };
@@ -310,7 +341,7 @@ pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote) -> (Option<u32>, i32) {
     let outer = Outer {
         node,
         peer,
-        macs: hop.macs.unwrap_or(([0; 6], [0; 6])),
+        macs: hop.macs,
         source_port,
         // Above 16 bits only for a GSO skb, whose segments get their own lengths.
         tot_len: if total > u32::from(u16::MAX) {

@@ -12,7 +12,7 @@ use crate::{
     classify::{self, Frame},
     csum,
     maps::{DEVMAP, ENDPOINTS, NODE, REMOTES, SOURCES},
-    packet::Packet,
+    packet::{self, Packet},
 };
 
 /// MACs to write into a routed frame.
@@ -161,8 +161,8 @@ pub fn apply(pkt: &Packet, rewrite: &Rewrite) -> bool {
     };
     // SAFETY: ptr_at_mut checked both headers lie inside the frame; nothing else aliases them.
     unsafe {
-        (*eth).src_addr = rewrite.src_mac;
-        (*eth).dst_addr = rewrite.dst_mac;
+        packet::write_bytes(&raw mut (*eth).src_addr, &rewrite.src_mac);
+        packet::write_bytes(&raw mut (*eth).dst_addr, &rewrite.dst_mac);
         csum::decrement_ttl(ip);
     }
     true

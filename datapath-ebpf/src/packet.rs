@@ -35,3 +35,18 @@ impl Packet {
         self.ptr_at::<T>(offset).map(|p| p as *mut T)
     }
 }
+
+/// Copies `bytes` into the frame at `dst`, one store per byte. An array assignment (or a plain
+/// copy) compiles to a call to a byte-at-a-time `memmove` or `memset` subprogram here; volatile
+/// stores keep the copy inline.
+///
+/// # Safety
+/// `dst` points to `N` writable bytes of the frame.
+#[inline(always)]
+pub unsafe fn write_bytes<const N: usize>(dst: *mut [u8; N], bytes: &[u8; N]) {
+    let dst = dst.cast::<u8>();
+    for (i, b) in bytes.iter().enumerate() {
+        // SAFETY: the caller's guarantee; i < N.
+        unsafe { core::ptr::write_volatile(dst.add(i), *b) };
+    }
+}
