@@ -138,14 +138,13 @@ enum Command {
     /// 1 and 4 streams, TCP request/response latency. Rows run in interleaved rounds; the table
     /// shows medians (min–max) and ratios against the kernel row, then what each fast-path
     /// program costs a packet (kernel BPF run-time statistics, in a UDP pass of its own), then the
-    /// speed targets. Builds
-    /// its own namespaces (fpbench-*) and removes them, also on failure; the full run takes about
-    /// ten minutes on two CPUs, --quick about one.
+    /// speed targets. Builds its own namespaces (fpbench-*) and removes them, also on failure;
+    /// the full run (five rounds) takes about fifteen minutes on two CPUs, --quick under one.
     Bench {
         /// One short round: checks that every row and workload runs; not for comparisons.
         #[arg(long)]
         quick: bool,
-        /// Rounds over all rows (default 3, or 1 with --quick).
+        /// Rounds over all rows (default 5, or 1 with --quick).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
         rounds: Option<u32>,
         /// Write every sample, the medians, ratios and targets as JSON.
