@@ -31,13 +31,13 @@ pub fn rows() -> impl Iterator<Item = Row> {
 }
 
 /// Runs UDP for `duration` on every fast-path row with run-time statistics on, and returns each
-/// program's run time per run and runs per packet.
+/// program's run time per run and runs per packet; `done` is called after each row.
 pub async fn measure(
     dp: &mut Datapath,
     topology: &mut Topology,
     warmup: Duration,
     duration: Duration,
-    mut done: impl FnMut(Row),
+    mut done: impl FnMut(),
 ) -> Result<Vec<ProgramCost>> {
     let _stats = datapath::enable_run_time_stats()?;
     let sink = dp.program_id(BENCH_SINK)?;
@@ -54,7 +54,7 @@ pub async fn measure(
         load::udp_rate(dp, &path, duration)?;
         let after = datapath::program_runs(&ids)?;
         costs.extend(per_packet(row, &before, &after)?);
-        done(row);
+        done();
     }
     Ok(costs)
 }
@@ -103,44 +103,35 @@ fn per_packet(row: Row, before: &[ProgramRuns], after: &[ProgramRuns]) -> Result
 mod tests {
     use super::*;
 
-    fn runs(id: u32, name: &str, count: u64, ns: u64) -> ProgramRuns {
-        ProgramRuns {
+    /// Readings of tc_pod (id 7) and bench_sink (id 9) after `tc_pod_runs` and `packets` more
+    /// runs than the first reading, at 200 and 60 ns a run.
+    fn reading(tc_pod_runs: u64, packets: u64) -> [ProgramRuns; 2] {
+        let runs = |id, name: &str, count, ns| ProgramRuns {
             id,
             name: name.into(),
             run_time_ns: ns,
             run_count: count,
-        }
+        };
+        [
+            runs(7, "tc_pod", 100 + tc_pod_runs, 5_000 + 200 * tc_pod_runs),
+            runs(9, "bench_sink", 90 + packets, 900 + 60 * packets),
+        ]
     }
 
     #[test]
     fn costs_are_per_run_and_per_sink_packet() {
-        let before = [
-            runs(7, "tc_pod", 100, 5_000),
-            runs(9, "bench_sink", 90, 900),
-        ];
-        let after = [
-            runs(7, "tc_pod", 1_100, 205_000),
-            runs(9, "bench_sink", 1_090, 60_900),
-        ];
-        let costs = per_packet(Row::TcSame, &before, &after).unwrap();
+        let costs = per_packet(Row::TcSame, &reading(0, 0), &reading(2_000, 1_000)).unwrap();
         assert_eq!(costs.len(), 2);
         assert_eq!(costs[0].program, "tc_pod");
         assert_eq!(costs[0].ns_per_run, 200.0);
-        assert_eq!(costs[0].runs_per_packet, 1.0);
+        assert_eq!(costs[0].runs_per_packet, 2.0);
         assert_eq!(costs[1].ns_per_run, 60.0);
+        assert_eq!(costs[1].runs_per_packet, 1.0);
     }
 
     #[test]
     fn a_program_that_did_not_run_is_an_error() {
-        let before = [
-            runs(7, "tc_pod", 100, 5_000),
-            runs(9, "bench_sink", 90, 900),
-        ];
-        let after = [
-            runs(7, "tc_pod", 100, 5_000),
-            runs(9, "bench_sink", 190, 1_900),
-        ];
-        let err = per_packet(Row::TcSame, &before, &after).unwrap_err();
+        let err = per_packet(Row::TcSame, &reading(0, 0), &reading(0, 100)).unwrap_err();
         assert!(
             err.to_string().contains("'tc_pod' (id 7) did not run"),
             "{err}"

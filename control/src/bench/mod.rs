@@ -238,7 +238,7 @@ pub async fn run(options: &Options) -> Result<Report> {
             &mut topology,
             ms(durations.warmup_ms),
             ms(durations.udp_ms),
-            |_| {
+            || {
                 if let Some(bar) = &progress {
                     bar.inc(1);
                 }
