@@ -138,7 +138,7 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("program id {id} is no longer loaded")]
+    #[error("program id {id} is not among the loaded programs")]
     ProgramGone { id: u32 },
     #[error(transparent)]
     Netns(#[from] NetnsError),

@@ -139,7 +139,7 @@ enum Command {
     /// shows medians (min–max) and ratios against the kernel row, then what each fast-path
     /// program costs a packet (kernel BPF run-time statistics, in a UDP pass of its own), then the
     /// speed targets. Builds its own namespaces (fpbench-*) and removes them, also on failure;
-    /// the full run (five rounds) takes about fifteen minutes on two CPUs, --quick under one.
+    /// the full run (five rounds) takes about fourteen minutes on two CPUs, --quick under one.
     Bench {
         /// One short round: checks that every row and workload runs; not for comparisons.
         #[arg(long)]

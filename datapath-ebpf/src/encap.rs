@@ -111,6 +111,11 @@ pub fn next_hop(
     }
 }
 
+// zeroed_fib_params writes whole 32-bit words.
+const _: () = assert!(
+    mem::size_of::<bpf_fib_lookup>().is_multiple_of(4) && mem::align_of::<bpf_fib_lookup>() >= 4
+);
+
 /// Zeroes lookup parameters in place, in 32-bit stores: `mem::zeroed` (or a zeroed value moved
 /// into place) compiles to a call to a byte-at-a-time memset subprogram.
 #[inline(always)]

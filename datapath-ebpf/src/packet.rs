@@ -41,7 +41,7 @@ impl Packet {
 /// stores keep the copy inline.
 ///
 /// # Safety
-/// `dst` points to `N` writable bytes of the frame.
+/// `dst` points to `N` writable bytes of the frame, not overlapping `bytes`.
 #[inline(always)]
 pub unsafe fn write_bytes<const N: usize>(dst: *mut [u8; N], bytes: &[u8; N]) {
     let dst = dst.cast::<u8>();

@@ -128,6 +128,11 @@ fn quick_bench_measures_every_row_and_workload() {
     }
     // Program run time: every program on a fast-path row's path ran for every packet that
     // reached the receiving pod, so the row's packets really took the fast path.
+    assert!(
+        report["program_costs_error"].is_null(),
+        "the run-time pass failed: {}",
+        report["program_costs_error"]
+    );
     let costs = report["program_costs"].as_array().unwrap();
     for (row, programs) in [
         ("xdp-same", &["xdp_pod", "bench_sink"][..]),

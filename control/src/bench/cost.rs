@@ -18,8 +18,8 @@ use crate::datapath::{self, BENCH_SINK, Datapath, ProgramRuns};
 pub struct ProgramCost {
     pub row: Row,
     pub program: String,
-    /// Mean run time, including the statistics' own clock reads (bench_sink, which only counts,
-    /// shows how much that is).
+    /// Mean run time, including part of the statistics' own clock reads (bench_sink, which only
+    /// checks three headers and counts, bounds that from above).
     pub ns_per_run: f64,
     /// Runs per packet that reached the receiving pod; 1 when every packet passes once.
     pub runs_per_packet: f64,
@@ -47,7 +47,13 @@ pub async fn measure(
         let mut ids = topology
             .program_ids(row)
             .await
-            .with_context(|| format!("the programs of benchmark row '{}'", row.name()))?;
+            .with_context(|| format!("the programs of benchmark row '{}'", row.label()))?;
+        if ids.is_empty() {
+            bail!(
+                "no program is attached on the path of benchmark row '{}'",
+                row.label()
+            );
+        }
         ids.push(sink);
         load::udp_rate(dp, &path, warmup)?;
         let before = datapath::program_runs(&ids)?;
@@ -69,11 +75,11 @@ fn per_packet(row: Row, before: &[ProgramRuns], after: &[ProgramRuns]) -> Result
         )
     };
     let (Some(b), Some(a)) = (before.last(), after.last()) else {
-        bail!("no bench_sink reading on row '{}'", row.name());
+        bail!("no bench_sink reading on row '{}'", row.label());
     };
     let (packets, _) = delta(b, a);
     if packets == 0 {
-        bail!("bench_sink did not run on row '{}'", row.name());
+        bail!("bench_sink did not run on row '{}'", row.label());
     }
     before
         .iter()
@@ -86,7 +92,7 @@ fn per_packet(row: Row, before: &[ProgramRuns], after: &[ProgramRuns]) -> Result
                      fast path",
                     a.name,
                     a.id,
-                    row.name()
+                    row.label()
                 );
             }
             Ok(ProgramCost {

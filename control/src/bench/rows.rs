@@ -33,6 +33,15 @@ pub enum Group {
     CrossNode,
 }
 
+impl Group {
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::SameNode => "same node",
+            Group::CrossNode => "cross node",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -94,6 +103,11 @@ impl Row {
             Row::Vxlan => "kernel vxlan",
             Row::Tun => "tun tunnel",
         }
+    }
+
+    /// The name with the group, which tells rows of the same datapath apart.
+    pub fn label(self) -> String {
+        format!("{} ({})", self.name(), self.group().name())
     }
 
     pub fn group(self) -> Group {
