@@ -88,6 +88,10 @@ impl Report {
         samples: Vec<Sample>,
         program_costs: Result<Vec<ProgramCost>, String>,
     ) -> Self {
+        let (program_costs, program_costs_error) = match program_costs {
+            Ok(costs) => (costs, None),
+            Err(error) => (Vec::new(), Some(error)),
+        };
         let values = |row: Row, metric: Metric| -> Vec<f64> {
             samples
                 .iter()
@@ -133,8 +137,8 @@ impl Report {
             samples,
             cells,
             targets: Vec::new(),
-            program_costs: program_costs.clone().unwrap_or_default(),
-            program_costs_error: program_costs.err(),
+            program_costs,
+            program_costs_error,
         };
         report.targets = report.evaluate_targets();
         report
