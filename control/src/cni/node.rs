@@ -6,8 +6,8 @@
 //! its pinned maps, so they reach pods on other nodes through the node's in-program VXLAN
 //! encapsulation and are reached through its decapsulation. The node keeps the map entries and
 //! links of its own pods and underlay, the network those of its attachments; neither touches the
-//! other's (see `Datapath::sync_endpoints` and `cluster::is_node_device`). The network's pods
-//! ride tc_pod whatever the node's mode: it is the mode that keeps GSO and checksum offload.
+//! other's (see `Datapath::sync_endpoints`, and the node's mode sync in `cluster`). The network's
+//! pods ride tc_pod whatever the node's mode: it is the mode that keeps GSO and checksum offload.
 
 use std::{
     net::Ipv4Addr,
