@@ -5,7 +5,7 @@ use std::{
     borrow::Borrow,
     io,
     net::Ipv4Addr,
-    os::fd::OwnedFd,
+    os::fd::{AsFd as _, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -18,7 +18,7 @@ use aya::{
     },
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
-        links::FdLink,
+        links::{FdLink, PinnedLink},
         tc::{SchedClassifierLinkId, TcAttachOptions},
         xdp::XdpLinkId,
     },
@@ -31,7 +31,7 @@ use datapath_common::{
 use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
-use crate::{bpffs, error::DatapathError, netns::Netns};
+use crate::{bpf_link, bpffs, error::DatapathError, netns::Netns};
 
 /// The programs and maps, compiled from crate `datapath-ebpf` by build.rs.
 static DATAPATH_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/datapath"));
@@ -454,14 +454,16 @@ impl Datapath {
     }
 
     /// Attaches `hook`'s program to `dev` in `netns` through a link pinned in this datapath's
-    /// directory, so it stays attached when this process exits. Returns false when a pinned link
-    /// was already there (nothing to do).
+    /// directory, so it stays attached when this process exits. A link pinned there already keeps
+    /// its place; if it runs another build of the program (an older fastpath's), this one takes
+    /// over in the same link, atomically: a fixed program reaches a running node with its next
+    /// `up`, and no packet goes without one.
     pub fn attach_pinned(
         &mut self,
         hook: Hook,
         netns: &Netns,
         dev: &str,
-    ) -> Result<bool, DatapathError> {
+    ) -> Result<PinnedAttach, DatapathError> {
         let dir = self
             .pin_dir
             .clone()
@@ -472,7 +474,11 @@ impl Datapath {
         };
         let pin = hook.link_pin(&dir, dev, index);
         if pin.exists() {
-            return Ok(false);
+            return if self.run_in_link(&pin, hook.program())? {
+                Ok(PinnedAttach::Replaced)
+            } else {
+                Ok(PinnedAttach::Kept)
+            };
         }
         self.attach(hook, netns, dev)?;
         let attachment = self.attachments.pop().expect("attach pushed one");
@@ -502,7 +508,7 @@ impl Datapath {
             path: pin.display().to_string(),
             source: io::Error::other(source),
         })?;
-        Ok(true)
+        Ok(PinnedAttach::Attached)
     }
 
     /// Attaches the program for `hook` to `dev` in `netns`.
@@ -594,10 +600,23 @@ impl Datapath {
         hook: Hook,
         frame: &[u8],
     ) -> Result<(u32, Vec<u8>), DatapathError> {
+        self.run_on_frame_from(hook, frame, 1)
+    }
+
+    /// As [`Datapath::run_on_frame`], the frame arriving on the device with `ifindex` in the
+    /// calling thread's namespace (TC programs only): the kernel sets the packet's type (host,
+    /// broadcast, other host) from that device's MAC, as it does for a received frame.
+    pub fn run_on_frame_from(
+        &mut self,
+        hook: Hook,
+        frame: &[u8],
+        ifindex: u32,
+    ) -> Result<(u32, Vec<u8>), DatapathError> {
         let mut out = vec![0u8; frame.len() + 256];
-        // struct __sk_buff up to and including ingress_ifindex (offset 36).
-        let mut skb_ctx = [0u8; 40];
-        skb_ctx[36..40].copy_from_slice(&1u32.to_ne_bytes());
+        // struct __sk_buff up to and including ifindex (offset 40), after ingress_ifindex (36).
+        let mut skb_ctx = [0u8; 44];
+        skb_ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+        skb_ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
         let mut opts = TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
@@ -691,6 +710,63 @@ pub fn detach_pinned(pin_dir: &Path, link: &PinnedLinkName) -> Result<bool, Data
             source,
         }),
     }
+}
+
+/// What [`Datapath::attach_pinned`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinnedAttach {
+    /// A link running this very program was there.
+    Kept,
+    /// A new link, pinned.
+    Attached,
+    /// The pinned link ran another build of the program; it runs this one now.
+    Replaced,
+}
+
+impl Datapath {
+    /// Makes the link pinned at `pin` run this datapath's `program` unless it runs the same code
+    /// already (the kernel's tag of a program is a hash of its instructions). Returns whether it
+    /// changed the link.
+    pub fn run_in_link(&self, pin: &Path, program: &'static str) -> Result<bool, DatapathError> {
+        let loaded = self
+            .ebpf
+            .program(program)
+            .ok_or(DatapathError::MissingProgram { program })?;
+        replace_in_link(pin, loaded, program)
+    }
+}
+
+fn replace_in_link(
+    pin: &Path,
+    program: &aya::programs::Program,
+    name: &'static str,
+) -> Result<bool, DatapathError> {
+    let pin_err = |source: io::Error| DatapathError::Pin {
+        path: pin.display().to_string(),
+        source,
+    };
+    let info_err = |source| DatapathError::ProgramInfo {
+        program: name,
+        source: Box::new(source),
+    };
+    let link: FdLink = PinnedLink::from_pin(pin)
+        .map_err(|e| pin_err(io::Error::other(e)))?
+        .into();
+    let attached = link
+        .info()
+        .map_err(|e| pin_err(io::Error::other(e)))?
+        .program_id();
+    let attached_tag = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|info| info.id() == attached)
+        .map(|info| info.tag())
+        .ok_or(DatapathError::ProgramGone { id: attached })?;
+    if attached_tag == program.info().map_err(info_err)?.tag() {
+        return Ok(false);
+    }
+    let fd = program.fd().map_err(info_err)?;
+    bpf_link::update_pinned(pin, fd.as_fd()).map_err(pin_err)?;
+    Ok(true)
 }
 
 /// A pinned link, as its file name describes it.

@@ -143,3 +143,29 @@ pub enum DatapathError {
     #[error(transparent)]
     Netns(#[from] NetnsError),
 }
+
+/// The node's nftables guard (see `guard`).
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(
+        "nft is not installed (Debian/Ubuntu package nftables): fastpath needs it for the node's \
+         kernel-path guard"
+    )]
+    NftMissing,
+    #[error("cannot run nft in network namespace '{netns}'")]
+    Run {
+        netns: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("nft {args} failed in network namespace '{netns}': {stderr}")]
+    Refused {
+        args: String,
+        netns: String,
+        stderr: String,
+    },
+    #[error("nft printed a listing fastpath cannot read: {0}")]
+    Listing(String),
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+}

@@ -2,6 +2,7 @@
 //! integration tests all drive the datapath through it.
 
 pub mod bench;
+mod bpf_link;
 pub mod bpffs;
 pub mod cluster;
 pub mod cni;
@@ -10,9 +11,12 @@ pub mod datapath;
 pub mod demo;
 pub mod error;
 pub mod ethtool;
+pub mod fnv;
+pub mod guard;
 pub mod netlink;
 pub mod netns;
 pub mod ownership;
+pub mod pod_link;
 pub mod reach;
 pub mod report;
 pub mod topology;

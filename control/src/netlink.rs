@@ -225,11 +225,27 @@ impl Netlink {
         peer: &str,
         peer_netns: &Netns,
     ) -> Result<(), NetlinkError> {
+        self.create_veth_with_peer_mac(name, peer, peer_netns, None)
+            .await
+    }
+
+    /// As [`Netlink::create_veth`], with the peer's MAC set in the same request when given: the
+    /// peer never exists with another.
+    pub async fn create_veth_with_peer_mac(
+        &self,
+        name: &str,
+        peer: &str,
+        peer_netns: &Netns,
+        peer_mac: Option<[u8; 6]>,
+    ) -> Result<(), NetlinkError> {
         let peer_fd = peer_netns.open()?;
-        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+        let mut peer_builder = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
-            .setns_by_fd(peer_fd.as_raw_fd())
-            .build();
+            .setns_by_fd(peer_fd.as_raw_fd());
+        if let Some(mac) = peer_mac {
+            peer_builder = peer_builder.address(mac.to_vec());
+        }
+        let peer_msg = peer_builder.build();
         let msg = LinkVeth::new(name, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::Result;
-use control::{cluster::Cluster, datapath, report};
+use control::{cluster::Cluster, config::NodeConfig, datapath, error::GuardError, guard, report};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -19,11 +19,12 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
     for node in &cluster.config.nodes {
         let dir = cluster.pin_dir(node);
         let loaded = dir.join("COUNTERS").exists();
-        let counters = if loaded {
+        let mut counters = if loaded {
             datapath::pinned_counters(&dir)?
         } else {
             Vec::new()
         };
+        counters.extend(guard_rows(cluster, node)?);
         nodes.push(NodeCounters {
             node: node.name.clone(),
             loaded,
@@ -31,6 +32,27 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
         });
     }
     Ok(nodes)
+}
+
+/// What the node's kernel-path guard dropped, as counter rows of a program called `nft-guard`.
+fn guard_rows(cluster: &Cluster, node: &NodeConfig) -> Result<Vec<datapath::CounterRow>> {
+    let table = guard::table_name(cluster.prefix());
+    let counters = match guard::counters(&cluster.node_netns(node), &table) {
+        Ok(counters) => counters.unwrap_or_default(),
+        Err(GuardError::NftMissing) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(counters
+        .into_iter()
+        .filter(|c| c.packets > 0)
+        .map(|c| datapath::CounterRow {
+            program: guard::PROGRAM,
+            reason: c.reason,
+            verdict: "drop",
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect())
 }
 
 pub async fn run(cluster: &Cluster, json: bool, watch: bool) -> Result<()> {

@@ -54,6 +54,8 @@ pub const REDIRECT_DECAPSULATED: u32 = 19;
 pub const PASS_NOT_OVERLAY: u32 = 20;
 pub const PASS_OTHER_VNI: u32 = 21;
 pub const PASS_OVERLAY_FRAGMENT: u32 = 22;
+/// Retired: an inner frame not for this node's VTEP is dropped now ([`DROP_VXLAN_NOT_FOR_VTEP`]),
+/// not left to the kernel's VXLAN device. The number stays reserved.
 pub const PASS_NOT_FOR_VTEP: u32 = 23;
 pub const PASS_NO_UNDERLAY_ROUTE: u32 = 24;
 pub const PASS_ADJUST_FAILED: u32 = 25;
@@ -65,6 +67,25 @@ pub const DROP_VXLAN_BAD_FLAGS: u32 = 36;
 pub const DROP_VXLAN_TRUNCATED: u32 = 37;
 pub const DROP_INNER_SPOOFED: u32 = 38;
 pub const DROP_ENCAP_FAILED: u32 = 39;
+pub const DROP_POD_VLAN: u32 = 40;
+pub const DROP_POD_OTHER_ETHERTYPE: u32 = 41;
+pub const DROP_POD_IPV4_MALFORMED: u32 = 42;
+pub const DROP_ARP_SPOOFED: u32 = 43;
+pub const DROP_ARP_MALFORMED: u32 = 44;
+pub const DROP_POD_VXLAN: u32 = 45;
+pub const DROP_SPOOFED_IPV6: u32 = 46;
+pub const DROP_POD_IPV6_MALFORMED: u32 = 47;
+pub const DROP_ND_ROUTER_ADVERT: u32 = 48;
+pub const DROP_ND_REDIRECT: u32 = 49;
+pub const DROP_ND_SPOOFED: u32 = 50;
+pub const DROP_UNDERLAY_POD_SOURCE: u32 = 51;
+pub const DROP_VXLAN_VLAN: u32 = 52;
+pub const DROP_VXLAN_NOT_FOR_NODE: u32 = 53;
+pub const DROP_VXLAN_OUTER_OPTIONS: u32 = 54;
+pub const DROP_VXLAN_NOT_FOR_VTEP: u32 = 55;
+pub const DROP_VXLAN_INNER_NOT_IPV4: u32 = 56;
+pub const DROP_VXLAN_INNER_MALFORMED: u32 = 57;
+pub const DROP_VXLAN_NESTED: u32 = 58;
 
 /// A reason's printable name and meaning.
 #[derive(Clone, Copy, Debug)]
@@ -218,7 +239,7 @@ pub const REASONS: &[ReasonInfo] = &[
         PASS_NOT_FOR_VTEP,
         "not-for-vtep",
         Verdict::Pass,
-        "inner frame not addressed to this node's VXLAN MAC; the kernel's VXLAN device decides",
+        "retired (now vxlan-not-for-vtep, a drop); no program counts it",
     ),
     reason(
         PASS_NO_UNDERLAY_ROUTE,
@@ -281,6 +302,132 @@ pub const REASONS: &[ReasonInfo] = &[
         Verdict::Drop,
         "VXLAN headers were added or removed but the frame could not be finished or handed on; \
          it is no longer what arrived, so it cannot go to the kernel path",
+    ),
+    reason(
+        DROP_POD_VLAN,
+        "pod-vlan",
+        Verdict::Drop,
+        "a pod sent a VLAN-tagged frame (tag in the frame, or already taken into the packet's \
+         metadata by the kernel): pods have no VLANs, and a tag would hide the frame's contents",
+    ),
+    reason(
+        DROP_POD_OTHER_ETHERTYPE,
+        "pod-other-ethertype",
+        Verdict::Drop,
+        "a pod sent neither IPv4, IPv6 nor ARP (802.3 length-field frames included)",
+    ),
+    reason(
+        DROP_POD_IPV4_MALFORMED,
+        "pod-ipv4-malformed",
+        Verdict::Drop,
+        "a pod sent IPv4 cut short, with a bad version or header length, or UDP without its header",
+    ),
+    reason(
+        DROP_ARP_SPOOFED,
+        "arp-spoofed",
+        Verdict::Drop,
+        "a pod sent ARP whose sender MAC or sender address is not its own (0.0.0.0 is allowed in \
+         a request: an address probe)",
+    ),
+    reason(
+        DROP_ARP_MALFORMED,
+        "arp-malformed",
+        Verdict::Drop,
+        "a pod sent ARP that is not an Ethernet/IPv4 request or reply, or is cut short",
+    ),
+    reason(
+        DROP_POD_VXLAN,
+        "pod-vxlan",
+        Verdict::Drop,
+        "a pod sent UDP to the overlay's VXLAN port at an address that is no pod (a node's own \
+         address): the node's VXLAN socket would decapsulate it and deliver whatever it carries",
+    ),
+    reason(
+        DROP_SPOOFED_IPV6,
+        "spoofed-ipv6",
+        Verdict::Drop,
+        "a pod sent IPv6 from an address that is not its own link-local (the unspecified address \
+         is allowed for duplicate address detection, router solicitation and MLD reports only)",
+    ),
+    reason(
+        DROP_POD_IPV6_MALFORMED,
+        "pod-ipv6-malformed",
+        Verdict::Drop,
+        "a pod sent IPv6 cut short, with a bad version, with extension headers the program cannot \
+         follow to the upper-layer header, or neighbour discovery in a fragment (RFC 6980)",
+    ),
+    reason(
+        DROP_ND_ROUTER_ADVERT,
+        "nd-router-advert",
+        Verdict::Drop,
+        "a pod sent an ICMPv6 router advertisement: pods are no routers (CVE-2020-10749)",
+    ),
+    reason(
+        DROP_ND_REDIRECT,
+        "nd-redirect",
+        Verdict::Drop,
+        "a pod sent an ICMPv6 redirect: pods are no routers",
+    ),
+    reason(
+        DROP_ND_SPOOFED,
+        "nd-spoofed",
+        Verdict::Drop,
+        "a pod sent neighbour discovery for an address that is not its own, with a link-layer \
+         address option that is not its MAC, or with options the program cannot all read",
+    ),
+    reason(
+        DROP_UNDERLAY_POD_SOURCE,
+        "underlay-pod-source",
+        Verdict::Drop,
+        "arrived on the underlay outside VXLAN claiming the address of a pod or of the gateway: \
+         other nodes' pods come only in VXLAN from their node",
+    ),
+    reason(
+        DROP_VXLAN_VLAN,
+        "vxlan-vlan-tagged",
+        Verdict::Drop,
+        "VXLAN to the overlay's port in a VLAN-tagged frame: the overlay is untagged, and the \
+         kernel would strip priority tags after this program has run",
+    ),
+    reason(
+        DROP_VXLAN_NOT_FOR_NODE,
+        "vxlan-not-for-node",
+        Verdict::Drop,
+        "VXLAN to the overlay's port not addressed to this node: the outer destination is not its \
+         underlay address, or the frame went to a broadcast, multicast or another host's MAC",
+    ),
+    reason(
+        DROP_VXLAN_OUTER_OPTIONS,
+        "vxlan-outer-options",
+        Verdict::Drop,
+        "VXLAN from a peer whose outer IPv4 header has options: no VXLAN endpoint sends them",
+    ),
+    reason(
+        DROP_VXLAN_NOT_FOR_VTEP,
+        "vxlan-not-for-vtep",
+        Verdict::Drop,
+        "VXLAN from a peer whose inner frame is not unicast to this node's VXLAN MAC: peers route \
+         to this node, they do not bridge to it",
+    ),
+    reason(
+        DROP_VXLAN_INNER_NOT_IPV4,
+        "vxlan-inner-not-ipv4",
+        Verdict::Drop,
+        "VXLAN from a peer whose inner frame is not IPv4 (ARP, IPv6, VLAN, others)",
+    ),
+    reason(
+        DROP_VXLAN_INNER_MALFORMED,
+        "vxlan-inner-malformed",
+        Verdict::Drop,
+        "VXLAN from a peer whose inner IPv4 header has a bad version or header length, or whose \
+         inner UDP header is cut short",
+    ),
+    reason(
+        DROP_VXLAN_NESTED,
+        "vxlan-nested",
+        Verdict::Drop,
+        "VXLAN from a peer carrying UDP to the overlay's port for an address that is no local pod: \
+         VXLAN in VXLAN, which the node would decapsulate a second time",
     ),
 ];
 

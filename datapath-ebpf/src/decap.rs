@@ -1,42 +1,59 @@
 //! The decision for a packet arriving on the underlay device: VXLAN from a known peer for a local
-//! pod is decapsulated; other underlay traffic is left to the kernel; VXLAN the kernel's own
-//! VXLAN device would wrongly accept (from an address that is no peer, or claiming a pod address
-//! of another node) and malformed VXLAN is dropped.
+//! pod is decapsulated; other underlay traffic is left to the kernel; everything else that is
+//! VXLAN to the overlay's port is checked as far as the kernel's VXLAN device would go with it,
+//! and dropped when it fails: from an address that is no peer, not addressed to this node, in a
+//! VLAN tag, with an inner frame that is not the peer's own pods' IPv4, or malformed.
 //!
-//! Why those drop: with the fast path on, the node's kernel VXLAN device is still there (it is the
-//! fallback path and a kernel-mode peer's counterpart) and would decapsulate VXLAN from any source
-//! and route it to a pod. Passing such a packet would hand it straight to that device.
+//! Why those drop rather than pass: with the fast path on, the node's kernel VXLAN device is still
+//! there (it is the fallback path and a kernel-mode peer's counterpart) and would decapsulate
+//! VXLAN from any source and route it to a pod. A frame passed to the kernel must already be one
+//! the fast path would accept; only the work (reassembly, options, ICMP) is left to the kernel.
+//! The node's nftables guard (`control::guard`) checks the same at the VXLAN socket, for whatever
+//! reaches it past this program.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use datapath_common::{
-    maps::{NODE_FAST_PATH, NODE_OVERLAY},
+    maps::{NODE_FAST_PATH, NODE_OVERLAY, NodeConfig},
     reasons::*,
 };
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{IpProto, Ipv4Hdr},
     udp::UdpHdr,
+    vlan::VlanHdr,
     vxlan::{VXLAN_I_FLAG_MASK, VxlanHdr},
 };
 
 use crate::{
-    classify::{self, Frame},
+    classify::IPV4_MF_AND_OFFSET,
     encap::OVERHEAD,
     forward::Rewrite,
     maps::{ENDPOINTS, NODE, PEERS, REMOTES},
     packet::Packet,
 };
 
-const OUTER_IP: usize = EthHdr::LEN;
 /// Where the inner frame starts when the outer IPv4 header has no options.
 const INNER_ETH: usize = OVERHEAD;
 const INNER_IP: usize = INNER_ETH + EthHdr::LEN;
 /// Fragment offset bits of the IPv4 `frags` field, and the more-fragments flag.
 const IPV4_OFFSET: u16 = 0x1fff;
 const IPV4_MF: u16 = 0x2000;
+/// skb->pkt_type of a frame addressed to the receiving device's own MAC.
+const PACKET_HOST: u32 = 0;
+/// VLAN tags the program looks through on the underlay (802.1ad + 802.1Q).
+const MAX_VLAN_TAGS: usize = 2;
 
-/// Bytes decap reads: up to the end of the inner IPv4 header.
-pub const HEADERS: u32 = (INNER_IP + Ipv4Hdr::LEN) as u32;
+/// Bytes decap reads: up to the inner UDP header behind an inner IPv4 header with options, or
+/// through two VLAN tags to an outer IPv4 header with options and its UDP header.
+pub const HEADERS: u32 = (INNER_IP + 60 + UdpHdr::LEN) as u32;
+
+/// What the kernel knows of a frame before the program sees it.
+pub struct Arrival {
+    /// skb->pkt_type: whether the frame was addressed to the device's own MAC.
+    pub pkt_type: u32,
+    /// The kernel already took a VLAN tag off the frame (into the packet's metadata).
+    pub vlan_tagged: bool,
+}
 
 pub enum Action {
     Pass,
@@ -65,30 +82,46 @@ fn known_peer(ip: [u8; 4]) -> bool {
     unsafe { PEERS.get(u32::from_ne_bytes(ip)) }.is_some()
 }
 
+/// The network header's ethertype and offset, past up to two VLAN tags in the frame, and whether
+/// there were any. None when the frame ends inside a tag.
+#[inline(always)]
+fn untag(pkt: &Packet, eth: &EthHdr) -> Option<(u16, usize, bool)> {
+    let (mut ether_type, mut at) = (eth.ether_type, EthHdr::LEN);
+    for _ in 0..MAX_VLAN_TAGS {
+        if ether_type != EtherType::Ieee8021q as u16 && ether_type != EtherType::Ieee8021ad as u16 {
+            break;
+        }
+        // SAFETY: ptr_at checked the tag lies inside the frame.
+        ether_type = unsafe { (*pkt.ptr_at::<VlanHdr>(at)?).ether_type };
+        at += VlanHdr::LEN;
+    }
+    Some((ether_type, at, at != EthHdr::LEN))
+}
+
 /// What to do with a packet that arrived on the underlay device, and the reason to count.
 #[inline(always)]
-pub fn decide(pkt: &Packet) -> (u32, Action) {
-    let (Some(eth), Some(ip)) = (pkt.ptr_at::<EthHdr>(0), pkt.ptr_at::<Ipv4Hdr>(OUTER_IP)) else {
+pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
+    let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
         return pass(PASS_NOT_OVERLAY);
     };
-    // SAFETY: ptr_at checked both headers lie inside the frame.
-    let (eth, ip) = unsafe { (&*eth, &*ip) };
+    // SAFETY: ptr_at checked the header lies inside the frame.
+    let eth = unsafe { &*eth };
     // Broadcast and multicast destination MACs are not skipped: the kernel takes UDP in such
     // frames for a unicast IP too, so they must pass the same checks.
-    if eth.ether_type != EtherType::Ipv4 as u16
-        || ip.vihl >> 4 != 4
-        || ip.proto != IpProto::Udp as u8
-    {
+    let Some((ether_type, l3, tagged_in_frame)) = untag(pkt, eth) else {
+        return pass(PASS_NOT_OVERLAY);
+    };
+    if ether_type != EtherType::Ipv4 as u16 {
         return pass(PASS_NOT_OVERLAY);
     }
-    let frags = u16::from_be_bytes(ip.frags);
-    if frags & IPV4_OFFSET != 0 {
-        // A later fragment: without its first fragment (checked below) it is never reassembled.
+    let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(l3) else {
         return pass(PASS_NOT_OVERLAY);
-    }
-    let first_fragment = frags & IPV4_MF != 0;
+    };
+    // SAFETY: ptr_at checked the header lies inside the frame.
+    let ip = unsafe { &*ip };
     let header_len = usize::from(ip.vihl & 0x0f) * 4;
-    if header_len < Ipv4Hdr::LEN {
+    if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
+        // The kernel drops it with its own reason.
         return pass(PASS_NOT_OVERLAY);
     }
     let Some(node) = NODE.get(0) else {
@@ -97,30 +130,39 @@ pub fn decide(pkt: &Packet) -> (u32, Action) {
     if node.flags & (NODE_FAST_PATH | NODE_OVERLAY) != NODE_FAST_PATH | NODE_OVERLAY {
         return pass(PASS_FAST_PATH_OFF);
     }
-    let udp_at = OUTER_IP + header_len;
-    let Some(udp) = pkt.ptr_at::<UdpHdr>(udp_at) else {
-        // A first fragment too short to show its port could be the start of VXLAN from anyone.
-        if first_fragment && !known_peer(ip.src_addr) {
-            return drop(DROP_UNKNOWN_PEER);
-        }
-        return pass(PASS_NOT_OVERLAY);
-    };
-    // SAFETY: ptr_at checked the UDP header lies inside the frame.
-    let udp = unsafe { &*udp };
-    if udp.dst != node.vxlan_port.to_ne_bytes() {
-        return pass(PASS_NOT_OVERLAY);
+    let frags = u16::from_be_bytes(ip.frags);
+    // Only a whole packet or a first fragment shows its port. A later fragment is judged with its
+    // first one, without which the kernel reassembles nothing.
+    let first_fragment = frags & IPV4_MF != 0 && frags & IPV4_OFFSET == 0;
+    let udp_at = l3 + header_len;
+    let to_overlay = ip.proto == IpProto::Udp as u8
+        && frags & IPV4_OFFSET == 0
+        && match pkt.ptr_at::<UdpHdr>(udp_at) {
+            // SAFETY: ptr_at checked the UDP header lies inside the frame.
+            Some(udp) => (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes(),
+            // A first fragment too short to show its port could be the start of VXLAN.
+            None => first_fragment,
+        };
+    if !to_overlay {
+        return underlay_traffic(ip, node);
+    }
+    if tagged_in_frame || arrival.vlan_tagged {
+        return drop(DROP_VXLAN_VLAN);
+    }
+    // redirect_peer leaves the kernel no chance to drop what was not addressed to this host.
+    if ip.dst_addr != node.underlay_ip.to_ne_bytes() || arrival.pkt_type != PACKET_HOST {
+        return drop(DROP_VXLAN_NOT_FOR_NODE);
     }
     let known = known_peer(ip.src_addr);
-    if first_fragment {
-        // The kernel reassembles a peer's fragments; nobody else's are let through to do so.
-        return if known {
-            pass(PASS_OVERLAY_FRAGMENT)
+    let vxlan = pkt
+        .ptr_at::<UdpHdr>(udp_at)
+        .and_then(|_| pkt.ptr_at::<VxlanHdr>(udp_at + UdpHdr::LEN));
+    let Some(vxlan) = vxlan else {
+        return drop(if known {
+            DROP_VXLAN_TRUNCATED
         } else {
-            drop(DROP_UNKNOWN_PEER)
-        };
-    }
-    let Some(vxlan) = pkt.ptr_at::<VxlanHdr>(udp_at + UdpHdr::LEN) else {
-        return drop(DROP_VXLAN_TRUNCATED);
+            DROP_UNKNOWN_PEER
+        });
     };
     // SAFETY: ptr_at checked the VXLAN header lies inside the frame.
     let vxlan = unsafe { &*vxlan };
@@ -128,45 +170,93 @@ pub fn decide(pkt: &Packet) -> (u32, Action) {
     if vxlan.flags != VXLAN_I_FLAG_MASK || vxlan._reserved1 != [0; 3] || vxlan._reserved2 != 0 {
         return drop(DROP_VXLAN_BAD_FLAGS);
     }
+    if !known {
+        return drop(DROP_UNKNOWN_PEER);
+    }
     let vni = u32::from_be_bytes([0, vxlan.vni[0], vxlan.vni[1], vxlan.vni[2]]);
     if vni != node.vni {
         return pass(PASS_OTHER_VNI);
     }
-    if !known {
-        return drop(DROP_UNKNOWN_PEER);
-    }
-    // From a peer, for this overlay: anything not understood from here on goes to the kernel's
-    // VXLAN device, which handles it as it would without fastpath.
     if header_len != Ipv4Hdr::LEN {
-        return pass(PASS_IPV4_OPTIONS);
+        return drop(DROP_VXLAN_OUTER_OPTIONS);
     }
     // A non-zero outer UDP checksum (the kernel's VXLAN device sets one by default) is not
     // verified, as RFC 7348 section 5 allows: decapsulation resets a CHECKSUM_UNNECESSARY skb to
     // CHECKSUM_NONE, so the pod's stack verifies the inner checksums itself.
-    let (Some(inner_eth), Some(_)) = (
-        pkt.ptr_at::<EthHdr>(INNER_ETH),
-        pkt.ptr_at::<Ipv4Hdr>(INNER_IP),
-    ) else {
+    inner(pkt, ip, node, first_fragment)
+}
+
+/// Underlay traffic that is not VXLAN to the overlay's port: the node's own (and whatever it
+/// routes), but never in the name of a pod. A pod on another node is reached only through VXLAN
+/// from its node; routing a plain packet that claims a pod's address would hand it to the pod.
+#[inline(always)]
+fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (u32, Action) {
+    let src = u32::from_ne_bytes(ip.src_addr);
+    // SAFETY: the map returns a valid pointer or none; entries are plain data.
+    let local_pod = src == node.gateway_ip || unsafe { ENDPOINTS.get(src) }.is_some();
+    if local_pod || REMOTES.get(Key::new(32, src)).is_some() {
+        return drop(DROP_UNDERLAY_POD_SOURCE);
+    }
+    pass(PASS_NOT_OVERLAY)
+}
+
+/// The inner frame of VXLAN from a known peer for this overlay (outer IPv4 without options, so
+/// the inner frame is at a fixed offset): the peer's own pods' unicast IPv4 to this node, checked
+/// before anything is passed. `first_fragment`: the outer packet is the first of several, left to
+/// the kernel to reassemble once its inner headers are checked.
+#[inline(always)]
+fn inner(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig, first_fragment: bool) -> (u32, Action) {
+    let Some(inner_eth) = pkt.ptr_at::<EthHdr>(INNER_ETH) else {
         return drop(DROP_VXLAN_TRUNCATED);
     };
     // SAFETY: ptr_at checked the inner Ethernet header lies inside the frame.
     let inner_eth = unsafe { &*inner_eth };
+    // The VTEP MAC is unicast: broadcast and multicast inner frames fail here too.
     if inner_eth.dst_addr != node.vtep_mac {
-        return pass(PASS_NOT_FOR_VTEP);
+        return drop(DROP_VXLAN_NOT_FOR_VTEP);
     }
-    let inner = match classify::frame(pkt, inner_eth, INNER_IP) {
-        Frame::Ipv4(inner) => inner,
-        Frame::Other(reason) => return pass(reason),
+    if inner_eth.ether_type != EtherType::Ipv4 as u16 {
+        return drop(DROP_VXLAN_INNER_NOT_IPV4);
+    }
+    let Some(inner) = pkt.ptr_at::<Ipv4Hdr>(INNER_IP) else {
+        return drop(DROP_VXLAN_TRUNCATED);
     };
-    // SAFETY: the map returns a valid pointer or none; entries are plain data.
-    let Some(endpoint) = (unsafe { ENDPOINTS.get(u32::from_ne_bytes(inner.dst_addr)) }) else {
-        return pass(PASS_NO_ENDPOINT);
-    };
+    // SAFETY: ptr_at checked the inner IPv4 header lies inside the frame.
+    let inner = unsafe { &*inner };
+    let inner_header_len = usize::from(inner.vihl & 0x0f) * 4;
+    if inner.vihl >> 4 != 4 || inner_header_len < Ipv4Hdr::LEN {
+        return drop(DROP_VXLAN_INNER_MALFORMED);
+    }
     // A peer speaks for its own pods only.
     match REMOTES.get(Key::new(32, u32::from_ne_bytes(inner.src_addr))) {
-        Some(owner) if owner.underlay_ip == u32::from_ne_bytes(ip.src_addr) => {}
+        Some(owner) if owner.underlay_ip == u32::from_ne_bytes(outer.src_addr) => {}
         _ => return drop(DROP_INNER_SPOOFED),
     }
+    // SAFETY: the map returns a valid pointer or none; entries are plain data.
+    let endpoint = unsafe { ENDPOINTS.get(u32::from_ne_bytes(inner.dst_addr)) };
+    let inner_frags = u16::from_be_bytes(inner.frags);
+    if endpoint.is_none() && inner.proto == IpProto::Udp as u8 && inner_frags & IPV4_OFFSET == 0 {
+        let Some(udp) = pkt.ptr_at::<UdpHdr>(INNER_IP + inner_header_len) else {
+            return drop(DROP_VXLAN_INNER_MALFORMED);
+        };
+        // SAFETY: ptr_at checked the inner UDP header lies inside the frame.
+        if (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes() {
+            return drop(DROP_VXLAN_NESTED);
+        }
+    }
+    if first_fragment {
+        // The kernel reassembles a peer's fragments; the inner headers above decide for them.
+        return pass(PASS_OVERLAY_FRAGMENT);
+    }
+    if inner_header_len != Ipv4Hdr::LEN {
+        return pass(PASS_IPV4_OPTIONS);
+    }
+    if inner_frags & IPV4_MF_AND_OFFSET != 0 {
+        return pass(PASS_IPV4_FRAGMENT);
+    }
+    let Some(endpoint) = endpoint else {
+        return pass(PASS_NO_ENDPOINT);
+    };
     if inner.ttl <= 1 {
         return pass(PASS_TTL_EXPIRED);
     }

@@ -13,6 +13,7 @@ use crate::{
     csum,
     maps::{DEVMAP, ENDPOINTS, NODE, REMOTES, SOURCES},
     packet::{self, Packet},
+    pod_source,
 };
 
 /// MACs to write into a routed frame.
@@ -56,37 +57,31 @@ fn drop(reason: u32) -> Decision {
 }
 
 /// Decides what to do with a frame that arrived on `ingress_ifindex` (a pod's host-side veth).
-/// A frame for a routed local pod is rewritten here, so the caller only redirects it.
+/// `vlan_tagged`: the kernel took a VLAN tag off the frame before the program ran (TC). A frame
+/// for a routed local pod is rewritten here, so the caller only redirects it.
 #[inline(always)]
-pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
+pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision {
     let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
         return pass(PASS_TRUNCATED);
     };
     // SAFETY: ptr_at checked that a whole EthHdr lies inside the frame.
     let eth = unsafe { &*eth };
+    let node = NODE.get(0);
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
-    let source = unsafe { SOURCES.get(ingress_ifindex) };
-    if let Some(source) = source
-        && eth.src_addr != source.mac
-    {
-        return drop(DROP_SPOOFED_MAC);
+    let Some(source) = (unsafe { SOURCES.get(ingress_ifindex) }) else {
+        return not_from_pod(pkt, eth, node);
+    };
+    // Before anything is decided: whatever happens to the frame next, it is the pod's own.
+    if let Err(reason) = pod_source::check(pkt, eth, source, vlan_tagged, node) {
+        return drop(reason);
     }
     let ip = match classify::frame(pkt, eth, EthHdr::LEN) {
         Frame::Ipv4(ip) => ip,
         Frame::Other(reason) => return pass(reason),
     };
-    let Some(node) = NODE.get(0) else {
+    let Some(node) = node.filter(|n| n.flags & NODE_FAST_PATH != 0) else {
         return pass(PASS_FAST_PATH_OFF);
     };
-    if node.flags & NODE_FAST_PATH == 0 {
-        return pass(PASS_FAST_PATH_OFF);
-    }
-    let Some(source) = source else {
-        return pass(PASS_NOT_FROM_POD);
-    };
-    if u32::from_ne_bytes(ip.src_addr) != source.ip {
-        return drop(DROP_SPOOFED_IP);
-    }
     // SAFETY: as above.
     let Some(endpoint) = (unsafe { ENDPOINTS.get(u32::from_ne_bytes(ip.dst_addr)) }) else {
         return remote(eth, ip, node);
@@ -125,6 +120,19 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32) -> Decision {
             ifindex: endpoint.ifindex,
         },
     }
+}
+
+/// A frame on a device that is no registered pod veth (`fastpath watch`, a veth whose entry is not
+/// written yet): counted by kind and left to the kernel.
+#[inline(always)]
+fn not_from_pod(pkt: &Packet, eth: &EthHdr, node: Option<&NodeConfig>) -> Decision {
+    if let Frame::Other(reason) = classify::frame(pkt, eth, EthHdr::LEN) {
+        return pass(reason);
+    }
+    if node.is_none_or(|n| n.flags & NODE_FAST_PATH == 0) {
+        return pass(PASS_FAST_PATH_OFF);
+    }
+    pass(PASS_NOT_FROM_POD)
 }
 
 /// A destination that is no local pod: a remote pod when a peer has its CIDR and the frame is

@@ -10,7 +10,9 @@ mod decap;
 mod encap;
 mod forward;
 mod maps;
+mod nd;
 mod packet;
+mod pod_source;
 
 use aya_ebpf::{
     bindings::{
@@ -23,7 +25,11 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use datapath_common::reasons::{self, program};
-use network_types::{eth::EthHdr, ip::Ipv4Hdr, tcp::TcpHdr};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+};
 
 use crate::{
     encap::OVERHEAD,
@@ -40,7 +46,9 @@ const ENCAP_HEADERS: u32 = (EthHdr::LEN + Ipv4Hdr::LEN + TcpHdr::LEN) as u32;
 #[xdp]
 pub fn xdp_pod(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let Decision { mut reason, action } = forward::decide(&pkt, ctx.ingress_ifindex() as u32);
+    // Tags are still in the frame here: XDP runs before the kernel takes them off.
+    let Decision { mut reason, action } =
+        forward::decide(&pkt, ctx.ingress_ifindex() as u32, false);
     let verdict = match action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
@@ -85,10 +93,16 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
     // encapsulation changes it, so bytes are counted as the pod sent them.
     let len = ctx.len();
     pull(&ctx, ENCAP_HEADERS);
+    if needs_deeper_look(&Packet::new(ctx.data(), ctx.data_end())) {
+        pull(&ctx, nd::HEADERS);
+    }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     // SAFETY: the context's skb pointer is valid for the program's run.
-    let ingress = unsafe { (*ctx.skb.skb).ingress_ifindex };
-    let Decision { mut reason, action } = forward::decide(&pkt, ingress);
+    let (ingress, vlan_present) = unsafe {
+        let skb = &*ctx.skb.skb;
+        (skb.ingress_ifindex, skb.vlan_present != 0)
+    };
+    let Decision { mut reason, action } = forward::decide(&pkt, ingress, vlan_present);
     let verdict = match action {
         Action::Pass => TC_ACT_OK,
         Action::Drop => TC_ACT_SHOT,
@@ -130,7 +144,15 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
     let len = ctx.len();
     pull(&ctx, decap::HEADERS);
     let pkt = Packet::new(ctx.data(), ctx.data_end());
-    let (mut reason, action) = decap::decide(&pkt);
+    // SAFETY: the context's skb pointer is valid for the program's run.
+    let arrival = unsafe {
+        let skb = &*ctx.skb.skb;
+        decap::Arrival {
+            pkt_type: skb.pkt_type,
+            vlan_tagged: skb.vlan_present != 0,
+        }
+    };
+    let (mut reason, action) = decap::decide(&pkt, &arrival);
     let verdict = match action {
         decap::Action::Decap { ifindex, rewrite } => {
             if DEVMAP.get_ifindex(ifindex).is_none() {
@@ -178,10 +200,37 @@ pub fn bench_sink(ctx: TcContext) -> i32 {
     bench::sink(&Packet::new(ctx.data(), ctx.data_end()))
 }
 
+/// IPv4 with options (the UDP port lies further in) and IPv6 that is neither TCP nor UDP (neighbour
+/// discovery behind extension headers): the checks of a pod's frame read beyond the usual headers.
+#[inline(always)]
+fn needs_deeper_look(pkt: &Packet) -> bool {
+    let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
+        return false;
+    };
+    // SAFETY: ptr_at checked the header lies inside the frame.
+    let ether_type = unsafe { (*eth).ether_type };
+    if ether_type == EtherType::Ipv4 as u16 {
+        // SAFETY: ptr_at checked the header lies inside the frame.
+        pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN)
+            .is_some_and(|ip| unsafe { (*ip).vihl } & 0x0f > 5)
+    } else if ether_type == EtherType::Ipv6 as u16 {
+        // SAFETY: ptr_at checked the header lies inside the frame.
+        pkt.ptr_at::<Ipv6Hdr>(EthHdr::LEN).is_some_and(|ip| {
+            let next = unsafe { (*ip).next_hdr };
+            next != IpProto::Tcp as u8 && next != IpProto::Udp as u8
+        })
+    } else {
+        false
+    }
+}
+
 /// Frames worth a debug message: rare in normal traffic, and a sign of a broken sender.
 #[inline(always)]
 fn is_malformed(reason: u32) -> bool {
-    reason == reasons::PASS_TRUNCATED || reason == reasons::PASS_IPV4_MALFORMED
+    reason == reasons::PASS_TRUNCATED
+        || reason == reasons::PASS_IPV4_MALFORMED
+        || reason == reasons::DROP_POD_IPV4_MALFORMED
+        || reason == reasons::DROP_POD_IPV6_MALFORMED
 }
 
 #[cfg(not(test))]

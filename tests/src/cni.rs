@@ -49,6 +49,23 @@ pub fn address_of(result: &Value) -> Ipv4Addr {
     cidr.split('/').next().unwrap().parse().expect("IPv4")
 }
 
+/// The cluster file, written where the plugin reads it; removed on drop.
+pub struct ClusterFile(pub PathBuf);
+
+impl ClusterFile {
+    pub fn write(tc: &crate::TestCluster) -> Self {
+        let path = std::env::temp_dir().join(format!("{}cluster.toml", tc.cluster.prefix()));
+        std::fs::write(&path, control::config::DEFAULT_CONFIG).expect("cluster file");
+        Self(path)
+    }
+}
+
+impl Drop for ClusterFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// What one invocation printed and how it ended.
 #[derive(Debug)]
 pub struct Reply {

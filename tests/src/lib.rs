@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod cni;
 pub mod frames;
+pub mod hostile;
 pub mod probe;
 pub mod vxlan;
 pub mod witness;
@@ -192,21 +193,25 @@ impl TestCluster {
 
     /// The MAC of `dev` in `netns`.
     pub fn mac_of(&self, netns: &Netns, dev: &str) -> [u8; 6] {
-        let nl = self
-            .rt
-            .block_on(async { control::netlink::Netlink::open(netns) })
-            .unwrap();
-        let view = self.rt.block_on(nl.link_view(dev)).unwrap();
-        let mac = view
-            .and_then(|v| v.mac)
-            .unwrap_or_else(|| panic!("{dev} in {} has no MAC", netns.label()));
-        control::config::parse_mac(&mac).unwrap()
+        mac_of(&self.rt, netns, dev)
     }
 
     /// Namespaces under this cluster's prefix that exist now.
     pub fn namespaces_left(&self) -> Vec<String> {
         netns::list_with_prefix(self.cluster.prefix()).expect("list /run/netns")
     }
+}
+
+/// The MAC of `dev` in `netns`.
+pub fn mac_of(rt: &tokio::runtime::Runtime, netns: &Netns, dev: &str) -> [u8; 6] {
+    let nl = rt
+        .block_on(async { control::netlink::Netlink::open(netns) })
+        .unwrap();
+    let view = rt.block_on(nl.link_view(dev)).unwrap();
+    let mac = view
+        .and_then(|v| v.mac)
+        .unwrap_or_else(|| panic!("{dev} in {} has no MAC", netns.label()));
+    control::config::parse_mac(&mac).unwrap()
 }
 
 impl Drop for TestCluster {

@@ -77,35 +77,51 @@ pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: Ipv4Addr, len: usize) -> Ve
 /// Sends one raw Ethernet frame out of `dev` in `netns` (an AF_PACKET socket), bypassing the
 /// pod's IP stack: the way a misbehaving pod forges a source.
 pub fn send_raw_frame(netns: &Netns, dev: &str, frame: &[u8]) {
-    netns
-        .run(|| {
-            // SAFETY: plain socket calls on a descriptor this function owns and closes.
-            unsafe {
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-                assert!(
-                    fd >= 0,
-                    "AF_PACKET socket: {}",
-                    std::io::Error::last_os_error()
-                );
-                let name = std::ffi::CString::new(dev).unwrap();
-                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                addr.sll_family = libc::AF_PACKET as u16;
-                addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-                assert!(addr.sll_ifindex > 0, "no {dev}");
-                addr.sll_halen = 6;
-                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-                let sent = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                let err = std::io::Error::last_os_error();
-                libc::close(fd);
-                assert_eq!(sent, frame.len() as isize, "sendto: {err}");
-            }
-        })
+    control::pod_link::send_frame(netns, dev, frame)
+        .unwrap_or_else(|e| panic!("sending a raw frame out of {dev} in {}: {e}", netns.label()));
+}
+
+/// Sends `payload` in one UDP datagram to `to` from `netns`, through a plain UDP socket of an
+/// unprivileged user (uid and gid 65534): bash's /dev/udp, started by nsenter as that user.
+pub fn send_udp_unprivileged(netns: &Netns, to: SocketAddrV4, payload: &[u8]) {
+    assert!(control::traffic::is_test_address((*to.ip()).into()));
+    // Every byte escaped, so printf prints it as it is (a '%' or a backslash included).
+    let escaped: String = payload.iter().map(|b| format!("\\x{b:02x}")).collect();
+    let out = Command::new("nsenter")
+        .arg(format!(
+            "--net={}/{}",
+            control::netns::NETNS_RUN_DIR,
+            netns.name().expect("named netns")
+        ))
+        .args(["--setuid", "65534", "--setgid", "65534", "--"])
+        .args(["bash", "-c", r#"printf "$1" > "/dev/udp/$2/$3""#, "udp"])
+        .arg(escaped)
+        .arg(to.ip().to_string())
+        .arg(to.port().to_string())
+        .output()
+        .expect("nsenter and bash run");
+    assert!(
+        out.status.success(),
+        "unprivileged UDP to {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How long after now `from`'s 10 ms ping to `to` gets its first reply.
+pub fn time_to_first_reply(from: &Netns, to: Ipv4Addr) -> Duration {
+    let out = Command::new("ip")
+        .args(["netns", "exec", from.name().unwrap(), "ping", "-n"])
+        .args(["-i", "0.01", "-c", "300", "-w", "3"])
+        .arg(to.to_string())
+        .output()
         .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text
+        .lines()
+        .find_map(|l| l.split("icmp_seq=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|seq| seq.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no reply from {to} within 3 s: {text}"));
+    // Sequence numbers start at 1 and go out every 10 ms.
+    Duration::from_millis((first - 1) * 10)
 }

@@ -2,32 +2,15 @@
 //! maps, reach pods on the other node through the node's in-program VXLAN, and the node and the
 //! network each keep their own map entries and links true without touching the other's.
 
-use std::{collections::BTreeSet, net::Ipv4Addr, path::PathBuf};
+use std::{collections::BTreeSet, net::Ipv4Addr};
 
 use control::{config::Mode, datapath, netlink::Netlink};
 use serde_json::{Value, json};
 use tests::{
     TestCluster,
-    cni::{CniHost, address_of, readme_conflist},
+    cni::{ClusterFile, CniHost, address_of, readme_conflist},
     probe::{self, pattern},
 };
-
-/// The cluster file, written where the plugin reads it; removed on drop.
-struct ClusterFile(PathBuf);
-
-impl ClusterFile {
-    fn write(tc: &TestCluster) -> Self {
-        let path = std::env::temp_dir().join(format!("{}cluster.toml", tc.cluster.prefix()));
-        std::fs::write(&path, control::config::DEFAULT_CONFIG).expect("cluster file");
-        Self(path)
-    }
-}
-
-impl Drop for ClusterFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 const A1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const A2: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);

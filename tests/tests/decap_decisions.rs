@@ -1,5 +1,9 @@
 //! Every decision of the underlay program (`tc_underlay`) on crafted packets (BPF_PROG_TEST_RUN):
-//! the verdict, the reason counted, and for a decapsulated packet the frame it hands the pod.
+//! the verdict, the reason counted, and for a decapsulated packet the frame it hands the pod; and
+//! every hostile frame of the corpus (`tests::hostile`) an underlay host can send, dropped under
+//! its reason, with its honest twin let through. Frames arrive on a veth of the test's own
+//! (`rx0`), which stands for the underlay device: the kernel types them host, broadcast or other
+//! host by its MAC.
 
 use std::net::Ipv4Addr;
 
@@ -10,6 +14,7 @@ use control::{
 use tests::{
     TestRunNetns,
     frames::{self, ETH_ARP, Ipv4, PEER_MAC, checksum},
+    hostile::{self, UnderlayScene},
     runtime,
     vxlan::{self, FLAG_I},
 };
@@ -21,6 +26,7 @@ const SELF: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const STRANGER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
 const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const LOCAL_POD: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 const VNI: u32 = 42;
 const PORT: u16 = 4789;
 
@@ -28,10 +34,10 @@ const PASS: u32 = 0; // TC_ACT_OK
 const DROP: u32 = 2; // TC_ACT_SHOT
 const REDIRECT: u32 = 7; // TC_ACT_REDIRECT
 
-fn outer(src: Ipv4Addr) -> vxlan::Outer {
+fn outer(src: Ipv4Addr, node_mac: [u8; 6]) -> vxlan::Outer {
     vxlan::Outer {
         src_mac: OTHER_MAC,
-        dst_mac: OTHER_MAC,
+        dst_mac: node_mac,
         src,
         dst: SELF,
         port: PORT,
@@ -58,10 +64,11 @@ fn good_inner() -> Vec<u8> {
     inner(REMOTE_POD, config::vtep_mac(SELF), 64)
 }
 
-/// The outer IPv4 header replaced by `h` (its addresses and flags), UDP and the rest kept.
+/// The outer IPv4 header replaced by `h` (its addresses and flags), MACs, UDP and the rest kept.
 fn with_outer_ip(frame: &[u8], h: Ipv4) -> Vec<u8> {
-    let ip = frames::ipv4(h, &frame[34..]);
-    frames::ethernet(OTHER_MAC, OTHER_MAC, frames::ETH_IPV4, &ip)
+    let mut f = frame[..14].to_vec();
+    f.extend_from_slice(&frames::ipv4(h, &frame[34..]));
+    f
 }
 
 fn outer_ip(src: Ipv4Addr) -> Ipv4 {
@@ -78,6 +85,8 @@ fn every_underlay_decision() {
     let TestRunNetns { ns, rx_index } = TestRunNetns::new(&rt, "decap");
     let _inside = ns.netns().enter().unwrap();
 
+    let node_mac = tests::mac_of(&rt, ns.netns(), "rx0");
+    let outer = |src| outer(src, node_mac);
     let mut dp = Datapath::load(None).unwrap();
     let overlay = OverlaySettings {
         vtep_mac: config::vtep_mac(SELF),
@@ -87,8 +96,7 @@ fn every_underlay_decision() {
         underlay_ip: SELF,
         underlay_mtu: 1500,
     };
-    dp.set_node(GW_MAC, Ipv4Addr::new(198, 18, 2, 1), Some(&overlay))
-        .unwrap();
+    dp.set_node(GW_MAC, GATEWAY, Some(&overlay)).unwrap();
     let peers = [PeerEntry {
         pod_cidr: "198.18.1.0/24".parse().unwrap(),
         underlay_ip: PEER,
@@ -126,7 +134,7 @@ fn every_underlay_decision() {
     let cases: Vec<(&str, Vec<u8>, u32)> = vec![
         (
             "not-overlay",
-            frames::ethernet(OTHER_MAC, OTHER_MAC, ETH_ARP, &[0; 28]),
+            frames::ethernet(node_mac, OTHER_MAC, ETH_ARP, &[0; 28]),
             PASS,
         ),
         (
@@ -187,7 +195,7 @@ fn every_underlay_decision() {
         ),
         ("vxlan-bad-flags", reserved, DROP),
         (
-            "ipv4-options",
+            "vxlan-outer-options",
             with_outer_ip(
                 &good,
                 Ipv4 {
@@ -195,12 +203,12 @@ fn every_underlay_decision() {
                     ..outer_ip(PEER)
                 },
             ),
-            PASS,
+            DROP,
         ),
         (
-            "not-for-vtep",
+            "vxlan-not-for-vtep",
             vxlan::frame(&outer(PEER), FLAG_I, VNI, &inner(REMOTE_POD, OTHER_MAC, 64)),
-            PASS,
+            DROP,
         ),
         (
             "vxlan-inner-spoofed",
@@ -227,7 +235,9 @@ fn every_underlay_decision() {
 
     for (reason, frame, want) in &cases {
         let before = datapath::packets(&dp.counters().unwrap(), "tc_underlay", reason);
-        let (verdict, out) = dp.run_on_frame(Hook::TcUnderlay, frame).unwrap();
+        let (verdict, out) = dp
+            .run_on_frame_from(Hook::TcUnderlay, frame, rx_index)
+            .unwrap();
         assert_eq!(verdict, *want, "{reason}: verdict");
         let after = datapath::packets(&dp.counters().unwrap(), "tc_underlay", reason);
         assert_eq!(after, before + 1, "{reason}: counted once");
@@ -237,7 +247,9 @@ fn every_underlay_decision() {
     }
 
     // What the pod gets: the inner frame, addressed as routing to the pod would address it.
-    let (_, out) = dp.run_on_frame(Hook::TcUnderlay, &good).unwrap();
+    let (_, out) = dp
+        .run_on_frame_from(Hook::TcUnderlay, &good, rx_index)
+        .unwrap();
     let expected_len = good.len() - 50;
     assert_eq!(out.len(), expected_len, "outer 50 bytes removed");
     assert_eq!(out[..6], PEER_MAC, "to the pod's MAC");
@@ -253,4 +265,55 @@ fn every_underlay_decision() {
         good_inner()[34..],
         "UDP header and payload untouched"
     );
+
+    hostile_frames_are_dropped(&mut dp, node_mac, rx_index);
+}
+
+/// The underlay-side corpus, arriving on rx0 (the node's underlay).
+fn hostile_frames_are_dropped(dp: &mut Datapath, node_mac: [u8; 6], rx_index: u32) {
+    let scene = UnderlayScene {
+        peer_ip: PEER,
+        peer_mac: OTHER_MAC,
+        peer_vtep_mac: config::vtep_mac(PEER),
+        peer_pod: REMOTE_POD,
+        node_ip: SELF,
+        node_mac,
+        node_vtep_mac: config::vtep_mac(SELF),
+        gateway_ip: GATEWAY,
+        stranger_ip: STRANGER,
+        forged_pod: Ipv4Addr::new(198, 18, 2, 3),
+        victim_ip: LOCAL_POD,
+        victim_port: 9,
+        vni: VNI,
+        vxlan_port: PORT,
+    };
+    for case in hostile::underlay_cases(&scene) {
+        let name = hostile::reason_name(case.reason);
+        let count = |dp: &Datapath| datapath::packets(&dp.counters().unwrap(), "tc_underlay", name);
+        let before = count(dp);
+        let mut drops = 0;
+        for frame in &case.frames {
+            let (verdict, _) = dp
+                .run_on_frame_from(Hook::TcUnderlay, frame, rx_index)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            drops += u64::from(verdict == DROP);
+        }
+        assert_eq!(drops, case.dropped, "{}: dropped", case.name);
+        assert_eq!(
+            count(dp) - before,
+            case.dropped,
+            "{}: counted under {name}",
+            case.name
+        );
+        for frame in case.twin.iter().flatten() {
+            let (verdict, _) = dp
+                .run_on_frame_from(Hook::TcUnderlay, frame, rx_index)
+                .unwrap();
+            assert_ne!(
+                verdict, DROP,
+                "the honest twin of '{}' is let through",
+                case.name
+            );
+        }
+    }
 }

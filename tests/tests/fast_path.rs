@@ -10,7 +10,7 @@ use std::{
 
 use control::{
     config::Mode,
-    datapath::{self, CounterRow},
+    datapath::{self, CounterRow, Datapath, Hook},
     netlink::Netlink,
     netns::Netns,
     traffic::{self, UdpSink},
@@ -440,5 +440,47 @@ fn the_maps_follow_pods_as_they_come_and_go() {
     assert!(
         redirected(&counters(&tc)) >= before + 6,
         "echoes and replies redirected"
+    );
+}
+
+#[test]
+fn up_puts_its_own_build_of_a_program_into_a_link_that_runs_another() {
+    let tc = TestCluster::demo_in(Mode::Tc);
+    let a1 = pod_ns(&tc, "a1");
+    let dir = tc.cluster.pin_dir(tc.cluster.config.node("a").unwrap());
+    let link = datapath::pinned_links(&dir)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.dev == "fp-a1" && l.hook == Hook::Tc)
+        .expect("a1's tc link");
+    let pin = link.hook.link_pin(&dir, &link.dev, link.ifindex);
+    // Another build in a1's link, as an older fastpath would have left it: the benchmark receiver,
+    // which passes a1's frames to the kernel path.
+    let other = Datapath::load(None).unwrap();
+    assert!(other.run_in_link(&pin, datapath::BENCH_SINK).unwrap());
+    assert!(
+        !other.run_in_link(&pin, datapath::BENCH_SINK).unwrap(),
+        "already runs it"
+    );
+    let before = redirected(&counters(&tc));
+    assert!(probe::ping(&a1, A2, 3, &[]));
+    assert_eq!(
+        redirected(&counters(&tc)) - before,
+        3,
+        "only a2's replies take the fast path"
+    );
+
+    let changes = tc.up().join("\n");
+    assert!(
+        changes.contains("replaced an older build of tc_pod on fp-a1"),
+        "{changes}"
+    );
+    assert!(pin.exists(), "the same link, pinned where it was");
+    let before = redirected(&counters(&tc));
+    assert!(probe::ping(&a1, A2, 3, &[]));
+    assert_eq!(redirected(&counters(&tc)) - before, 6, "both ways again");
+    assert!(
+        tc.up().is_empty(),
+        "a second up finds its own build everywhere"
     );
 }

@@ -1,12 +1,18 @@
 //! Every same-node forwarding decision, in both programs, on crafted frames (BPF_PROG_TEST_RUN):
-//! the verdict, the reason counted, and the bytes the program leaves.
+//! the verdict, the reason counted, and the bytes the program leaves; and every hostile frame of
+//! the corpus (`tests::hostile`) a pod can send, dropped under its reason, with its honest twin
+//! let through.
 
 use std::net::Ipv4Addr;
 
-use control::datapath::{self, Datapath, EndpointEntry, Hook};
+use control::{
+    config,
+    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings},
+};
 use tests::{
     TestRunNetns,
     frames::{self, BROADCAST, ETH_ARP, Ipv4, PEER_MAC, POD_MAC, checksum},
+    hostile::{self, PodScene},
     runtime,
 };
 
@@ -14,6 +20,10 @@ const GW_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0xfe];
 const OTHER_MAC: [u8; 6] = [0x02, 0xfa, 0x57, 0x00, 0x00, 0x77];
 const SENDER: [u8; 4] = [198, 18, 1, 2];
 const RECEIVER: [u8; 4] = [198, 18, 1, 3];
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+const UNDERLAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const VNI: u32 = 42;
+const VXLAN_PORT: u16 = 4789;
 
 struct Verdicts {
     pass: u32,
@@ -60,8 +70,17 @@ fn decisions(hook: Hook) {
     let _inside = ns.netns().enter().unwrap();
 
     let mut dp = Datapath::load(None).unwrap();
-    dp.set_node(GW_MAC, Ipv4Addr::new(198, 18, 1, 1), None)
-        .unwrap();
+    // With the overlay's settings: the VXLAN port is one of the things a pod's frames are checked
+    // against.
+    let overlay = OverlaySettings {
+        vtep_mac: config::vtep_mac(UNDERLAY),
+        vni: VNI,
+        port: VXLAN_PORT,
+        underlay_ifindex: rx_index,
+        underlay_ip: UNDERLAY,
+        underlay_mtu: 1500,
+    };
+    dp.set_node(GW_MAC, GATEWAY, Some(&overlay)).unwrap();
     let entries = [
         EndpointEntry {
             ip: SENDER.into(),
@@ -86,8 +105,13 @@ fn decisions(hook: Hook) {
     );
 
     let v = verdicts(hook);
-    let mut arp_spoof = frames::ethernet(BROADCAST, OTHER_MAC, ETH_ARP, &[0; 28]);
-    arp_spoof[6..12].copy_from_slice(&OTHER_MAC);
+    let arp_spoof = frames::ethernet(BROADCAST, OTHER_MAC, ETH_ARP, &[0; 28]);
+    let arp = frames::ethernet(
+        PEER_MAC,
+        POD_MAC,
+        ETH_ARP,
+        &frames::arp(1, POD_MAC, SENDER.into(), [0; 6], RECEIVER.into()),
+    );
     let mut spoofed_mac = from_sender(PEER_MAC, ip(RECEIVER));
     spoofed_mac[6..12].copy_from_slice(&OTHER_MAC);
     let cases: Vec<(&str, Vec<u8>, u32)> = vec![
@@ -127,11 +151,7 @@ fn decisions(hook: Hook) {
         ),
         ("spoofed-mac", spoofed_mac, v.drop),
         ("spoofed-mac", arp_spoof, v.drop),
-        (
-            "arp",
-            frames::ethernet(PEER_MAC, POD_MAC, ETH_ARP, &[0; 28]),
-            v.pass,
-        ),
+        ("arp", arp, v.pass),
     ];
     for (reason, frame, want) in cases {
         let before = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
@@ -155,6 +175,8 @@ fn decisions(hook: Hook) {
         }
     }
 
+    hostile_frames_are_dropped(&mut dp, hook, rx_index);
+
     // A frame from a device that is not a registered pod veth is left to the kernel.
     dp.sync_endpoints(ns.netns(), &entries[1..], None, &[])
         .unwrap();
@@ -166,6 +188,54 @@ fn decisions(hook: Hook) {
         datapath::packets(&dp.counters().unwrap(), hook.program(), "not-from-pod"),
         1
     );
+}
+
+/// The pod-side corpus, from the sender (the pod on ifindex 1) against the receiver.
+fn hostile_frames_are_dropped(dp: &mut Datapath, hook: Hook, rx_index: u32) {
+    let v = verdicts(hook);
+    let scene = PodScene {
+        attacker_mac: POD_MAC,
+        attacker_ip: SENDER.into(),
+        next_hop_mac: PEER_MAC,
+        victim_ip: RECEIVER.into(),
+        victim_mac: PEER_MAC,
+        victim_port: 9,
+        forged_ip: Ipv4Addr::new(198, 18, 1, 99),
+        gateway_mac: GW_MAC,
+        gateway_ip: GATEWAY,
+        vtep_mac: config::vtep_mac(UNDERLAY),
+        vni: VNI,
+        vxlan_port: VXLAN_PORT,
+        same_node: true,
+    };
+    let program = hook.program();
+    for case in hostile::pod_cases(&scene) {
+        let name = hostile::reason_name(case.reason);
+        let before = datapath::packets(&dp.counters().unwrap(), program, name);
+        let mut drops = 0;
+        for frame in &case.frames {
+            let (verdict, _) = dp
+                .run_on_frame(hook, frame)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            drops += u64::from(verdict == v.drop);
+        }
+        let after = datapath::packets(&dp.counters().unwrap(), program, name);
+        assert_eq!(drops, case.dropped, "{program}: {}: dropped", case.name);
+        assert_eq!(
+            after - before,
+            case.dropped,
+            "{program}: {}: counted under {name}",
+            case.name
+        );
+        for frame in case.twin.iter().flatten() {
+            let (verdict, _) = dp.run_on_frame(hook, frame).unwrap();
+            assert_ne!(
+                verdict, v.drop,
+                "{program}: the honest twin of '{}' is let through (rx {rx_index})",
+                case.name
+            );
+        }
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::{
     cluster::{self, Cluster, POD_IFNAME},
     config::{self, ClusterConfig, Mode, NodeConfig, PodConfig},
     datapath::{self, Datapath, EndpointEntry, PeerEntry},
+    guard,
     netlink::Netlink,
     netns::{self, Netns},
     ownership::Ownership,
@@ -311,6 +312,13 @@ impl Topology {
                 let node = |n: &str| self.cluster.config.node(n).expect("demo node");
                 let (a, b) = (node("a"), node("b"));
                 let (ns_a, ns_b) = (self.cluster.node_netns(a), self.cluster.node_netns(b));
+                // The baseline is flannel's UDP mode, which has no guard: fastpath's would drop
+                // what the relay writes into the tun device (pod addresses from a device that is
+                // neither the pods' bridge nor the VXLAN device). The next row's `up` puts it back.
+                let table = guard::table_name(PREFIX);
+                for ns in [&ns_a, &ns_b] {
+                    guard::remove(ns, &table)?;
+                }
                 self.tunnel = Some(
                     Tunnel::start(
                         tun::End {

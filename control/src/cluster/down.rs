@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use crate::{datapath::PIN_ROOT, netlink::Netlink, netns::Netns, ownership::Ownership};
+use crate::{datapath::PIN_ROOT, guard, netlink::Netlink, netns::Netns, ownership::Ownership};
 
 /// Removes the namespaces this instance claimed and the devices it marked in this namespace;
 /// returns what was removed.
@@ -37,6 +37,14 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
     }
     // The shared root goes with the last instance's pins (remove_dir only removes it empty).
     let _ = std::fs::remove_dir(PIN_ROOT);
+    // A real node's guard table lives in this namespace (a simulated node's goes with its
+    // namespace).
+    let table = guard::table_name(ownership.prefix());
+    match guard::remove(&Netns::host(), &table) {
+        Ok(true) => removed.push(format!("nftables table inet {table}")),
+        Ok(false) => {}
+        Err(e) => errors.push(e.to_string()),
+    }
     // A real node's bridge, VXLAN device and pod veths live in this namespace, marked by alias.
     // Their routes, neighbour and FDB entries go with them.
     match Netlink::open(&Netns::host()) {

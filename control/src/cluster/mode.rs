@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use super::{Cluster, POD_IFNAME, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
-    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
+    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry, PinnedAttach},
     ethtool,
     netlink::Netlink,
 };
@@ -114,13 +114,16 @@ impl Reconciler<'_> {
                 .into_iter()
                 .chain(pods.iter().map(|(_, veth, _)| (hook, veth)));
             for (hook, dev) in targets {
-                if dp.attach_pinned(hook, &node_ns, dev)? {
-                    self.changed(format!(
-                        "attached {} to {dev} (node {})",
-                        hook.program(),
-                        node.name
-                    ));
-                }
+                let done = match dp.attach_pinned(hook, &node_ns, dev)? {
+                    PinnedAttach::Kept => continue,
+                    PinnedAttach::Attached => "attached",
+                    PinnedAttach::Replaced => "replaced an older build of",
+                };
+                self.changed(format!(
+                    "{done} {} on {dev} (node {})",
+                    hook.program(),
+                    node.name
+                ));
             }
         }
         // Links of other hooks, of devices that are no longer pods, and of devices recreated

@@ -11,8 +11,10 @@ use super::{Cluster, POD_IFNAME};
 use crate::{
     config::{self, NodeConfig, PodConfig, VXLAN_OVERHEAD},
     ethtool,
+    guard::{self, Guard},
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
+    pod_link,
 };
 
 /// Brings the cluster to the state its config describes; returns what was changed.
@@ -52,6 +54,7 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         r.ensure_bridge(node).await?;
         r.ensure_vxlan(node).await?;
         r.ensure_peers(node).await?;
+        r.ensure_guard(node)?;
         for pod in &node.pods {
             r.ensure_pod(node, pod).await?;
         }
@@ -468,6 +471,37 @@ impl Reconciler<'_> {
         Ok(())
     }
 
+    /// The node's nftables guard (see `guard`), in every mode: in kernel mode it is the only
+    /// check there is.
+    fn ensure_guard(&mut self, node: &NodeConfig) -> Result<()> {
+        let config = &self.cluster.config;
+        let netns = self.cluster.node_netns(node);
+        let spec = Guard {
+            table: guard::table_name(self.cluster.prefix()),
+            underlay_device: node.underlay.device.clone(),
+            underlay_ip: node.underlay.address.addr(),
+            vxlan_port: config.vxlan.port,
+            vxlan_device: config.vxlan.device.clone(),
+            bridge: node.bridge.clone(),
+            pod_cidr: node.pod_cidr,
+            peers: config
+                .vxlan_peers_of(node)
+                .into_iter()
+                .map(|p| (p.underlay_ip, p.pod_cidr))
+                .collect(),
+        };
+        if guard::ensure(&netns, &spec)
+            .with_context(|| format!("node '{}': kernel-path guard", node.name))?
+        {
+            self.changed(format!(
+                "installed the kernel-path guard (nftables table inet {}) in netns {}",
+                spec.table,
+                netns.label()
+            ));
+        }
+        Ok(())
+    }
+
     async fn ensure_pod(&mut self, node: &NodeConfig, pod: &PodConfig) -> Result<()> {
         let node_ns = self.cluster.node_netns(node);
         let pod_ns = self.cluster.pod_netns(node, pod);
@@ -481,12 +515,29 @@ impl Reconciler<'_> {
         let inside = self
             .existing_link(&nl_pod, true, POD_IFNAME, "veth")
             .await?;
-        if host.is_none() || inside.is_none() {
+        let mac = pod_link::pod_mac(pod.address);
+        let created = host.is_none() || inside.is_none();
+        if created {
             nl_node.delete_link(&host_end).await?;
             nl_pod.delete_link(POD_IFNAME).await?;
-            nl_node.create_veth(&host_end, POD_IFNAME, &pod_ns).await?;
+            nl_node
+                .create_veth_with_peer_mac(&host_end, POD_IFNAME, &pod_ns, Some(mac))
+                .await?;
             self.mark_created(&nl_node, &host_end, &format!("veth for pod {}", pod.name))
                 .await?;
+        } else if inside.as_ref().and_then(|v| v.mac.as_deref()) != Some(&config::format_mac(&mac))
+        {
+            nl_pod.set_mac(POD_IFNAME, mac).await?;
+            self.changed(format!(
+                "set MAC of pod {}'s {POD_IFNAME} to {} (derived from its address)",
+                pod.name,
+                config::format_mac(&mac)
+            ));
+        }
+        let hardened = pod_link::harden(&pod_ns, POD_IFNAME)
+            .with_context(|| format!("pod {}: {POD_IFNAME} settings", pod.name))?;
+        if !hardened.is_empty() {
+            self.changed(format!("pod {}: set {}", pod.name, hardened.join(" ")));
         }
         let mtu = config::node_pod_mtu(node);
         let bridge = nl_node.index(&node.bridge).await?;
@@ -518,6 +569,12 @@ impl Reconciler<'_> {
                 "set default route of pod {} via {gateway}",
                 pod.name
             ));
+        }
+        if created {
+            // Neighbours that knew the pod's address at another MAC (from before an upgrade that
+            // made MACs follow addresses) learn this one now, not when their entry times out.
+            pod_link::announce(&pod_ns, POD_IFNAME, pod.address, mac)
+                .with_context(|| format!("announcing pod {}'s address", pod.name))?;
         }
         Ok(())
     }

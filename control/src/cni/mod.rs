@@ -286,7 +286,7 @@ impl Plugin<'_> {
         }
         let netns = self.container_netns()?;
         let mut result = match &self.conf.prev_result {
-            Some(prev) => self.add_chained(&store, prev).await?,
+            Some(prev) => self.add_chained(&store, prev, &netns).await?,
             None => self.add_standalone(&store, &netns).await?,
         };
         result["cniVersion"] = Value::String(self.conf.cni_version.clone());
@@ -341,7 +341,12 @@ impl Plugin<'_> {
         }
     }
 
-    async fn add_chained(&self, store: &Store, prev: &Value) -> Result<Value, CniError> {
+    async fn add_chained(
+        &self,
+        store: &Store,
+        prev: &Value,
+        netns: &Netns,
+    ) -> Result<Value, CniError> {
         if self.settings.node.is_some() {
             return Err(invalid(
                 "\"node\" is for a standalone network (fastpath-cni as its only plugin)".into(),
@@ -351,6 +356,10 @@ impl Plugin<'_> {
         let attachment = network::find_chained(&parsed, &self.env.ifname)
             .await
             .map_err(|e| invalid(format!("{e:#}")))?;
+        // The previous plugin made the interface; the pod settings are this plugin's to add.
+        crate::pod_link::harden(netns, &self.env.ifname)
+            .with_context(|| format!("settings of {} in {}", self.env.ifname, netns.label()))
+            .map_err(failed)?;
         let mut record = Record::started(
             &self.env.container_id,
             &self.env.ifname,

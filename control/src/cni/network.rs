@@ -11,9 +11,10 @@ use super::{
     spec::{CniResult, Interface, IpConfig, Route},
 };
 use crate::{
-    config,
+    config, fnv,
     netlink::{LinkView, Netlink},
     netns::Netns,
+    pod_link,
 };
 
 /// What the fast path needs to know about an attachment.
@@ -31,25 +32,15 @@ pub struct Attachment {
 /// The host-side veth of an attachment in standalone mode: derived from the network, container
 /// and interface, so DEL and GC find it with or without a record.
 pub fn host_veth_name(network: &str, container_id: &str, ifname: &str) -> String {
-    let hash = fnv1a(&[network, "/", container_id, "/", ifname]);
+    let hash = fnv::fnv1a(&[network, "/", container_id, "/", ifname]);
     format!("fpc{:010x}", hash & 0xff_ffff_ffff)
 }
 
 /// The MAC a standalone network's bridge gets. A bridge left to itself takes the lowest MAC of
 /// its ports, which changes as pods come and go; the fast path's gateway MAC must not.
 pub fn bridge_mac(network: &str) -> [u8; 6] {
-    let [a, b, c, d, ..] = fnv1a(&[network]).to_be_bytes();
+    let [a, b, c, d, ..] = fnv::fnv1a(&[network]).to_be_bytes();
     [0x02, 0xfc, a, b, c, d]
-}
-
-/// FNV-1a: stable across releases (std's hasher is not), so names derived from it are too.
-fn fnv1a(parts: &[&str]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|s| s.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// The start of the alias of every device this plugin makes for `network`.
@@ -105,7 +96,8 @@ impl Standalone<'_> {
             .clone()
             .with_context(|| format!("bridge {} has no MAC", self.bridge))?;
 
-        host.create_veth(self.host_veth, self.ifname, self.container)
+        let mac = pod_link::pod_mac(address.addr());
+        host.create_veth_with_peer_mac(self.host_veth, self.ifname, self.container, Some(mac))
             .await
             .with_context(|| {
                 format!(
@@ -126,6 +118,9 @@ impl Standalone<'_> {
         host.set_up(self.host_veth).await?;
 
         let inside = Netlink::open(self.container)?;
+        pod_link::harden(self.container, self.ifname).with_context(|| {
+            format!("settings of {} in {}", self.ifname, self.container.label())
+        })?;
         inside.set_up("lo").await?;
         inside.set_mtu(self.ifname, self.mtu).await?;
         inside
@@ -165,6 +160,17 @@ impl Standalone<'_> {
                 gw: Some(gw.to_string()),
             });
         }
+        // A container re-created with this address (a runtime's DEL and ADD on a live
+        // namespace) has the same MAC; this covers neighbours that knew it at another.
+        pod_link::announce(self.container, self.ifname, address.addr(), mac).with_context(
+            || {
+                format!(
+                    "gratuitous ARP from {} in {}",
+                    self.ifname,
+                    self.container.label()
+                )
+            },
+        )?;
         super::crash_point("container-configured");
         let container_mac = inside
             .link_view(self.ifname)

@@ -1,0 +1,333 @@
+//! The node's kernel-path guard: an nftables table in the node's namespace that checks, at the
+//! kernel's own doors, what the programs check in front of them. It covers what reaches the kernel
+//! path past the programs (kernel mode, where none runs; a frame a program passes; a gap in a
+//! program's parsing):
+//!
+//! - VXLAN is taken only on the underlay device, from a peer, addressed to the node's underlay
+//!   address in a frame for the node's own MAC. The kernel's VXLAN socket listens on every
+//!   address of the node and decapsulates for anyone: a pod sending to its gateway's VXLAN port,
+//!   or VXLAN nested in a peer's VXLAN, would otherwise be delivered as whoever it claims.
+//! - A packet claiming a pod's address comes from the pods' bridge (the pods themselves) or from
+//!   the VXLAN device (peers' pods), never from the underlay or anywhere else; and a peer never
+//!   speaks for this node's own pods.
+//!
+//! The table is replaced as a whole, in one nftables transaction, whenever what it should hold
+//! changes; its comment carries a digest of its rules, so an unchanged table is left alone (and
+//! its counters keep counting).
+
+use std::{
+    io::Write as _,
+    net::Ipv4Addr,
+    process::{Command, Stdio},
+};
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::{error::GuardError, fnv, netns::Netns};
+
+/// The name the guard's counters go by beside the programs' (`fastpath stats`).
+pub const PROGRAM: &str = "nft-guard";
+
+/// The guard's drop rules by the name they count under, with what each means.
+pub const RULES: [(&str, &str); 7] = [
+    (
+        "pod-source-from-outside",
+        "a packet claiming a pod's address arrived neither from the pods' bridge nor from the \
+         VXLAN device",
+    ),
+    (
+        "own-pod-source-from-overlay",
+        "a packet from the VXLAN device claims an address of this node's own pods",
+    ),
+    (
+        "vxlan-not-from-underlay",
+        "VXLAN for the node that did not arrive on its underlay device (from a pod, or nested \
+         in a peer's VXLAN)",
+    ),
+    (
+        "vxlan-over-ipv6",
+        "VXLAN over IPv6: the overlay's underlay is IPv4",
+    ),
+    (
+        "vxlan-unknown-peer",
+        "VXLAN from an underlay address that is not a peer's",
+    ),
+    (
+        "vxlan-not-for-node",
+        "VXLAN whose outer destination is not the node's underlay address",
+    ),
+    (
+        "vxlan-not-unicast",
+        "VXLAN in a frame not addressed to the underlay device's own MAC (broadcast, multicast, \
+         another host's)",
+    ),
+];
+
+/// What a node's guard holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guard {
+    /// The nftables table (family inet), one per fastpath instance: see [`table_name`].
+    pub table: String,
+    pub underlay_device: String,
+    pub underlay_ip: Ipv4Addr,
+    pub vxlan_port: u16,
+    pub vxlan_device: String,
+    pub bridge: String,
+    /// This node's pod CIDR.
+    pub pod_cidr: Ipv4Net,
+    /// Every peer: its underlay address and pod CIDR.
+    pub peers: Vec<(Ipv4Addr, Ipv4Net)>,
+}
+
+/// The guard table of the fastpath instance under `prefix`: instances sharing a namespace (real
+/// nodes of different clusters) keep apart.
+pub fn table_name(prefix: &str) -> String {
+    format!("fastpath-{prefix}")
+}
+
+/// One rule's counter.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GuardCounter {
+    pub reason: &'static str,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+fn elements<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!(" elements = {{ {} }};", items.join(", "))
+    }
+}
+
+impl Guard {
+    /// The table's rules, without the comment that carries their digest.
+    fn rules(&self) -> String {
+        let [
+            outside,
+            own,
+            not_underlay,
+            ipv6,
+            unknown,
+            not_for_node,
+            not_unicast,
+        ] = RULES.map(|(name, _)| name);
+        let peers = elements(self.peers.iter().map(|(ip, _)| ip));
+        let cidrs = elements(
+            std::iter::once(self.pod_cidr).chain(self.peers.iter().map(|(_, cidr)| *cidr)),
+        );
+        let Guard {
+            underlay_device,
+            underlay_ip,
+            vxlan_port,
+            vxlan_device,
+            bridge,
+            pod_cidr,
+            ..
+        } = self;
+        format!(
+            r#"  set peers {{ type ipv4_addr;{peers} }}
+  set pod_cidrs {{ type ipv4_addr; flags interval;{cidrs} }}
+  chain prerouting {{
+    type filter hook prerouting priority raw; policy accept;
+    ip saddr @pod_cidrs iifname != {{ "lo", "{bridge}", "{vxlan_device}" }} counter drop comment "{outside}"
+    iifname "{vxlan_device}" ip saddr {pod_cidr} counter drop comment "{own}"
+  }}
+  chain input {{
+    type filter hook input priority filter; policy accept;
+    udp dport {vxlan_port} jump vxlan
+  }}
+  chain vxlan {{
+    iifname != "{underlay_device}" counter drop comment "{not_underlay}"
+    meta nfproto ipv6 counter drop comment "{ipv6}"
+    ip saddr != @peers counter drop comment "{unknown}"
+    ip daddr != {underlay_ip} counter drop comment "{not_for_node}"
+    meta pkttype != host counter drop comment "{not_unicast}"
+  }}
+"#
+        )
+    }
+
+    fn comment(&self, rules: &str) -> String {
+        format!("fastpath guard {:016x}", fnv::fnv1a(&[rules]))
+    }
+
+    /// The nftables script that replaces the table atomically: its first two commands make sure
+    /// there is one to delete.
+    fn script(&self) -> String {
+        let rules = self.rules();
+        let table = &self.table;
+        format!(
+            "table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n  comment \"{}\"\n{rules}}}\n",
+            self.comment(&rules)
+        )
+    }
+}
+
+/// Runs `nft` with `args` in `netns`, `input` on its standard input.
+fn nft(netns: &Netns, args: &[&str], input: Option<&str>) -> Result<String, GuardError> {
+    let output = netns
+        .run(|| {
+            let mut child = Command::new("nft")
+                .args(args)
+                .stdin(if input.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+                stdin.write_all(text.as_bytes())?;
+            }
+            child.wait_with_output()
+        })?
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => GuardError::NftMissing,
+            _ => GuardError::Run {
+                netns: netns.label().to_string(),
+                source,
+            },
+        })?;
+    if !output.status.success() {
+        return Err(GuardError::Refused {
+            args: args.join(" "),
+            netns: netns.label().to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The table's listing, or None when there is no such table.
+fn listing(netns: &Netns, table: &str, json: bool) -> Result<Option<String>, GuardError> {
+    let tables = nft(netns, &["list", "tables", "inet"], None)?;
+    if !tables
+        .lines()
+        .any(|l| l.trim() == format!("table inet {table}"))
+    {
+        return Ok(None);
+    }
+    let args: &[&str] = if json {
+        &["-j", "list", "table", "inet", table]
+    } else {
+        &["list", "table", "inet", table]
+    };
+    nft(netns, args, None).map(Some)
+}
+
+/// Makes the guard table in `netns` hold what `guard` says; returns whether it had to change it.
+pub fn ensure(netns: &Netns, guard: &Guard) -> Result<bool, GuardError> {
+    let comment = format!("comment \"{}\"", guard.comment(&guard.rules()));
+    let current = listing(netns, &guard.table, false)?;
+    if current.is_some_and(|text| text.lines().any(|l| l.trim() == comment)) {
+        return Ok(false);
+    }
+    nft(netns, &["-f", "-"], Some(&guard.script()))?;
+    Ok(true)
+}
+
+/// Removes the table `table` from `netns`; returns whether there was one. Without nft there can
+/// be none (fastpath makes it with nft).
+pub fn remove(netns: &Netns, table: &str) -> Result<bool, GuardError> {
+    match listing(netns, table, false) {
+        Ok(Some(_)) => {
+            nft(netns, &["delete", "table", "inet", table], None)?;
+            Ok(true)
+        }
+        Ok(None) | Err(GuardError::NftMissing) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The counters of every rule of the table `table` in `netns`, in [`RULES`] order; None when the
+/// table is not there.
+pub fn counters(netns: &Netns, table: &str) -> Result<Option<Vec<GuardCounter>>, GuardError> {
+    let Some(text) = listing(netns, table, true)? else {
+        return Ok(None);
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| GuardError::Listing(e.to_string()))?;
+    let mut counters: Vec<GuardCounter> = RULES
+        .iter()
+        .map(|(reason, _)| GuardCounter {
+            reason,
+            packets: 0,
+            bytes: 0,
+        })
+        .collect();
+    let items = json["nftables"].as_array().into_iter().flatten();
+    for rule in items.filter_map(|item| item.get("rule")) {
+        let Some(counter) = counters
+            .iter_mut()
+            .find(|c| rule["comment"].as_str() == Some(c.reason))
+        else {
+            continue;
+        };
+        for expr in rule["expr"].as_array().into_iter().flatten() {
+            if let Some(c) = expr.get("counter") {
+                counter.packets += c["packets"].as_u64().unwrap_or(0);
+                counter.bytes += c["bytes"].as_u64().unwrap_or(0);
+            }
+        }
+    }
+    Ok(Some(counters))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard() -> Guard {
+        Guard {
+            table: table_name("fp-"),
+            underlay_device: "fp-ul0".into(),
+            underlay_ip: Ipv4Addr::new(198, 18, 0, 1),
+            vxlan_port: 4789,
+            vxlan_device: "fp-vxlan".into(),
+            bridge: "fp-br0".into(),
+            pod_cidr: "198.18.1.0/24".parse().unwrap(),
+            peers: vec![(
+                Ipv4Addr::new(198, 18, 0, 2),
+                "198.18.2.0/24".parse().unwrap(),
+            )],
+        }
+    }
+
+    #[test]
+    fn every_rule_counts_under_a_name_of_its_own() {
+        let script = guard().script();
+        for (name, _) in RULES {
+            assert_eq!(
+                script.matches(&format!("comment \"{name}\"")).count(),
+                1,
+                "{name} in\n{script}"
+            );
+        }
+        assert!(script.contains("elements = { 198.18.0.2 }"), "{script}");
+        assert!(
+            script.contains("elements = { 198.18.1.0/24, 198.18.2.0/24 }"),
+            "{script}"
+        );
+    }
+
+    #[test]
+    fn a_guard_without_peers_has_empty_sets_and_its_digest_follows_its_rules() {
+        let mut lonely = guard();
+        lonely.peers.clear();
+        let script = lonely.script();
+        assert!(script.contains("set peers { type ipv4_addr; }"), "{script}");
+        assert_ne!(
+            lonely.comment(&lonely.rules()),
+            guard().comment(&guard().rules())
+        );
+        assert_eq!(
+            guard().comment(&guard().rules()),
+            guard().comment(&guard().rules())
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! What every pod interface gets, whoever made it (`fastpath up`, `fastpath-cni` standalone or
+//! chained after `bridge`): settings that keep a pod's stack from taking another pod's word for
+//! its routes, a MAC that survives the pod's re-creation, and a gratuitous ARP when it comes up.
+//!
+//! The programs do not rely on these: they drop router advertisements, redirects and forged
+//! neighbour discovery from pods themselves (`datapath-ebpf/src/nd.rs`). These settings also
+//! cover kernel mode, where no program runs.
+
+use std::{io, net::Ipv4Addr, path::Path};
+
+use crate::netns::Netns;
+
+/// The MAC of a pod interface fastpath creates: derived from the pod's IPv4 address, so a pod
+/// re-created with the same address (a CNI DEL and ADD on a live container, `fastpath up`
+/// re-adding a pod) has the MAC its neighbours' ARP caches and the fast path's maps still hold.
+/// Locally administered; 02:fa is the VXLAN devices', 02:fb the node bridges', 02:fc the CNI
+/// bridges'.
+pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0xfd, a, b, c, d]
+}
+
+/// Per-interface sysctls, `{}` standing for the interface: no router advertisements (a pod takes
+/// its routes from fastpath, never from a neighbour: CVE-2020-10749), no redirects, and the
+/// link-local address derived from the MAC (EUI-64), which is the one IPv6 source address the
+/// programs let a pod use until fastpath gives pods IPv6 addresses.
+const INTERFACE_SYSCTLS: [(&str, &str); 4] = [
+    ("net/ipv6/conf/{}/accept_ra", "0"),
+    ("net/ipv6/conf/{}/accept_redirects", "0"),
+    ("net/ipv6/conf/{}/addr_gen_mode", "0"),
+    ("net/ipv4/conf/{}/accept_redirects", "0"),
+];
+/// IPv4 takes a redirect when either `all` or the interface says so (on a host that does not
+/// forward), so `all` says no too.
+const NAMESPACE_SYSCTLS: [(&str, &str); 1] = [("net/ipv4/conf/all/accept_redirects", "0")];
+
+/// Applies the pod settings to `ifname` in `netns`; returns the sysctls it had to change. IPv6
+/// settings are skipped on a kernel without IPv6.
+pub fn harden(netns: &Netns, ifname: &str) -> io::Result<Vec<String>> {
+    let wanted = INTERFACE_SYSCTLS
+        .iter()
+        .map(|(path, value)| (path.replace("{}", ifname), *value))
+        .chain(NAMESPACE_SYSCTLS.iter().map(|(p, v)| (p.to_string(), *v)));
+    let wanted: Vec<(String, &str)> = wanted.collect();
+    netns
+        .run(|| {
+            let mut changed = Vec::new();
+            for (path, value) in &wanted {
+                // /proc/sys/net belongs to the namespace of the thread that opens it.
+                let file = Path::new("/proc/sys").join(path);
+                let current = match std::fs::read_to_string(&file) {
+                    Ok(current) => current,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && path.contains("ipv6") => {
+                        continue;
+                    }
+                    Err(e) => return Err(with_path(e, &file)),
+                };
+                if current.trim() != *value {
+                    std::fs::write(&file, value).map_err(|e| with_path(e, &file))?;
+                    changed.push(format!("{}={value}", path.replace('/', ".")));
+                }
+            }
+            Ok(changed)
+        })
+        .map_err(io::Error::other)?
+}
+
+fn with_path(e: io::Error, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Sends a gratuitous ARP (an announcement, RFC 5227) for `ip` at `mac` out of `ifname` in
+/// `netns`: neighbours that still hold another MAC for the address take this one.
+pub fn announce(netns: &Netns, ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(42);
+    frame.extend_from_slice(&[0xff; 6]);
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&0x0806u16.to_be_bytes());
+    // Ethernet, IPv4, 6-byte and 4-byte addresses, request.
+    frame.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&ip.octets());
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&ip.octets());
+    send_frame(netns, ifname, &frame)
+}
+
+/// Sends one Ethernet frame, as it is, out of `dev` in `netns` (an AF_PACKET socket).
+pub fn send_frame(netns: &Netns, dev: &str, frame: &[u8]) -> io::Result<()> {
+    if frame.len() < 14 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a frame of {} bytes has no Ethernet header", frame.len()),
+        ));
+    }
+    let name = std::ffi::CString::new(dev)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "device name with a NUL"))?;
+    netns
+        .run(|| {
+            // SAFETY: plain socket calls on a descriptor this closure owns and closes.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+                if addr.sll_ifindex == 0 {
+                    libc::close(fd);
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no device {dev} in netns {}", netns.label()),
+                    ));
+                }
+                addr.sll_halen = 6;
+                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if sent != frame.len() as isize {
+                    return Err(err);
+                }
+                Ok(())
+            }
+        })
+        .map_err(io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_macs_are_unicast_locally_administered_and_follow_the_address() {
+        let mac = pod_mac(Ipv4Addr::new(198, 18, 1, 2));
+        assert_eq!(mac, [0x02, 0xfd, 198, 18, 1, 2]);
+        assert_eq!(mac[0] & 0x01, 0, "unicast");
+        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+        assert_ne!(mac, pod_mac(Ipv4Addr::new(198, 18, 1, 3)));
+    }
+}
