@@ -178,6 +178,41 @@ impl CniHost {
         })
     }
 
+    /// The README's configuration of a network joined to a node, as written but for this host's
+    /// directories, the cluster file and the cluster's prefix.
+    pub fn node_conf(&self, file: &ClusterFile, prefix: &str) -> Value {
+        let mut conf = readme_conflist("node");
+        conf["name"] = json!(self.network);
+        conf["dataDir"] = json!(self.data_dir());
+        conf["node"]["config"] = json!(file.0);
+        conf["node"]["prefix"] = json!(prefix);
+        conf["ipam"]["dataDir"] = json!(self.ipam_dir());
+        conf
+    }
+
+    /// The reference `bridge` plugin's configuration: bridge `fpbr0` as the gateway of `subnet`.
+    pub fn bridge_plugin(&self, subnet: &str) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": self.network,
+            "type": "bridge",
+            "bridge": "fpbr0",
+            "isGateway": true,
+            "ipam": self.ipam(subnet),
+        })
+    }
+
+    /// This plugin's configuration in a chain after `bridge`, whose result was `prev`.
+    pub fn chained(&self, prev: &Value) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": self.network,
+            "type": "fastpath-cni",
+            "dataDir": self.data_dir(),
+            "prevResult": prev,
+        })
+    }
+
     /// The plugin with exactly `env` (plus PATH), inside the node namespace, not yet started.
     pub fn command(&self, env: &[(&str, String)]) -> Command {
         self.command_of(&plugin_bin(), env)

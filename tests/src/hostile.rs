@@ -731,6 +731,15 @@ pub fn underlay_cases(s: &UnderlayScene) -> Vec<Case> {
         )
         .not_to_victim(),
         Case::new(
+            "inner IPv4 version 5",
+            one(s.vxlan(
+                s.peer_ip,
+                &UnderlayScene::inner_header(&s.inner(s.peer_pod), |h| Ipv4 { version: 5, ..h }),
+            )),
+            DROP_VXLAN_INNER_MALFORMED,
+        )
+        .not_to_victim(),
+        Case::new(
             "inner frame to the broadcast MAC",
             one(s.vxlan(s.peer_ip, &{
                 let mut f = s.inner(s.peer_pod);
@@ -835,7 +844,22 @@ mod tests {
             vni: 42,
             vxlan_port: 4789,
         };
-        for case in pod_cases(&pod).into_iter().chain(underlay_cases(&underlay)) {
+        let cases: Vec<Case> = pod_cases(&pod)
+            .into_iter()
+            .chain(underlay_cases(&underlay))
+            .collect();
+        // Every reason isolation added (from pod-vlan on) has a hostile frame of its own.
+        for info in REASONS
+            .iter()
+            .filter(|r| r.id >= DROP_POD_VLAN && r.verdict == Verdict::Drop)
+        {
+            assert!(
+                cases.iter().any(|c| c.reason == info.id),
+                "no hostile frame is dropped under {}",
+                info.name
+            );
+        }
+        for case in cases {
             let info = reason_info(case.reason).unwrap();
             assert_eq!(info.verdict, Verdict::Drop, "{}", case.name);
             assert!(

@@ -125,3 +125,31 @@ pub fn time_to_first_reply(from: &Netns, to: Ipv4Addr) -> Duration {
     // Sequence numbers start at 1 and go out every 10 ms.
     Duration::from_millis((first - 1) * 10)
 }
+
+/// A 10 ms ping from `from` to `to`, `count` echoes, running in the background.
+pub fn background_ping(from: &Netns, to: Ipv4Addr, count: u32) -> std::process::Child {
+    assert!(control::traffic::is_test_address(to.into()));
+    Command::new("ip")
+        .args(["netns", "exec", from.name().expect("named netns")])
+        .args(["ping", "-q", "-n", "-i", "0.01", "-W", "1"])
+        .args(["-c", &count.to_string(), &to.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping runs (apt package iputils-ping)")
+}
+
+/// (transmitted, received) of a finished [`background_ping`].
+pub fn ping_result(child: std::process::Child) -> (u32, u32) {
+    let out = child.wait_with_output().expect("ping finishes");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("ping printed no summary: {text}"));
+    let numbers: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (numbers[0], numbers[1])
+}

@@ -327,23 +327,8 @@ fn standalone_pods_talk_on_the_fast_path_and_del_removes_everything() {
 fn chained_after_the_bridge_plugin_it_accelerates_that_plugins_veths() {
     let host = CniHost::new();
     let (c1, c2) = (host.container("c1"), host.container("c2"));
-    let bridge_conf = json!({
-        "cniVersion": "1.0.0",
-        "name": host.network,
-        "type": "bridge",
-        "bridge": "fpbr0",
-        "isGateway": true,
-        "ipam": host.ipam("198.18.164.0/24"),
-    });
-    let ours = |prev: &Value| {
-        json!({
-            "cniVersion": "1.0.0",
-            "name": host.network,
-            "type": "fastpath-cni",
-            "dataDir": host.data_dir(),
-            "prevResult": prev,
-        })
-    };
+    let bridge_conf = host.bridge_plugin("198.18.164.0/24");
+    let ours = |prev: &Value| host.chained(prev);
     let mut results = Vec::new();
     for (id, c) in [("c1", &c1), ("c2", &c2)] {
         let prev = host

@@ -12,10 +12,10 @@ use std::{
 
 use control::{config, config::Mode, netns::Netns, traffic::UdpSink};
 use datapath_common::reasons::DROP_POD_VXLAN;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tests::{
     TestCluster,
-    cni::{ClusterFile, CniHost, address_of, readme_conflist},
+    cni::{ClusterFile, CniHost, address_of},
     hostile::{self, PodScene},
     mac_of, probe, runtime,
 };
@@ -162,23 +162,8 @@ fn a_standalone_networks_pod_reaches_no_pod_as_someone_else() {
 fn a_pod_chained_after_the_bridge_plugin_reaches_no_pod_as_someone_else() {
     let host = CniHost::new();
     let (c1, c2) = (host.container("c1"), host.container("c2"));
-    let bridge_conf = json!({
-        "cniVersion": "1.0.0",
-        "name": host.network,
-        "type": "bridge",
-        "bridge": "fpbr0",
-        "isGateway": true,
-        "ipam": host.ipam("198.18.166.0/24"),
-    });
-    let ours = |prev: &Value| {
-        json!({
-            "cniVersion": "1.0.0",
-            "name": host.network,
-            "type": "fastpath-cni",
-            "dataDir": host.data_dir(),
-            "prevResult": prev,
-        })
-    };
+    let bridge_conf = host.bridge_plugin("198.18.166.0/24");
+    let ours = |prev: &Value| host.chained(prev);
     let mut results = Vec::new();
     for (id, c) in [("c1", &c1), ("c2", &c2)] {
         let env = CniHost::env("ADD", id, Some(c.netns()));
@@ -213,12 +198,7 @@ fn a_pod_of_a_network_joined_to_a_node_reaches_none_of_the_nodes_pods_as_someone
     let node_a = tc.cluster.config.node("a").unwrap();
     let pins = tc.cluster.pin_dir(node_a);
     let host = CniHost::on_node(&tc.node_netns("a"), pins.clone());
-    let mut conf = readme_conflist("node");
-    conf["name"] = json!(host.network);
-    conf["dataDir"] = json!(host.data_dir());
-    conf["node"]["config"] = json!(cluster_file.0);
-    conf["node"]["prefix"] = json!(tc.cluster.prefix());
-    conf["ipam"]["dataDir"] = json!(host.ipam_dir());
+    let conf = host.node_conf(&cluster_file, tc.cluster.prefix());
     let c1 = host.container("c1");
     host.exec("ADD", "c1", Some(c1.netns()), &conf).expect_ok();
     assert_pod_settings(c1.netns());

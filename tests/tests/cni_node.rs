@@ -8,7 +8,7 @@ use control::{config::Mode, datapath, netlink::Netlink};
 use serde_json::{Value, json};
 use tests::{
     TestCluster,
-    cni::{ClusterFile, CniHost, address_of, readme_conflist},
+    cni::{ClusterFile, CniHost, address_of},
     probe::{self, pattern},
 };
 
@@ -17,18 +17,6 @@ const A2: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
 const B1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
 /// Largest ICMP payload a DF ping fits in the overlay MTU (1450 - 20 - 8).
 const LARGEST_PING: usize = 1422;
-
-/// The README's configuration, as written but for this test's directories, cluster file and
-/// prefix.
-fn readme_conf(host: &CniHost, file: &ClusterFile, prefix: &str) -> Value {
-    let mut conf = readme_conflist("node");
-    conf["name"] = json!(host.network);
-    conf["dataDir"] = json!(host.data_dir());
-    conf["node"]["config"] = json!(file.0);
-    conf["node"]["prefix"] = json!(prefix);
-    conf["ipam"]["dataDir"] = json!(host.ipam_dir());
-    conf
-}
 
 fn entries(host: &CniHost) -> BTreeSet<Ipv4Addr> {
     host.endpoint_entries().iter().map(|e| e.0).collect()
@@ -41,7 +29,7 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     let prefix = tc.cluster.prefix().to_string();
     let node_a = tc.cluster.config.node("a").unwrap();
     let host = CniHost::on_node(&tc.node_netns("a"), tc.cluster.pin_dir(node_a));
-    let good = readme_conf(&host, &file, &prefix);
+    let good = host.node_conf(&file, &prefix);
     let c1 = host.container("c1");
 
     // What cannot join the node is refused with "invalid configuration", naming why, and leaves
@@ -214,7 +202,7 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     // A second network joined to the same node: its pod and c1 reach each other, and taking
     // either network's pod out leaves the other's entry.
     let other = CniHost::on_node(&tc.node_netns("a"), host.pin_dir());
-    let mut other_conf = readme_conf(&other, &file, &prefix);
+    let mut other_conf = other.node_conf(&file, &prefix);
     other_conf["ipam"]["ranges"][0][0]["rangeStart"] = json!("198.18.1.130");
     let d1 = other.container("d1");
     let rd = other

@@ -4,7 +4,7 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
-    process::{Command, Stdio},
+    process::Stdio,
     time::Duration,
 };
 
@@ -234,47 +234,11 @@ fn tc_drops_forged_sources_and_passes_unknown_destinations() {
     forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(Mode::Tc);
 }
 
-/// A 10 ms ping a1 -> a2 in the background; returns (transmitted, received) when done.
-fn background_ping(a1: &Netns, count: u32) -> std::process::Child {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            a1.name().unwrap(),
-            "ping",
-            "-q",
-            "-n",
-            "-i",
-            "0.01",
-            "-W",
-            "1",
-        ])
-        .args(["-c", &count.to_string(), &A2.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ping")
-}
-
-fn ping_result(child: std::process::Child) -> (u32, u32) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("transmitted"))
-        .unwrap_or_else(|| panic!("ping said: {text}"));
-    let nums: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (nums[0], nums[1])
-}
-
 #[test]
 fn switching_modes_under_a_10ms_ping_loses_nothing() {
     let mut tc = TestCluster::demo_in(Mode::Kernel);
     let a1 = pod_ns(&tc, "a1");
-    let mut ping = background_ping(&a1, 1200);
+    let mut ping = probe::background_ping(&a1, A2, 1200);
     for mode in [
         Mode::Xdp,
         Mode::Tc,
@@ -312,7 +276,7 @@ fn switching_modes_under_a_10ms_ping_loses_nothing() {
             );
         }
     }
-    let (sent, received) = ping_result(ping);
+    let (sent, received) = probe::ping_result(ping);
     assert_eq!(
         received,
         sent,
@@ -336,7 +300,7 @@ fn the_datapath_outlives_a_killed_control_plane() {
         String::from_utf8_lossy(&out.stderr)
     );
     let a1 = pod_ns(&tc, "a1");
-    let ping = background_ping(&a1, 300);
+    let ping = probe::background_ping(&a1, A2, 300);
     for delay_ms in [20, 60, 120] {
         std::thread::sleep(Duration::from_millis(300));
         let mut child = fastpath(&prefix, None)
@@ -349,7 +313,7 @@ fn the_datapath_outlives_a_killed_control_plane() {
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let (sent, received) = ping_result(ping);
+    let (sent, received) = probe::ping_result(ping);
     assert_eq!(
         received, sent,
         "pings lost while control planes were killed"

@@ -314,32 +314,6 @@ fn three_pod_cluster(mode: Mode) -> TestCluster {
     tc
 }
 
-/// A 10 ms ping from `from` to `to`, `count` echoes.
-fn fast_ping(from: &Netns, to: Ipv4Addr, count: u32) -> std::process::Child {
-    Command::new("ip")
-        .args(["netns", "exec", from.name().unwrap(), "ping", "-q", "-n"])
-        .args(["-i", "0.01", "-c", &count.to_string(), "-W", "1"])
-        .arg(to.to_string())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("ping runs")
-}
-
-/// (transmitted, received) of a finished ping.
-fn ping_result(child: std::process::Child) -> (u32, u32) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("ping printed no summary: {text}"));
-    let numbers: Vec<u32> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    (numbers[0], numbers[1])
-}
-
 fn arp_poisoning_intercepts_nothing(mode: Mode) {
     let tc = three_pod_cluster(mode);
     let (a1, a2, a3) = (tc.pod_netns("a1"), tc.pod_netns("a2"), tc.pod_netns("a3"));
@@ -372,7 +346,10 @@ fn arp_poisoning_intercepts_nothing(mode: Mode) {
     ];
     let capture = Capture::start(&a1, "eth0");
     let before = counted(&tc, "a", DROP_ARP_SPOOFED);
-    let pings = [fast_ping(&a2, a3_ip, 200), fast_ping(&a2, B1, 200)];
+    let pings = [
+        probe::background_ping(&a2, a3_ip, 200),
+        probe::background_ping(&a2, B1, 200),
+    ];
     let mut sent = 0;
     let start = Instant::now();
     while start.elapsed() < Duration::from_millis(1800) {
@@ -383,7 +360,7 @@ fn arp_poisoning_intercepts_nothing(mode: Mode) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for (ping, to) in pings.into_iter().zip(["a3", "b1"]) {
-        let (transmitted, received) = ping_result(ping);
+        let (transmitted, received) = probe::ping_result(ping);
         assert_eq!(
             (transmitted, received),
             (200, 200),

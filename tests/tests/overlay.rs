@@ -5,7 +5,7 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
-    process::{Command, Stdio},
+    process::Command,
     time::Duration,
 };
 
@@ -166,22 +166,10 @@ fn every_mode_pair_carries_ping_udp_and_tcp_across_nodes() {
     }
 }
 
-/// A 10 ms ping a1 -> b1 in the background.
-fn background_ping(a1: &Netns, count: u32) -> std::process::Child {
-    Command::new("ip")
-        .args(["netns", "exec", a1.name().unwrap()])
-        .args(["ping", "-q", "-n", "-i", "0.01", "-W", "1"])
-        .args(["-c", &count.to_string(), &B1.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ping")
-}
-
 #[test]
 fn switching_one_node_under_cross_node_ping_loses_nothing() {
     let mut tc = cluster_in(Mode::Tc);
-    let ping = background_ping(&pod_ns(&tc, "a1"), 800);
+    let ping = probe::background_ping(&pod_ns(&tc, "a1"), B1, 800);
     for a in [
         Mode::Xdp,
         Mode::Kernel,
@@ -193,11 +181,11 @@ fn switching_one_node_under_cross_node_ping_loses_nothing() {
         set_modes(&mut tc, a, Mode::Tc);
         std::thread::sleep(Duration::from_millis(400));
     }
-    let out = ping.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(" 0% packet loss"),
-        "six switches of node a under a 10 ms ping to b1: {text}"
+    let (sent, received) = probe::ping_result(ping);
+    assert_eq!(
+        (sent, received),
+        (800, 800),
+        "six switches of node a under a 10 ms ping to b1"
     );
 }
 

@@ -312,6 +312,7 @@ impl Plugin<'_> {
         // Written before anything changes: whatever happens next, DEL and GC can find it.
         store.put(&record)?;
         crash_point("record-written");
+        let host_veth = record.host_veth.clone();
         let made = async {
             let assigned = ipam.add(self.env)?;
             crash_point("ipam-added");
@@ -322,11 +323,12 @@ impl Plugin<'_> {
                 container: netns,
                 bridge: &self.settings.bridge,
                 mtu: self.settings.mtu,
-                host_veth: &record.host_veth,
+                host_veth: &host_veth,
                 node: self.settings.node.as_ref(),
             };
             let (attachment, result) = standalone.create(&assigned).await.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
+            standalone.open(&attachment).await.map_err(failed)?;
             Ok::<_, CniError>(result)
         }
         .await;

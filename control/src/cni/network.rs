@@ -114,8 +114,9 @@ impl Standalone<'_> {
         )
         .await?;
         host.set_mtu(self.host_veth, self.mtu).await?;
+        // The host end stays down until `open`: a live container (a runtime's DEL and ADD on a
+        // running one) must not send through the bridge before its checks are in place.
         host.set_master(self.host_veth, bridge.index).await?;
-        host.set_up(self.host_veth).await?;
 
         let inside = Netlink::open(self.container)?;
         pod_link::harden(self.container, self.ifname).with_context(|| {
@@ -160,17 +161,6 @@ impl Standalone<'_> {
                 gw: Some(gw.to_string()),
             });
         }
-        // A container re-created with this address (a runtime's DEL and ADD on a live
-        // namespace) has the same MAC; this covers neighbours that knew it at another.
-        pod_link::announce(self.container, self.ifname, address.addr(), mac).with_context(
-            || {
-                format!(
-                    "gratuitous ARP from {} in {}",
-                    self.ifname,
-                    self.container.label()
-                )
-            },
-        )?;
         super::crash_point("container-configured");
         let container_mac = inside
             .link_view(self.ifname)
@@ -218,6 +208,25 @@ impl Standalone<'_> {
             },
             result,
         ))
+    }
+
+    /// Brings the host end of the attachment up, once the fast path holds its entry and checks
+    /// what it sends, and announces its address: a container re-created with it (a runtime's DEL
+    /// and ADD on a live namespace) has the same MAC, and this covers neighbours that knew the
+    /// address at another.
+    pub async fn open(&self, attachment: &Attachment) -> Result<()> {
+        Netlink::open(&Netns::host())?
+            .set_up(self.host_veth)
+            .await?;
+        let mac = config::parse_mac(&attachment.container_mac)?;
+        pod_link::announce(self.container, self.ifname, attachment.address.addr(), mac)
+            .with_context(|| {
+                format!(
+                    "gratuitous ARP from {} in {}",
+                    self.ifname,
+                    self.container.label()
+                )
+            })
     }
 
     /// The network's bridge, up, holding the gateway address; created when missing. A joined
