@@ -41,7 +41,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create or correct everything the node description asks for: namespaces, bridge, VXLAN
-    /// device, pods, routes. Running it again changes only what differs. Without --config it
+    /// device, pods, routes, programs, and each node's nftables guard (pod isolation on the
+    /// kernel path; needs nft). Running it again changes only what differs. Without --config it
     /// builds the demo cluster: two simulated nodes with two pods each.
     Up {
         /// The node description (TOML; see the README). Default: the embedded demo cluster.
@@ -54,7 +55,8 @@ enum Command {
     },
     /// Remove everything fastpath created under --prefix, and nothing else. Safe when nothing is up.
     Down,
-    /// Show nodes, pods, devices, addresses, MTUs, mode and attached programs as they are now.
+    /// Show nodes, pods, devices, addresses, MTUs, mode, attached programs and each node's
+    /// nftables guard as they are now.
     Status {
         /// The node description the cluster was brought up with. Default: the demo cluster.
         #[arg(long)]
@@ -74,7 +76,8 @@ enum Command {
         json: bool,
     },
     /// Packet counters of every node's programs, by program and reason, read from the pinned
-    /// maps (so any process can read them, while the datapath keeps running).
+    /// maps (so any process can read them, while the datapath keeps running), and what each
+    /// node's nftables guard dropped (program nft-guard).
     Stats {
         /// The node description the cluster was brought up with. Default: the demo cluster.
         #[arg(long)]

@@ -11,6 +11,8 @@ use super::{Cluster, POD_IFNAME};
 use crate::{
     config::{self, Mode, VXLAN_OVERHEAD},
     datapath,
+    error::GuardError,
+    guard,
     netlink::{LinkView, Netlink},
     netns::Netns,
 };
@@ -27,6 +29,8 @@ pub struct NodeStatus {
     pub netns: String,
     pub present: bool,
     pub mode: Mode,
+    /// The node's nftables guard table (see `guard`), when it is there.
+    pub guard: Option<String>,
     pub devices: Vec<DeviceStatus>,
     pub pods: Vec<PodStatus>,
     pub peers: Vec<config::VxlanPeer>,
@@ -62,6 +66,7 @@ impl ClusterStatus {
     pub fn healthy(&self) -> bool {
         self.nodes.iter().all(|n| {
             n.present
+                && n.guard.is_some()
                 && n.devices.iter().all(DeviceStatus::healthy)
                 && n.pods
                     .iter()
@@ -167,11 +172,22 @@ pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
                 default_via,
             });
         }
+        let table = guard::table_name(cluster.prefix());
+        let guard = if nl.is_some() {
+            match guard::counters(&netns, &table) {
+                Ok(counters) => counters.map(|_| table),
+                Err(GuardError::NftMissing) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
         nodes.push(NodeStatus {
             name: node.name.clone(),
             netns: label(&netns),
             present: nl.is_some(),
             mode: cluster.config.mode_of(node),
+            guard,
             devices,
             pods,
             peers: cluster.config.vxlan_peers_of(node),
@@ -202,6 +218,11 @@ pub fn render(status: &ClusterStatus) -> String {
         for d in &node.devices {
             let _ = writeln!(out, "  {:<9} {}", d.role, device_line(d));
         }
+        let guard = node
+            .guard
+            .as_ref()
+            .map_or("MISSING".to_string(), |t| format!("nftables table inet {t}"));
+        let _ = writeln!(out, "  {:<9} {guard}", "guard");
         for p in &node.pods {
             let via = p
                 .default_via
@@ -229,7 +250,7 @@ pub fn render(status: &ClusterStatus) -> String {
         out,
         "{}",
         if status.healthy() {
-            "all devices up with the configured MTU"
+            "all devices up with the configured MTU, every node guarded"
         } else {
             "NOT HEALTHY: see the lines above"
         }
