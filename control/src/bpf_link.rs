@@ -15,13 +15,15 @@ use std::{
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 
-/// `union bpf_attr` as BPF_OBJ_GET reads it.
+/// `union bpf_attr` as BPF_OBJ_GET reads it. The kernel refuses non-zero bytes after the last
+/// field it knows, so the tail padding is a field too, zeroed.
 #[repr(C)]
 struct ObjGet {
     pathname: u64,
     bpf_fd: u32,
     file_flags: u32,
     path_fd: i32,
+    _pad: u32,
 }
 
 /// `union bpf_attr` as BPF_LINK_UPDATE reads it.
@@ -32,6 +34,8 @@ struct LinkUpdate {
     flags: u32,
     old_prog_fd: u32,
 }
+
+const _: () = assert!(size_of::<ObjGet>() == 24 && size_of::<LinkUpdate>() == 16);
 
 /// bpf(2) with `attr`; the kernel reads `attr` during the call only.
 fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
@@ -54,6 +58,7 @@ pub fn update_pinned(pin: &Path, program: BorrowedFd<'_>) -> io::Result<()> {
             bpf_fd: 0,
             file_flags: 0,
             path_fd: 0,
+            _pad: 0,
         },
     )?;
     // SAFETY: BPF_OBJ_GET returned a new descriptor, owned from here on.

@@ -3,17 +3,19 @@
 //! path past the programs (kernel mode, where none runs; a frame a program passes; a gap in a
 //! program's parsing):
 //!
-//! - VXLAN is taken only on the underlay device, from a peer, addressed to the node's underlay
-//!   address in a frame for the node's own MAC. The kernel's VXLAN socket listens on every
-//!   address of the node and decapsulates for anyone: a pod sending to its gateway's VXLAN port,
-//!   or VXLAN nested in a peer's VXLAN, would otherwise be delivered as whoever it claims.
+//! - VXLAN for the overlay's VNI is taken only on the underlay device, from a peer, addressed to
+//!   the node's underlay address in a frame for the node's own MAC. The kernel's VXLAN socket
+//!   listens on every address of the node and decapsulates for anyone: a pod sending to its
+//!   gateway's VXLAN port, or VXLAN nested in a peer's VXLAN, would otherwise be delivered as
+//!   whoever it claims. Other VNIs on the same port are another overlay's (Docker swarm's, say).
 //! - A packet claiming a pod's address comes from the pods' bridge (the pods themselves) or from
 //!   the VXLAN device (peers' pods), never from the underlay or anywhere else; and a peer never
 //!   speaks for this node's own pods.
 //!
-//! The table is replaced as a whole, in one nftables transaction, whenever what it should hold
-//! changes; its comment carries a digest of its rules, so an unchanged table is left alone (and
-//! its counters keep counting).
+//! The table is replaced as a whole, in one nftables transaction, whenever it differs from what it
+//! should hold: a rule of its that carries a digest of all of them, its chains' rules in order and
+//! its sets' sizes are compared, so an intact table is left alone (its counters keep counting) and
+//! a flushed chain or set is put back.
 
 use std::{
     io::Write as _,
@@ -72,6 +74,7 @@ pub struct Guard {
     pub underlay_device: String,
     pub underlay_ip: Ipv4Addr,
     pub vxlan_port: u16,
+    pub vni: u32,
     pub vxlan_device: String,
     pub bridge: String,
     /// This node's pod CIDR.
@@ -103,9 +106,13 @@ fn elements<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
     }
 }
 
+/// The comment of the rule that sends the overlay's VXLAN into the `vxlan` chain, followed by the
+/// digest of all the rules.
+const DOOR: &str = "vxlan-door";
+
 impl Guard {
-    /// The table's rules, without the comment that carries their digest.
-    fn rules(&self) -> String {
+    /// The table's sets and chains; `{digest}` stands for the digest of this very text.
+    fn body(&self) -> String {
         let [
             outside,
             own,
@@ -116,18 +123,18 @@ impl Guard {
             not_unicast,
         ] = RULES.map(|(name, _)| name);
         let peers = elements(self.peers.iter().map(|(ip, _)| ip));
-        let cidrs = elements(
-            std::iter::once(self.pod_cidr).chain(self.peers.iter().map(|(_, cidr)| *cidr)),
-        );
+        let cidrs = elements(self.pod_cidrs());
         let Guard {
             underlay_device,
             underlay_ip,
             vxlan_port,
+            vni,
             vxlan_device,
             bridge,
             pod_cidr,
             ..
         } = self;
+        // @th,96,24: the VNI, 24 bits from the fourth byte of the VXLAN header after UDP's eight.
         format!(
             r#"  set peers {{ type ipv4_addr;{peers} }}
   set pod_cidrs {{ type ipv4_addr; flags interval;{cidrs} }}
@@ -138,7 +145,7 @@ impl Guard {
   }}
   chain input {{
     type filter hook input priority filter; policy accept;
-    udp dport {vxlan_port} jump vxlan
+    udp dport {vxlan_port} @th,96,24 {vni} jump vxlan comment "{DOOR} {{digest}}"
   }}
   chain vxlan {{
     iifname != "{underlay_device}" counter drop comment "{not_underlay}"
@@ -151,19 +158,90 @@ impl Guard {
         )
     }
 
-    fn comment(&self, rules: &str) -> String {
-        format!("fastpath guard {:016x}", fnv::fnv1a(&[rules]))
+    fn pod_cidrs(&self) -> Vec<Ipv4Net> {
+        std::iter::once(self.pod_cidr)
+            .chain(self.peers.iter().map(|(_, cidr)| *cidr))
+            .collect()
+    }
+
+    fn digest(&self) -> String {
+        format!("{:016x}", fnv::fnv1a(&[&self.body()]))
+    }
+
+    /// What the table's listing must show: every chain's rules by their comments, in order, and
+    /// every set's size.
+    fn expected_shape(&self) -> Shape {
+        let [
+            outside,
+            own,
+            not_underlay,
+            ipv6,
+            unknown,
+            not_for_node,
+            not_unicast,
+        ] = RULES.map(|(name, _)| name.to_string());
+        Shape {
+            chains: vec![
+                ("prerouting".into(), vec![outside, own]),
+                ("input".into(), vec![format!("{DOOR} {}", self.digest())]),
+                (
+                    "vxlan".into(),
+                    vec![not_underlay, ipv6, unknown, not_for_node, not_unicast],
+                ),
+            ],
+            sets: vec![
+                ("peers".into(), self.peers.len()),
+                ("pod_cidrs".into(), self.pod_cidrs().len()),
+            ],
+        }
     }
 
     /// The nftables script that replaces the table atomically: its first two commands make sure
     /// there is one to delete.
     fn script(&self) -> String {
-        let rules = self.rules();
         let table = &self.table;
+        let body = self.body().replace("{digest}", &self.digest());
         format!(
-            "table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n  comment \"{}\"\n{rules}}}\n",
-            self.comment(&rules)
+            "table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n  comment \"fastpath: pod isolation on the kernel path\"\n{body}}}\n"
         )
+    }
+}
+
+/// A guard table as its listing shows it: chains with their rules' comments in order, sets with
+/// their sizes, both sorted by name.
+#[derive(Debug, PartialEq, Eq)]
+struct Shape {
+    chains: Vec<(String, Vec<String>)>,
+    sets: Vec<(String, usize)>,
+}
+
+impl Shape {
+    fn sorted(mut self) -> Self {
+        self.chains.sort();
+        self.sets.sort();
+        self
+    }
+
+    /// The shape of a table from `nft -j list table`.
+    fn of(listing: &serde_json::Value) -> Self {
+        let mut shape = Shape {
+            chains: Vec::new(),
+            sets: Vec::new(),
+        };
+        for item in listing["nftables"].as_array().into_iter().flatten() {
+            if let Some(name) = item["chain"]["name"].as_str() {
+                shape.chains.push((name.to_string(), Vec::new()));
+            } else if let Some(name) = item["set"]["name"].as_str() {
+                let size = item["set"]["elem"].as_array().map_or(0, Vec::len);
+                shape.sets.push((name.to_string(), size));
+            } else if let Some(chain) = item["rule"]["chain"].as_str() {
+                let comment = item["rule"]["comment"].as_str().unwrap_or("").to_string();
+                if let Some((_, rules)) = shape.chains.iter_mut().find(|(c, _)| c == chain) {
+                    rules.push(comment);
+                }
+            }
+        }
+        shape.sorted()
     }
 }
 
@@ -203,43 +281,45 @@ fn nft(netns: &Netns, args: &[&str], input: Option<&str>) -> Result<String, Guar
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The table's listing, or None when there is no such table.
-fn listing(netns: &Netns, table: &str, json: bool) -> Result<Option<String>, GuardError> {
+/// Whether `netns` has the table `table`.
+fn exists(netns: &Netns, table: &str) -> Result<bool, GuardError> {
     let tables = nft(netns, &["list", "tables", "inet"], None)?;
-    if !tables
+    Ok(tables
         .lines()
-        .any(|l| l.trim() == format!("table inet {table}"))
-    {
-        return Ok(None);
-    }
-    let args: &[&str] = if json {
-        &["-j", "list", "table", "inet", table]
-    } else {
-        &["list", "table", "inet", table]
-    };
-    nft(netns, args, None).map(Some)
+        .any(|l| l.trim() == format!("table inet {table}")))
 }
 
 /// Makes the guard table in `netns` hold what `guard` says; returns whether it had to change it.
 pub fn ensure(netns: &Netns, guard: &Guard) -> Result<bool, GuardError> {
-    let comment = format!("comment \"{}\"", guard.comment(&guard.rules()));
-    let current = listing(netns, &guard.table, false)?;
-    if current.is_some_and(|text| text.lines().any(|l| l.trim() == comment)) {
+    if let Some(listing) = json_listing(netns, &guard.table)?
+        && Shape::of(&listing) == guard.expected_shape().sorted()
+    {
         return Ok(false);
     }
     nft(netns, &["-f", "-"], Some(&guard.script()))?;
     Ok(true)
 }
 
+/// The table's listing (`nft -j`), or None when there is no such table.
+fn json_listing(netns: &Netns, table: &str) -> Result<Option<serde_json::Value>, GuardError> {
+    if !exists(netns, table)? {
+        return Ok(None);
+    }
+    let text = nft(netns, &["-j", "list", "table", "inet", table], None)?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| GuardError::Listing(e.to_string()))
+}
+
 /// Removes the table `table` from `netns`; returns whether there was one. Without nft there can
 /// be none (fastpath makes it with nft).
 pub fn remove(netns: &Netns, table: &str) -> Result<bool, GuardError> {
-    match listing(netns, table, false) {
-        Ok(Some(_)) => {
+    match exists(netns, table) {
+        Ok(true) => {
             nft(netns, &["delete", "table", "inet", table], None)?;
             Ok(true)
         }
-        Ok(None) | Err(GuardError::NftMissing) => Ok(false),
+        Ok(false) | Err(GuardError::NftMissing) => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -247,11 +327,9 @@ pub fn remove(netns: &Netns, table: &str) -> Result<bool, GuardError> {
 /// The counters of every rule of the table `table` in `netns`, in [`RULES`] order; None when the
 /// table is not there.
 pub fn counters(netns: &Netns, table: &str) -> Result<Option<Vec<GuardCounter>>, GuardError> {
-    let Some(text) = listing(netns, table, true)? else {
+    let Some(json) = json_listing(netns, table)? else {
         return Ok(None);
     };
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| GuardError::Listing(e.to_string()))?;
     let mut counters: Vec<GuardCounter> = RULES
         .iter()
         .map(|(reason, _)| GuardCounter {
@@ -280,6 +358,8 @@ pub fn counters(netns: &Netns, table: &str) -> Result<Option<Vec<GuardCounter>>,
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn guard() -> Guard {
@@ -288,6 +368,7 @@ mod tests {
             underlay_device: "fp-ul0".into(),
             underlay_ip: Ipv4Addr::new(198, 18, 0, 1),
             vxlan_port: 4789,
+            vni: 42,
             vxlan_device: "fp-vxlan".into(),
             bridge: "fp-br0".into(),
             pod_cidr: "198.18.1.0/24".parse().unwrap(),
@@ -299,8 +380,9 @@ mod tests {
     }
 
     #[test]
-    fn every_rule_counts_under_a_name_of_its_own() {
-        let script = guard().script();
+    fn every_rule_counts_under_a_name_of_its_own_and_the_door_is_the_overlays() {
+        let g = guard();
+        let script = g.script();
         for (name, _) in RULES {
             assert_eq!(
                 script.matches(&format!("comment \"{name}\"")).count(),
@@ -313,21 +395,68 @@ mod tests {
             script.contains("elements = { 198.18.1.0/24, 198.18.2.0/24 }"),
             "{script}"
         );
+        assert!(
+            script.contains(&format!(
+                "udp dport 4789 @th,96,24 42 jump vxlan comment \"vxlan-door {}\"",
+                g.digest()
+            )),
+            "{script}"
+        );
+        assert!(!script.contains("{digest}"), "{script}");
     }
 
     #[test]
     fn a_guard_without_peers_has_empty_sets_and_its_digest_follows_its_rules() {
         let mut lonely = guard();
         lonely.peers.clear();
-        let script = lonely.script();
-        assert!(script.contains("set peers { type ipv4_addr; }"), "{script}");
-        assert_ne!(
-            lonely.comment(&lonely.rules()),
-            guard().comment(&guard().rules())
+        assert!(
+            lonely.script().contains("set peers { type ipv4_addr; }"),
+            "{}",
+            lonely.script()
         );
+        assert_ne!(lonely.digest(), guard().digest());
+        assert_eq!(guard().digest(), guard().digest());
+    }
+
+    /// A listing in the shape `nft -j list table` prints, for `g`'s rules, with `drop_rule` left
+    /// out of the `vxlan` chain when given.
+    fn listing_of(g: &Guard, drop_rule: Option<&str>) -> serde_json::Value {
+        let mut items = vec![json!({"metainfo": {"version": "1.0.6"}})];
+        items.push(json!({"table": {"family": "inet", "name": g.table}}));
+        for (name, size) in &g.expected_shape().sets {
+            let elem: Vec<u32> = (0..*size as u32).collect();
+            items.push(json!({"set": {"name": name, "elem": elem}}));
+        }
+        for (chain, comments) in &g.expected_shape().chains {
+            items.push(json!({"chain": {"name": chain}}));
+            for comment in comments.iter().filter(|c| Some(c.as_str()) != drop_rule) {
+                items.push(json!({"rule": {"chain": chain, "comment": comment, "expr": []}}));
+            }
+        }
+        json!({ "nftables": items })
+    }
+
+    #[test]
+    fn a_listing_matches_only_the_table_it_should_be() {
+        let g = guard();
         assert_eq!(
-            guard().comment(&guard().rules()),
-            guard().comment(&guard().rules())
+            Shape::of(&listing_of(&g, None)),
+            g.expected_shape().sorted()
+        );
+        assert_ne!(
+            Shape::of(&listing_of(&g, Some("vxlan-unknown-peer"))),
+            g.expected_shape().sorted(),
+            "a rule gone"
+        );
+        let mut more_peers = guard();
+        more_peers.peers.push((
+            Ipv4Addr::new(198, 18, 0, 3),
+            "198.18.3.0/24".parse().unwrap(),
+        ));
+        assert_ne!(
+            Shape::of(&listing_of(&g, None)),
+            more_peers.expected_shape().sorted(),
+            "another peer"
         );
     }
 }

@@ -37,6 +37,10 @@ pub struct LinkView {
     pub kind: Option<String>,
     pub mtu: u32,
     pub up: bool,
+    /// Up with a carrier and its queue in place: a frame sent now goes out. (A device brought up
+    /// before its carrier gets its queue from the kernel's link watch a moment after the carrier
+    /// comes; until then, what it sends is dropped without an error.)
+    pub transmits: bool,
     /// Index of the bridge this link is a port of.
     pub master: Option<u32>,
     pub alias: Option<String>,
@@ -64,15 +68,18 @@ impl From<&LinkMessage> for LinkView {
             kind: None,
             mtu: 0,
             up: msg.header.flags.contains(LinkFlags::Up),
+            transmits: false,
             master: None,
             alias: None,
             mac: None,
             vxlan: None,
             xdp_program: None,
         };
+        let mut qdisc = None;
         for attr in &msg.attributes {
             match attr {
                 LinkAttribute::IfName(name) => view.name = name.clone(),
+                LinkAttribute::Qdisc(name) => qdisc = Some(name.as_str()),
                 LinkAttribute::Mtu(mtu) => view.mtu = *mtu,
                 LinkAttribute::Controller(index) => view.master = Some(*index),
                 LinkAttribute::IfAlias(alias) => view.alias = Some(alias.clone()),
@@ -116,6 +123,8 @@ impl From<&LinkMessage> for LinkView {
                 _ => {}
             }
         }
+        // The kernel's placeholder queue while a device waits for its carrier is "noop".
+        view.transmits = msg.header.flags.contains(LinkFlags::Running) && qdisc != Some("noop");
         view
     }
 }
@@ -289,6 +298,12 @@ impl Netlink {
             .execute()
             .await
             .map_err(self.request_error("bring up", name))
+    }
+
+    pub async fn set_down(&self, name: &str) -> Result<(), NetlinkError> {
+        let index = self.index(name).await?;
+        let msg = LinkUnspec::new_with_index(index).down().build();
+        self.set_link(name, "bring down", msg).await
     }
 
     /// Adds `addr/prefix` to `name`; an address that is already there is left as it is.

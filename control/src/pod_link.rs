@@ -6,9 +6,14 @@
 //! neighbour discovery from pods themselves (`datapath-ebpf/src/nd.rs`). These settings also
 //! cover kernel mode, where no program runs.
 
-use std::{io, net::Ipv4Addr, path::Path};
+use std::{
+    io,
+    net::Ipv4Addr,
+    path::Path,
+    time::{Duration, Instant},
+};
 
-use crate::netns::Netns;
+use crate::{netlink::Netlink, netns::Netns};
 
 /// The MAC of a pod interface fastpath creates: derived from the pod's IPv4 address, so a pod
 /// re-created with the same address (a CNI DEL and ADD on a live container, `fastpath up`
@@ -69,9 +74,35 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Sends a gratuitous ARP (an announcement, RFC 5227) for `ip` at `mac` out of `ifname` in
-/// `netns`: neighbours that still hold another MAC for the address take this one.
-pub fn announce(netns: &Netns, ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> io::Result<()> {
+/// How long [`announce`] waits for the pod's interface to transmit.
+const READY_WITHIN: Duration = Duration::from_secs(1);
+
+/// Sends a gratuitous ARP (an announcement, RFC 5227) for `ip` at `mac` out of `ifname` (in the
+/// namespace of `nl`) once the interface transmits: neighbours that still hold another MAC for
+/// the address take this one.
+pub async fn announce(nl: &Netlink, ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> io::Result<()> {
+    let start = Instant::now();
+    while !nl
+        .link_view(ifname)
+        .await
+        .map_err(io::Error::other)?
+        .is_some_and(|l| l.transmits)
+    {
+        if start.elapsed() > READY_WITHIN {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{ifname} in {} did not come up within {READY_WITHIN:?}",
+                    nl.netns().label()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    send_frame(nl.netns(), ifname, &gratuitous_arp(ip, mac))
+}
+
+fn gratuitous_arp(ip: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(42);
     frame.extend_from_slice(&[0xff; 6]);
     frame.extend_from_slice(&mac);
@@ -82,7 +113,7 @@ pub fn announce(netns: &Netns, ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> io::
     frame.extend_from_slice(&ip.octets());
     frame.extend_from_slice(&[0; 6]);
     frame.extend_from_slice(&ip.octets());
-    send_frame(netns, ifname, &frame)
+    frame
 }
 
 /// Sends one Ethernet frame, as it is, out of `dev` in `netns` (an AF_PACKET socket).

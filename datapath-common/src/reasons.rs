@@ -86,6 +86,7 @@ pub const DROP_VXLAN_NOT_FOR_VTEP: u32 = 55;
 pub const DROP_VXLAN_INNER_NOT_IPV4: u32 = 56;
 pub const DROP_VXLAN_INNER_MALFORMED: u32 = 57;
 pub const DROP_VXLAN_NESTED: u32 = 58;
+pub const DROP_UNDERLAY_VLAN_DEPTH: u32 = 59;
 
 /// A reason's printable name and meaning.
 #[derive(Clone, Copy, Debug)]
@@ -428,6 +429,14 @@ pub const REASONS: &[ReasonInfo] = &[
         Verdict::Drop,
         "VXLAN from a peer carrying UDP to the overlay's port for an address that is no local pod: \
          VXLAN in VXLAN, which the node would decapsulate a second time",
+    ),
+    reason(
+        DROP_UNDERLAY_VLAN_DEPTH,
+        "underlay-vlan-depth",
+        Verdict::Drop,
+        "a frame on the underlay with more VLAN tags than the program looks through (three, with \
+         one the kernel already took off): what it carries cannot be checked, and the kernel \
+         would take off priority tags and deliver it",
     ),
 ];
 

@@ -1,8 +1,8 @@
 //! The decision for a packet arriving on the underlay device: VXLAN from a known peer for a local
 //! pod is decapsulated; other underlay traffic is left to the kernel; everything else that is
-//! VXLAN to the overlay's port is checked as far as the kernel's VXLAN device would go with it,
-//! and dropped when it fails: from an address that is no peer, not addressed to this node, in a
-//! VLAN tag, with an inner frame that is not the peer's own pods' IPv4, or malformed.
+//! VXLAN to the overlay's port for its VNI is checked as far as the kernel's VXLAN device would go
+//! with it, and dropped when it fails: from an address that is no peer, not addressed to this
+//! node, in a VLAN tag, with an inner frame that is not the peer's own pods' IPv4, or malformed.
 //!
 //! Why those drop rather than pass: with the fast path on, the node's kernel VXLAN device is still
 //! there (it is the fallback path and a kernel-mode peer's counterpart) and would decapsulate
@@ -40,7 +40,8 @@ const IPV4_OFFSET: u16 = 0x1fff;
 const IPV4_MF: u16 = 0x2000;
 /// skb->pkt_type of a frame addressed to the receiving device's own MAC.
 const PACKET_HOST: u32 = 0;
-/// VLAN tags the program looks through on the underlay (802.1ad + 802.1Q).
+/// VLAN tags the program looks through on the underlay (802.1ad + 802.1Q); a frame with more is
+/// dropped.
 const MAX_VLAN_TAGS: usize = 2;
 
 /// Bytes decap reads: up to the inner UDP header behind an inner IPv4 header with options, or
@@ -88,7 +89,7 @@ fn known_peer(ip: [u8; 4]) -> bool {
 fn untag(pkt: &Packet, eth: &EthHdr) -> Option<(u16, usize, bool)> {
     let (mut ether_type, mut at) = (eth.ether_type, EthHdr::LEN);
     for _ in 0..MAX_VLAN_TAGS {
-        if ether_type != EtherType::Ieee8021q as u16 && ether_type != EtherType::Ieee8021ad as u16 {
+        if !is_vlan(ether_type) {
             break;
         }
         // SAFETY: ptr_at checked the tag lies inside the frame.
@@ -96,6 +97,11 @@ fn untag(pkt: &Packet, eth: &EthHdr) -> Option<(u16, usize, bool)> {
         at += VlanHdr::LEN;
     }
     Some((ether_type, at, at != EthHdr::LEN))
+}
+
+#[inline(always)]
+fn is_vlan(ether_type: u16) -> bool {
+    ether_type == EtherType::Ieee8021q as u16 || ether_type == EtherType::Ieee8021ad as u16
 }
 
 /// What to do with a packet that arrived on the underlay device, and the reason to count.
@@ -111,6 +117,10 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
     let Some((ether_type, l3, tagged_in_frame)) = untag(pkt, eth) else {
         return pass(PASS_NOT_OVERLAY);
     };
+    if is_vlan(ether_type) {
+        // The kernel takes off priority tags by itself, all of them, after this program.
+        return drop(DROP_UNDERLAY_VLAN_DEPTH);
+    }
     if ether_type != EtherType::Ipv4 as u16 {
         return pass(PASS_NOT_OVERLAY);
     }
@@ -146,19 +156,16 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
     if !to_overlay {
         return underlay_traffic(ip, node);
     }
-    if tagged_in_frame || arrival.vlan_tagged {
-        return drop(DROP_VXLAN_VLAN);
-    }
-    // redirect_peer leaves the kernel no chance to drop what was not addressed to this host.
-    if ip.dst_addr != node.underlay_ip.to_ne_bytes() || arrival.pkt_type != PACKET_HOST {
-        return drop(DROP_VXLAN_NOT_FOR_NODE);
-    }
+    let tagged = tagged_in_frame || arrival.vlan_tagged;
     let known = known_peer(ip.src_addr);
     let vxlan = pkt
         .ptr_at::<UdpHdr>(udp_at)
         .and_then(|_| pkt.ptr_at::<VxlanHdr>(udp_at + UdpHdr::LEN));
     let Some(vxlan) = vxlan else {
-        return drop(if known {
+        // Too short to show its VNI: whoever's it is, it is nobody's VXLAN.
+        return drop(if tagged {
+            DROP_VXLAN_VLAN
+        } else if known {
             DROP_VXLAN_TRUNCATED
         } else {
             DROP_UNKNOWN_PEER
@@ -166,16 +173,24 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
     };
     // SAFETY: ptr_at checked the VXLAN header lies inside the frame.
     let vxlan = unsafe { &*vxlan };
+    let vni = u32::from_be_bytes([0, vxlan.vni[0], vxlan.vni[1], vxlan.vni[2]]);
+    if vni != node.vni {
+        // Another overlay on the same port (another VXLAN user on a real node): its business.
+        return pass(PASS_OTHER_VNI);
+    }
+    if tagged {
+        return drop(DROP_VXLAN_VLAN);
+    }
+    // redirect_peer leaves the kernel no chance to drop what was not addressed to this host.
+    if ip.dst_addr != node.underlay_ip.to_ne_bytes() || arrival.pkt_type != PACKET_HOST {
+        return drop(DROP_VXLAN_NOT_FOR_NODE);
+    }
     // The kernel's VXLAN device takes exactly these flags and zero reserved fields.
     if vxlan.flags != VXLAN_I_FLAG_MASK || vxlan._reserved1 != [0; 3] || vxlan._reserved2 != 0 {
         return drop(DROP_VXLAN_BAD_FLAGS);
     }
     if !known {
         return drop(DROP_UNKNOWN_PEER);
-    }
-    let vni = u32::from_be_bytes([0, vxlan.vni[0], vxlan.vni[1], vxlan.vni[2]]);
-    if vni != node.vni {
-        return pass(PASS_OTHER_VNI);
     }
     if header_len != Ipv4Hdr::LEN {
         return drop(DROP_VXLAN_OUTER_OPTIONS);

@@ -89,7 +89,20 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), u32> {
         ROUTER_ADVERT => return Err(DROP_ND_ROUTER_ADVERT),
         REDIRECT => return Err(DROP_ND_REDIRECT),
         ROUTER_SOLICIT => at + 8,
-        NEIGHBOUR_SOLICIT => at + 24,
+        NEIGHBOUR_SOLICIT => {
+            // From the unspecified address it is duplicate address detection: for the pod's own
+            // address only, or it would make another pod give up an address it is setting up.
+            if unspecified {
+                let target = pkt
+                    .ptr_at::<[u8; 16]>(at + 8)
+                    .ok_or(DROP_POD_IPV6_MALFORMED)?;
+                // SAFETY: ptr_at checked the target address lies inside the frame.
+                if !is_link_local_of(unsafe { &*target }, &source.mac) {
+                    return Err(DROP_ND_SPOOFED);
+                }
+            }
+            at + 24
+        }
         NEIGHBOUR_ADVERT => {
             if unspecified {
                 return Err(DROP_SPOOFED_IPV6);

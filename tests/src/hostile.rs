@@ -206,9 +206,11 @@ impl PodScene {
         self.icmpv6(self.own_link_local(), 136, &body, &[])
     }
 
-    fn neighbour_solicit(&self, src: [u8; 16], mac: Option<[u8; 6]>) -> Vec<u8> {
+    /// A neighbour solicitation from `src` for `target`, with a source link-layer address option
+    /// when `mac` is given.
+    fn neighbour_solicit(&self, src: [u8; 16], target: [u8; 16], mac: Option<[u8; 6]>) -> Vec<u8> {
         let mut body = vec![0, 0, 0, 0];
-        body.extend_from_slice(&link_local(self.victim_mac));
+        body.extend_from_slice(&target);
         if let Some(mac) = mac {
             body.extend_from_slice(&[1, 1]);
             body.extend_from_slice(&mac);
@@ -252,7 +254,9 @@ pub fn pod_cases(s: &PodScene) -> Vec<Case> {
     let dest_options = (DEST_OPTIONS, [0, 0, 1, 4, 0, 0, 0, 0]);
     let fragment_header = (FRAGMENT, [0, 0, 0, 1, 0, 0, 0, 7]);
     let too_many = [dest_options; 5];
-    let mut zero_length_option = s.neighbour_solicit(s.own_link_local(), Some(s.attacker_mac));
+    let victim = link_local(s.victim_mac);
+    let mut zero_length_option =
+        s.neighbour_solicit(s.own_link_local(), victim, Some(s.attacker_mac));
     let last = zero_length_option.len() - 7;
     zero_length_option[last] = 0;
     let mut cases = vec![
@@ -422,14 +426,20 @@ pub fn pod_cases(s: &PodScene) -> Vec<Case> {
         .not_to_victim(),
         Case::new(
             "neighbour solicitation with another MAC",
-            one(s.neighbour_solicit(s.own_link_local(), Some(s.gateway_mac))),
+            one(s.neighbour_solicit(s.own_link_local(), victim, Some(s.gateway_mac))),
             DROP_ND_SPOOFED,
         )
         .not_to_victim()
         .twin(vec![
-            s.neighbour_solicit(s.own_link_local(), Some(s.attacker_mac)),
-            s.neighbour_solicit([0; 16], None),
+            s.neighbour_solicit(s.own_link_local(), victim, Some(s.attacker_mac)),
+            s.neighbour_solicit([0; 16], s.own_link_local(), None),
         ]),
+        Case::new(
+            "duplicate address detection for the victim's address",
+            one(s.neighbour_solicit([0; 16], victim, None)),
+            DROP_ND_SPOOFED,
+        )
+        .not_to_victim(),
         Case::new(
             "IPv6 from the victim's link-local address",
             one(s.echo_request(link_local(s.victim_mac))),
@@ -659,6 +669,12 @@ pub fn underlay_cases(s: &UnderlayScene) -> Vec<Case> {
             )),
             DROP_VXLAN_VLAN,
         ),
+        Case::new(
+            "VXLAN from no peer behind four VLAN priority tags",
+            one(frames::tagged(&from_stranger, &[(ETH_VLAN, 0); 4])),
+            DROP_UNDERLAY_VLAN_DEPTH,
+        )
+        .twin(one(honest.clone())),
         Case::new(
             "VXLAN to another host's address",
             one(with_outer_dst(s.node_mac, Ipv4Addr::new(198, 18, 0, 77))),

@@ -153,3 +153,22 @@ pub fn ping_result(child: std::process::Child) -> (u32, u32) {
         .collect();
     (numbers[0], numbers[1])
 }
+
+/// Makes `netns` hold `mac` for `ip` on eth0, as if it had learnt it; returns when a gratuitous
+/// ARP may replace it (the kernel ignores one within a second, `locktime`, of the entry's last
+/// update).
+pub fn hold_neighbour(netns: &Netns, ip: Ipv4Addr, mac: [u8; 6]) {
+    let status = Command::new("ip")
+        .args(["-n", netns.name().expect("named netns"), "neigh", "replace"])
+        .arg(ip.to_string())
+        .args(["lladdr", &control::config::format_mac(&mac)])
+        .args(["dev", "eth0", "nud", "reachable"])
+        .status()
+        .expect("ip runs");
+    assert!(
+        status.success(),
+        "ip neigh replace {ip} in {}",
+        netns.label()
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+}

@@ -222,27 +222,39 @@ fn a_container_re_added_on_its_live_namespace_is_reachable_at_once() {
     host.exec("ADD", "c1", Some(c1.netns()), &conf).expect_ok();
     let r2 = host.exec("ADD", "c2", Some(c2.netns()), &conf).expect_ok();
     let ip2 = address_of(&r2);
-    // c1 knows c2's MAC from before.
-    assert!(probe::ping(c1.netns(), ip2, 2, &[]));
-
     // A runtime's reload: DEL and ADD on the live namespace, keeping the address (host-local
     // takes it from CNI_ARGS).
-    host.exec("DEL", "c2", Some(c2.netns()), &conf).expect_ok();
-    let mut env = CniHost::env("ADD", "c2", Some(c2.netns()));
-    for (key, value) in &mut env {
-        if *key == "CNI_ARGS" {
-            *value = format!("IgnoreUnknown=1;IP={ip2}");
+    let reload = || {
+        host.exec("DEL", "c2", Some(c2.netns()), &conf).expect_ok();
+        let mut env = CniHost::env("ADD", "c2", Some(c2.netns()));
+        for (key, value) in &mut env {
+            if *key == "CNI_ARGS" {
+                *value = format!("IgnoreUnknown=1;IP={ip2}");
+            }
         }
-    }
-    let again = host
-        .run(&env, &serde_json::to_vec(&conf).unwrap())
-        .expect_ok();
-    assert_eq!(address_of(&again), ip2, "the same address");
+        host.run(&env, &serde_json::to_vec(&conf).unwrap())
+            .expect_ok()
+    };
+    let mac = |result: &Value| result["interfaces"][2]["mac"].clone();
 
+    // c1 knows c2's MAC from before; the re-added c2 has the same one.
+    assert!(probe::ping(c1.netns(), ip2, 2, &[]));
+    let again = reload();
+    assert_eq!(address_of(&again), ip2, "the same address");
+    assert_eq!(mac(&again), mac(&r2), "the same MAC");
     let resumed = probe::time_to_first_reply(c1.netns(), ip2);
     assert!(
         resumed < Duration::from_secs(1),
         "c1 reached the re-added c2 after {resumed:?}"
+    );
+
+    // c1 holds another MAC for c2's address: the re-added c2's gratuitous ARP puts it right.
+    probe::hold_neighbour(c1.netns(), ip2, [0x02, 0, 0, 0, 0, 0x99]);
+    reload();
+    let resumed = probe::time_to_first_reply(c1.netns(), ip2);
+    assert!(
+        resumed < Duration::from_secs(1),
+        "c1, holding a stale MAC, reached the re-added c2 after {resumed:?}"
     );
     for (id, c) in [("c1", &c1), ("c2", &c2)] {
         host.exec("DEL", id, Some(c.netns()), &conf).expect_ok();

@@ -271,7 +271,9 @@ fn in_xdp_mode_no_underlay_host_reaches_a_pod_as_someone_else() {
 /// plain bridge-and-VXLAN setup it stands for does (a peer's forged inner sources).
 fn guard_rule(case: &Case) -> Option<&'static str> {
     match case.reason {
-        DROP_UNKNOWN_PEER | DROP_VXLAN_VLAN => Some("vxlan-unknown-peer"),
+        DROP_UNKNOWN_PEER | DROP_VXLAN_VLAN | DROP_UNDERLAY_VLAN_DEPTH => {
+            Some("vxlan-unknown-peer")
+        }
         DROP_VXLAN_NESTED => Some("vxlan-not-from-underlay"),
         DROP_UNDERLAY_POD_SOURCE => Some("pod-source-from-outside"),
         DROP_VXLAN_NOT_FOR_NODE if case.name.contains("broadcast") => Some("vxlan-not-unicast"),
@@ -299,6 +301,36 @@ fn in_kernel_mode_the_guard_takes_vxlan_only_from_peers_and_pods_only_from_their
         );
     }
     assert!(covered >= 6, "the guard's cases are in the corpus");
+}
+
+#[test]
+fn up_puts_back_a_guard_changed_behind_its_back() {
+    let tc = TestCluster::demo_in(Mode::Kernel);
+    let node_a = tc.node_netns("a");
+    let table = guard::table_name(tc.cluster.prefix());
+    let nft = |command: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", node_a.name().unwrap(), "nft"])
+            .arg(command)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "nft {command}: {out:?}");
+    };
+    for tamper in [
+        format!("flush chain inet {table} vxlan"),
+        format!("delete element inet {table} peers {{ {UNDERLAY_B} }}"),
+    ] {
+        nft(&tamper);
+        let changes = tc.up().join("\n");
+        assert!(
+            changes.contains(&format!(
+                "installed the kernel-path guard (nftables table inet {table})"
+            )),
+            "after '{tamper}': {changes}"
+        );
+        assert!(tc.up().is_empty(), "a second up leaves the guard alone");
+        assert_eq!(guarded(&tc, "a").len(), guard::RULES.len());
+    }
 }
 
 /// Node a with a third pod: the attacker a1, the victim a2 and its neighbour a3.
@@ -552,6 +584,34 @@ fn in_xdp_mode_router_advertisements_and_redirects_from_a_pod_change_no_routes()
     router_messages_from_a_pod_change_no_routes(Mode::Xdp);
 }
 
+/// A pod's VLAN device (on a kernel that has them; this one has not) hands its tags to the veth
+/// beside the frame, where XDP does not see them; in xdp mode fastpath has the pod's stack write
+/// them into the frame, where xdp_pod drops them as `pod-vlan` (the corpus's tagged frames), and
+/// gives the setting back in the other modes.
+#[test]
+fn in_xdp_mode_pods_write_their_vlan_tags_into_the_frame() {
+    let mut tc = TestCluster::demo_in(Mode::Xdp);
+    let insertion = |tc: &TestCluster| {
+        control::ethtool::vlan_tag_insertion(&tc.pod_netns("a1"), "eth0").unwrap()
+    };
+    assert_eq!(
+        insertion(&tc),
+        [false, false],
+        "xdp: 802.1Q and 802.1ad tags in the frame"
+    );
+    tc.cluster.mode_override = Some(Mode::Tc);
+    let changes = tc.up().join("\n");
+    assert!(
+        changes.contains("pod a1: eth0 VLAN tag insertion on"),
+        "{changes}"
+    );
+    assert_eq!(
+        insertion(&tc),
+        [true, true],
+        "tc sees tags beside the frame"
+    );
+}
+
 #[test]
 fn in_kernel_mode_pod_settings_refuse_router_advertisements_and_redirects() {
     router_messages_from_a_pod_change_no_routes(Mode::Kernel);
@@ -561,15 +621,29 @@ fn in_kernel_mode_pod_settings_refuse_router_advertisements_and_redirects() {
 fn a_pod_recreated_by_up_is_reachable_at_once() {
     let mut tc = TestCluster::demo_in(Mode::Tc);
     let a1 = tc.pod_netns("a1");
-    // a1 knows a2's MAC from before.
+    let mac = tc.mac_of(&tc.pod_netns("a2"), "eth0");
+    let recreate = |tc: &mut TestCluster| {
+        let a2 = tc.cluster.config.nodes[0].pods.remove(1);
+        tc.up();
+        tc.cluster.config.nodes[0].pods.push(a2);
+        tc.up();
+    };
+    // a1 knows a2's MAC from before; the re-created a2 has the same one.
     assert!(probe::ping(&a1, A2, 2, &[]));
-    let a2 = tc.cluster.config.nodes[0].pods.remove(1);
-    tc.up();
-    tc.cluster.config.nodes[0].pods.push(a2);
-    tc.up();
+    recreate(&mut tc);
+    assert_eq!(tc.mac_of(&tc.pod_netns("a2"), "eth0"), mac, "a2's MAC");
     let resumed = probe::time_to_first_reply(&a1, A2);
     assert!(
         resumed < Duration::from_secs(1),
         "a1 reached the re-created a2 after {resumed:?}"
+    );
+    // a1 holds another MAC for a2's address (an a2 from before MACs followed addresses): the
+    // re-created a2's gratuitous ARP puts it right.
+    probe::hold_neighbour(&a1, A2, [0x02, 0, 0, 0, 0, 0x99]);
+    recreate(&mut tc);
+    let resumed = probe::time_to_first_reply(&a1, A2);
+    assert!(
+        resumed < Duration::from_secs(1),
+        "a1, holding a stale MAC, reached the re-created a2 after {resumed:?}"
     );
 }

@@ -103,9 +103,10 @@ impl Reconciler<'_> {
                 ));
             }
             if hook == Hook::Xdp {
-                // Pods compute their own checksums before any frame of theirs becomes an XDP frame.
+                // Pods compute their own checksums, and write their VLAN tags into the frame,
+                // before any frame of theirs becomes an XDP frame.
                 for (pod, _, pod_ns) in &pods {
-                    self.set_tx_checksum(pod_ns, &pod.name, false)?;
+                    self.set_pod_offloads(pod_ns, &pod.name, false)?;
                 }
             }
             // Decapsulation first: a peer may start sending once this node's pods do.
@@ -156,19 +157,32 @@ impl Reconciler<'_> {
         }
         if wanted != Some(Hook::Xdp) {
             for (pod, _, pod_ns) in &pods {
-                self.set_tx_checksum(pod_ns, &pod.name, true)?;
+                self.set_pod_offloads(pod_ns, &pod.name, true)?;
             }
         }
         Ok(())
     }
 
-    fn set_tx_checksum(&mut self, pod_ns: &crate::netns::Netns, pod: &str, on: bool) -> Result<()> {
+    /// The offloads whose state an XDP frame loses: TX checksums, VLAN tag insertion.
+    fn set_pod_offloads(
+        &mut self,
+        pod_ns: &crate::netns::Netns,
+        pod: &str,
+        on: bool,
+    ) -> Result<()> {
+        let state = if on { "on" } else { "off (xdp mode)" };
         if ethtool::set_tx_checksum(pod_ns, POD_IFNAME, on)
             .with_context(|| format!("setting TX checksum offload of {POD_IFNAME} in pod {pod}"))?
         {
-            let state = if on { "on" } else { "off (xdp mode)" };
             self.changed(format!(
                 "pod {pod}: {POD_IFNAME} TX checksum offload {state}"
+            ));
+        }
+        if ethtool::set_vlan_tag_insertion(pod_ns, POD_IFNAME, on)
+            .with_context(|| format!("setting VLAN tag insertion of {POD_IFNAME} in pod {pod}"))?
+        {
+            self.changed(format!(
+                "pod {pod}: {POD_IFNAME} VLAN tag insertion {state}"
             ));
         }
         Ok(())

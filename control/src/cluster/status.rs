@@ -218,10 +218,9 @@ pub fn render(status: &ClusterStatus) -> String {
         for d in &node.devices {
             let _ = writeln!(out, "  {:<9} {}", d.role, device_line(d));
         }
-        let guard = node
-            .guard
-            .as_ref()
-            .map_or("MISSING".to_string(), |t| format!("nftables table inet {t}"));
+        let guard = node.guard.as_ref().map_or("MISSING".to_string(), |t| {
+            format!("nftables table inet {t}")
+        });
         let _ = writeln!(out, "  {:<9} {guard}", "guard");
         for p in &node.pods {
             let via = p

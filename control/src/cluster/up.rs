@@ -481,6 +481,7 @@ impl Reconciler<'_> {
             underlay_device: node.underlay.device.clone(),
             underlay_ip: node.underlay.address.addr(),
             vxlan_port: config.vxlan.port,
+            vni: config.vxlan.vni,
             vxlan_device: config.vxlan.device.clone(),
             bridge: node.bridge.clone(),
             pod_cidr: node.pod_cidr,
@@ -573,7 +574,8 @@ impl Reconciler<'_> {
         if created {
             // Neighbours that knew the pod's address at another MAC (from before an upgrade that
             // made MACs follow addresses) learn this one now, not when their entry times out.
-            pod_link::announce(&pod_ns, POD_IFNAME, pod.address, mac)
+            pod_link::announce(&nl_pod, POD_IFNAME, pod.address, mac)
+                .await
                 .with_context(|| format!("announcing pod {}'s address", pod.name))?;
         }
         Ok(())

@@ -440,7 +440,9 @@ impl Plugin<'_> {
         // Where ADD pinned the link, should the configuration have moved the network since.
         let pins = self.settings.pins();
         let dir = record.pin_dir.as_deref().unwrap_or(pins.dir());
-        fastpath::detach(dir, &record.host_veth).map_err(failed)?;
+        // The veth stops carrying before its checks go: a running container being removed never
+        // sends past an unchecked veth. The previous plugin's veth (chained) is that plugin's to
+        // delete; it is only taken down.
         if record.owns_veth {
             network::delete_veth(
                 &record.host_veth,
@@ -448,7 +450,12 @@ impl Plugin<'_> {
             )
             .await
             .map_err(failed)?;
+        } else {
+            network::take_down(&record.host_veth)
+                .await
+                .map_err(failed)?;
         }
+        fastpath::detach(dir, &record.host_veth).map_err(failed)?;
         if record.ipam
             && let Some(ipam) = Ipam::find(self.env, self.raw)?
         {

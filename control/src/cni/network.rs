@@ -219,7 +219,9 @@ impl Standalone<'_> {
             .set_up(self.host_veth)
             .await?;
         let mac = config::parse_mac(&attachment.container_mac)?;
-        pod_link::announce(self.container, self.ifname, attachment.address.addr(), mac)
+        let inside = Netlink::open(self.container)?;
+        pod_link::announce(&inside, self.ifname, attachment.address.addr(), mac)
+            .await
             .with_context(|| {
                 format!(
                     "gratuitous ARP from {} in {}",
@@ -292,6 +294,15 @@ pub async fn delete_veth(host_veth: &str, alias: &str) -> Result<()> {
             link.alias
         ),
         None => {}
+    }
+    Ok(())
+}
+
+/// Takes the host veth of a chained attachment down, if it is still there.
+pub async fn take_down(host_veth: &str) -> Result<()> {
+    let host = Netlink::open(&Netns::host())?;
+    if host.link_view(host_veth).await?.is_some_and(|l| l.up) {
+        host.set_down(host_veth).await?;
     }
     Ok(())
 }
