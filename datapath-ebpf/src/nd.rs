@@ -92,14 +92,8 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), u32> {
         NEIGHBOUR_SOLICIT => {
             // From the unspecified address it is duplicate address detection: for the pod's own
             // address only, or it would make another pod give up an address it is setting up.
-            if unspecified {
-                let target = pkt
-                    .ptr_at::<[u8; 16]>(at + 8)
-                    .ok_or(DROP_POD_IPV6_MALFORMED)?;
-                // SAFETY: ptr_at checked the target address lies inside the frame.
-                if !is_link_local_of(unsafe { &*target }, &source.mac) {
-                    return Err(DROP_ND_SPOOFED);
-                }
+            if unspecified && !names_itself(pkt, at, source)? {
+                return Err(DROP_ND_SPOOFED);
             }
             at + 24
         }
@@ -107,11 +101,7 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), u32> {
             if unspecified {
                 return Err(DROP_SPOOFED_IPV6);
             }
-            let target = pkt
-                .ptr_at::<[u8; 16]>(at + 8)
-                .ok_or(DROP_POD_IPV6_MALFORMED)?;
-            // SAFETY: ptr_at checked the target address lies inside the frame.
-            if !is_link_local_of(unsafe { &*target }, &source.mac) {
+            if !names_itself(pkt, at, source)? {
                 return Err(DROP_ND_SPOOFED);
             }
             at + 24
@@ -125,6 +115,16 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), u32> {
     }
     let end = IPV6_AT + Ipv6Hdr::LEN + usize::from(u16::from_be_bytes(ip.payload_len));
     link_layer_options(pkt, options_at, end, &source.mac)
+}
+
+/// Whether the solicitation or advertisement at `at` is for the pod's own address (its target).
+#[inline(always)]
+fn names_itself(pkt: &Packet, at: usize, source: &Source) -> Result<bool, u32> {
+    let target = pkt
+        .ptr_at::<[u8; 16]>(at + 8)
+        .ok_or(DROP_POD_IPV6_MALFORMED)?;
+    // SAFETY: ptr_at checked the target address lies inside the frame.
+    Ok(is_link_local_of(unsafe { &*target }, &source.mac))
 }
 
 /// Follows the extension header chain from `next` (the IPv6 header's next header). Also says

@@ -276,7 +276,7 @@ fn guard_rule(case: &Case) -> Option<&'static str> {
             Some("vxlan-unknown-peer")
         }
         DROP_VXLAN_NESTED => Some("vxlan-not-from-underlay"),
-        DROP_UNDERLAY_POD_SOURCE => Some("pod-source-from-outside"),
+        DROP_UNDERLAY_POD_SOURCE => Some("underlay-pod-source"),
         DROP_VXLAN_NOT_FOR_NODE if case.name.contains("broadcast") => Some("vxlan-not-unicast"),
         _ => None,
     }
@@ -325,7 +325,7 @@ fn up_puts_back_a_guard_changed_behind_its_back() {
         let changes = tc.up().join("\n");
         assert!(
             changes.contains(&format!(
-                "installed the kernel-path guard (nftables table inet {table})"
+                "installed the kernel-path guard (nftables tables inet and netdev {table})"
             )),
             "after '{tamper}': {changes}"
         );

@@ -261,6 +261,16 @@ impl Topology {
         }
     }
 
+    /// The kernel rows are the plain kernel path fastpath is measured against (a bridge, flannel's
+    /// VXLAN and UDP modes), which has no guard. The next row's `up` puts the guards back.
+    fn remove_guards(&self) -> Result<()> {
+        let table = guard::table_name(PREFIX);
+        for node in &self.cluster.config.nodes {
+            guard::remove(&self.cluster.node_netns(node), &table)?;
+        }
+        Ok(())
+    }
+
     /// Makes the machine ready for `row` and returns where its traffic goes.
     pub async fn prepare(&mut self, row: Row) -> Result<Path> {
         self.tunnel = None;
@@ -269,6 +279,9 @@ impl Topology {
             cluster::up(&self.cluster)
                 .await
                 .with_context(|| format!("switching the bench cluster to {mode}"))?;
+            if mode == Mode::Kernel {
+                self.remove_guards()?;
+            }
         }
         if matches!(row, Row::TcSameScaled | Row::TcCrossScaled) {
             self.fill_maps()?;
@@ -312,13 +325,6 @@ impl Topology {
                 let node = |n: &str| self.cluster.config.node(n).expect("demo node");
                 let (a, b) = (node("a"), node("b"));
                 let (ns_a, ns_b) = (self.cluster.node_netns(a), self.cluster.node_netns(b));
-                // The baseline is flannel's UDP mode, which has no guard: fastpath's would drop
-                // what the relay writes into the tun device (pod addresses from a device that is
-                // neither the pods' bridge nor the VXLAN device). The next row's `up` puts it back.
-                let table = guard::table_name(PREFIX);
-                for ns in [&ns_a, &ns_b] {
-                    guard::remove(ns, &table)?;
-                }
                 self.tunnel = Some(
                     Tunnel::start(
                         tun::End {

@@ -41,7 +41,7 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
     // namespace).
     let table = guard::table_name(ownership.prefix());
     match guard::remove(&Netns::host(), &table) {
-        Ok(true) => removed.push(format!("nftables table inet {table}")),
+        Ok(true) => removed.push(format!("nftables tables {table}")),
         Ok(false) => {}
         Err(e) => errors.push(e.to_string()),
     }

@@ -219,7 +219,7 @@ pub fn render(status: &ClusterStatus) -> String {
             let _ = writeln!(out, "  {:<9} {}", d.role, device_line(d));
         }
         let guard = node.guard.as_ref().map_or("MISSING".to_string(), |t| {
-            format!("nftables table inet {t}")
+            format!("nftables tables inet and netdev {t}")
         });
         let _ = writeln!(out, "  {:<9} {guard}", "guard");
         for p in &node.pods {

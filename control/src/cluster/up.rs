@@ -483,7 +483,6 @@ impl Reconciler<'_> {
             vxlan_port: config.vxlan.port,
             vni: config.vxlan.vni,
             vxlan_device: config.vxlan.device.clone(),
-            bridge: node.bridge.clone(),
             pod_cidr: node.pod_cidr,
             peers: config
                 .vxlan_peers_of(node)
@@ -495,7 +494,7 @@ impl Reconciler<'_> {
             .with_context(|| format!("node '{}': kernel-path guard", node.name))?
         {
             self.changed(format!(
-                "installed the kernel-path guard (nftables table inet {}) in netns {}",
+                "installed the kernel-path guard (nftables tables inet and netdev {}) in netns {}",
                 spec.table,
                 netns.label()
             ));
