@@ -36,39 +36,63 @@ use crate::{error::GuardError, fnv, netns::Netns};
 /// The name the guard's counters go by beside the programs' (`fastpath stats`).
 pub const PROGRAM: &str = "nft-guard";
 
+const UNDERLAY_POD_SOURCE: &str = "underlay-pod-source";
+const OWN_POD_SOURCE: &str = "own-pod-source-from-overlay";
+const VXLAN_NOT_FROM_UNDERLAY: &str = "vxlan-not-from-underlay";
+const VXLAN_OVER_IPV6: &str = "vxlan-over-ipv6";
+const VXLAN_UNKNOWN_PEER: &str = "vxlan-unknown-peer";
+const VXLAN_NOT_FOR_NODE: &str = "vxlan-not-for-node";
+const VXLAN_NOT_UNICAST: &str = "vxlan-not-unicast";
+
 /// The guard's drop rules by the name they count under, with what each means.
 pub const RULES: [(&str, &str); 7] = [
     (
-        "underlay-pod-source",
+        UNDERLAY_POD_SOURCE,
         "a packet on the underlay device (not in VXLAN) claims the address of a pod, this node's \
          or a peer's",
     ),
     (
-        "own-pod-source-from-overlay",
+        OWN_POD_SOURCE,
         "a packet from the VXLAN device claims an address of this node's own pods",
     ),
     (
-        "vxlan-not-from-underlay",
+        VXLAN_NOT_FROM_UNDERLAY,
         "VXLAN for the node that did not arrive on its underlay device (from a pod, or nested \
          in a peer's VXLAN)",
     ),
     (
-        "vxlan-over-ipv6",
+        VXLAN_OVER_IPV6,
         "VXLAN over IPv6: the overlay's underlay is IPv4",
     ),
     (
-        "vxlan-unknown-peer",
+        VXLAN_UNKNOWN_PEER,
         "VXLAN from an underlay address that is not a peer's",
     ),
     (
-        "vxlan-not-for-node",
+        VXLAN_NOT_FOR_NODE,
         "VXLAN whose outer destination is not the node's underlay address",
     ),
     (
-        "vxlan-not-unicast",
+        VXLAN_NOT_UNICAST,
         "VXLAN in a frame not addressed to the underlay device's own MAC (broadcast, multicast, \
          another host's)",
     ),
+];
+
+/// The drop rules of each chain, in order (the `input` chain holds only the door to `vxlan`).
+const CHAINS: [(&str, &[&str]); 3] = [
+    (
+        "vxlan",
+        &[
+            VXLAN_NOT_FROM_UNDERLAY,
+            VXLAN_OVER_IPV6,
+            VXLAN_UNKNOWN_PEER,
+            VXLAN_NOT_FOR_NODE,
+            VXLAN_NOT_UNICAST,
+        ],
+    ),
+    ("underlay", &[UNDERLAY_POD_SOURCE]),
+    ("overlay", &[OWN_POD_SOURCE]),
 ];
 
 /// What a node's guard holds.
@@ -122,15 +146,6 @@ impl Guard {
     /// Both tables' sets and chains, by family; `{digest}` stands for the digest of this very
     /// text.
     fn bodies(&self) -> [String; 2] {
-        let [
-            underlay_pod,
-            own,
-            not_underlay,
-            ipv6,
-            unknown,
-            not_for_node,
-            not_unicast,
-        ] = RULES.map(|(name, _)| name);
         let peers = elements(self.peers.iter().map(|(ip, _)| ip));
         let cidrs = elements(self.pod_cidrs());
         let Guard {
@@ -150,11 +165,11 @@ impl Guard {
     udp dport {vxlan_port} @th,96,24 {vni} jump vxlan comment "{DOOR} {{digest}}"
   }}
   chain vxlan {{
-    iifname != "{underlay_device}" counter drop comment "{not_underlay}"
-    meta nfproto ipv6 counter drop comment "{ipv6}"
-    ip saddr != @peers counter drop comment "{unknown}"
-    ip daddr != {underlay_ip} counter drop comment "{not_for_node}"
-    meta pkttype != host counter drop comment "{not_unicast}"
+    iifname != "{underlay_device}" counter drop comment "{VXLAN_NOT_FROM_UNDERLAY}"
+    meta nfproto ipv6 counter drop comment "{VXLAN_OVER_IPV6}"
+    ip saddr != @peers counter drop comment "{VXLAN_UNKNOWN_PEER}"
+    ip daddr != {underlay_ip} counter drop comment "{VXLAN_NOT_FOR_NODE}"
+    meta pkttype != host counter drop comment "{VXLAN_NOT_UNICAST}"
   }}
 "#
         );
@@ -162,11 +177,11 @@ impl Guard {
             r#"  set pod_cidrs {{ type ipv4_addr; flags interval;{cidrs} }}
   chain underlay {{
     type filter hook ingress device "{underlay_device}" priority -500; policy accept;
-    ip saddr @pod_cidrs counter drop comment "{underlay_pod}"
+    ip saddr @pod_cidrs counter drop comment "{UNDERLAY_POD_SOURCE}"
   }}
   chain overlay {{
     type filter hook ingress device "{vxlan_device}" priority -500; policy accept;
-    ip saddr {pod_cidr} counter drop comment "{own}"
+    ip saddr {pod_cidr} counter drop comment "{OWN_POD_SOURCE}"
   }}
 "#
         );
@@ -189,25 +204,16 @@ impl Guard {
     /// What the tables' listings must show: every chain's rules by their comments, in order, and
     /// every set's size.
     fn expected_shape(&self) -> Shape {
-        let [
-            underlay_pod,
-            own,
-            not_underlay,
-            ipv6,
-            unknown,
-            not_for_node,
-            not_unicast,
-        ] = RULES.map(|(name, _)| name.to_string());
+        let door = (
+            "input".to_string(),
+            vec![format!("{DOOR} {}", self.digest())],
+        );
+        let drops = CHAINS.iter().map(|(chain, rules)| {
+            let rules = rules.iter().map(ToString::to_string).collect();
+            (chain.to_string(), rules)
+        });
         Shape {
-            chains: vec![
-                ("input".into(), vec![format!("{DOOR} {}", self.digest())]),
-                (
-                    "vxlan".into(),
-                    vec![not_underlay, ipv6, unknown, not_for_node, not_unicast],
-                ),
-                ("underlay".into(), vec![underlay_pod]),
-                ("overlay".into(), vec![own]),
-            ],
+            chains: std::iter::once(door).chain(drops).collect(),
             sets: vec![
                 ("peers".into(), self.peers.len()),
                 ("pod_cidrs".into(), self.pod_cidrs().len()),
@@ -453,6 +459,19 @@ mod tests {
             "{script}"
         );
         assert!(!script.contains("{digest}"), "{script}");
+    }
+
+    #[test]
+    fn every_rule_sits_in_one_chain() {
+        for (name, _) in RULES {
+            let places = CHAINS
+                .iter()
+                .filter(|(_, rules)| rules.contains(&name))
+                .count();
+            assert_eq!(places, 1, "{name}");
+        }
+        let listed: usize = CHAINS.iter().map(|(_, rules)| rules.len()).sum();
+        assert_eq!(listed, RULES.len());
     }
 
     #[test]
