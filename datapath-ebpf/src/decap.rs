@@ -25,7 +25,7 @@ use network_types::{
 };
 
 use crate::{
-    classify::IPV4_MF_AND_OFFSET,
+    classify::{IPV4_MF, IPV4_MF_AND_OFFSET, IPV4_OFFSET, ipv4_header_len, is_vlan},
     encap::OVERHEAD,
     forward::Rewrite,
     maps::{ENDPOINTS, NODE, PEERS, REMOTES},
@@ -35,9 +35,6 @@ use crate::{
 /// Where the inner frame starts when the outer IPv4 header has no options.
 const INNER_ETH: usize = OVERHEAD;
 const INNER_IP: usize = INNER_ETH + EthHdr::LEN;
-/// Fragment offset bits of the IPv4 `frags` field, and the more-fragments flag.
-const IPV4_OFFSET: u16 = 0x1fff;
-const IPV4_MF: u16 = 0x2000;
 /// skb->pkt_type of a frame addressed to the receiving device's own MAC.
 const PACKET_HOST: u32 = 0;
 /// VLAN tags the program looks through on the underlay (802.1ad + 802.1Q); a frame with more is
@@ -99,11 +96,6 @@ fn untag(pkt: &Packet, eth: &EthHdr) -> Option<(u16, usize, bool)> {
     Some((ether_type, at, at != EthHdr::LEN))
 }
 
-#[inline(always)]
-fn is_vlan(ether_type: u16) -> bool {
-    ether_type == EtherType::Ieee8021q as u16 || ether_type == EtherType::Ieee8021ad as u16
-}
-
 /// What to do with a packet that arrived on the underlay device, and the reason to count.
 #[inline(always)]
 pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
@@ -129,11 +121,10 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
     };
     // SAFETY: ptr_at checked the header lies inside the frame.
     let ip = unsafe { &*ip };
-    let header_len = usize::from(ip.vihl & 0x0f) * 4;
-    if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
+    let Some(header_len) = ipv4_header_len(ip) else {
         // The kernel drops it with its own reason.
         return pass(PASS_NOT_OVERLAY);
-    }
+    };
     let Some(node) = NODE.get(0) else {
         return pass(PASS_FAST_PATH_OFF);
     };
@@ -145,9 +136,10 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
     // first one, without which the kernel reassembles nothing.
     let first_fragment = frags & IPV4_MF != 0 && frags & IPV4_OFFSET == 0;
     let udp_at = l3 + header_len;
+    let udp = pkt.ptr_at::<UdpHdr>(udp_at);
     let to_overlay = ip.proto == IpProto::Udp as u8
         && frags & IPV4_OFFSET == 0
-        && match pkt.ptr_at::<UdpHdr>(udp_at) {
+        && match udp {
             // SAFETY: ptr_at checked the UDP header lies inside the frame.
             Some(udp) => (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes(),
             // A first fragment too short to show its port could be the start of VXLAN.
@@ -158,9 +150,7 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
     }
     let tagged = tagged_in_frame || arrival.vlan_tagged;
     let known = known_peer(ip.src_addr);
-    let vxlan = pkt
-        .ptr_at::<UdpHdr>(udp_at)
-        .and_then(|_| pkt.ptr_at::<VxlanHdr>(udp_at + UdpHdr::LEN));
+    let vxlan = udp.and_then(|_| pkt.ptr_at::<VxlanHdr>(udp_at + UdpHdr::LEN));
     let Some(vxlan) = vxlan else {
         // Too short to show its VNI: whoever's it is, it is nobody's VXLAN.
         return drop(if tagged {
@@ -238,10 +228,9 @@ fn inner(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig, first_fragment: bool)
     };
     // SAFETY: ptr_at checked the inner IPv4 header lies inside the frame.
     let inner = unsafe { &*inner };
-    let inner_header_len = usize::from(inner.vihl & 0x0f) * 4;
-    if inner.vihl >> 4 != 4 || inner_header_len < Ipv4Hdr::LEN {
+    let Some(inner_header_len) = ipv4_header_len(inner) else {
         return drop(DROP_VXLAN_INNER_MALFORMED);
-    }
+    };
     // A peer speaks for its own pods only.
     match REMOTES.get(Key::new(32, u32::from_ne_bytes(inner.src_addr))) {
         Some(owner) if owner.underlay_ip == u32::from_ne_bytes(outer.src_addr) => {}

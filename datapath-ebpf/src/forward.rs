@@ -72,10 +72,12 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
         return not_from_pod(pkt, eth, node);
     };
     // Before anything is decided: whatever happens to the frame next, it is the pod's own.
-    if let Err(reason) = pod_source::check(pkt, eth, source, vlan_tagged, node) {
-        return drop(reason);
-    }
-    let ip = match classify::frame(pkt, eth, EthHdr::LEN) {
+    let frame = match pod_source::check(pkt, eth, source, vlan_tagged, node) {
+        Err(reason) => return drop(reason),
+        Ok(Some(ip)) => classify::ipv4_frame(eth, ip),
+        Ok(None) => classify::frame(pkt, eth),
+    };
+    let ip = match frame {
         Frame::Ipv4(ip) => ip,
         Frame::Other(reason) => return pass(reason),
     };
@@ -126,7 +128,7 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
 /// written yet): counted by kind and left to the kernel.
 #[inline(always)]
 fn not_from_pod(pkt: &Packet, eth: &EthHdr, node: Option<&NodeConfig>) -> Decision {
-    if let Frame::Other(reason) = classify::frame(pkt, eth, EthHdr::LEN) {
+    if let Frame::Other(reason) = classify::frame(pkt, eth) {
         return pass(reason);
     }
     if node.is_none_or(|n| n.flags & NODE_FAST_PATH == 0) {

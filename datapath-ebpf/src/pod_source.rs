@@ -16,6 +16,7 @@ use network_types::{
 };
 
 use crate::{
+    classify::{IPV4_OFFSET, ipv4_header_len, is_vlan},
     maps::{ENDPOINTS, REMOTES},
     nd,
     packet::Packet,
@@ -24,20 +25,19 @@ use crate::{
 const ARP_HTYPE_ETHERNET: u16 = 1;
 const ARP_REQUEST: u16 = 1;
 const ARP_REPLY: u16 = 2;
-/// Fragment offset bits of the IPv4 `frags` field (host order).
-const IPV4_OFFSET: u16 = 0x1fff;
 
 /// Checks a frame that arrived on the veth of the pod `source` describes. `vlan_tagged`: the
 /// kernel already took a VLAN tag off the frame into the packet's metadata (TC only; XDP sees the
-/// tag in the frame). Err is the reason to drop it.
+/// tag in the frame). Err is the reason to drop it; an IPv4 frame's checked header comes back, so
+/// that nobody parses it again.
 #[inline(always)]
-pub fn check(
-    pkt: &Packet,
+pub fn check<'a>(
+    pkt: &'a Packet,
     eth: &EthHdr,
     source: &Source,
     vlan_tagged: bool,
     node: Option<&NodeConfig>,
-) -> Result<(), u32> {
+) -> Result<Option<&'a Ipv4Hdr>, u32> {
     if eth.src_addr != source.mac {
         return Err(DROP_SPOOFED_MAC);
     }
@@ -45,12 +45,10 @@ pub fn check(
         return Err(DROP_POD_VLAN);
     }
     match eth.ether_type {
-        t if t == EtherType::Ipv4 as u16 => ipv4(pkt, source, node),
-        t if t == EtherType::Arp as u16 => arp(pkt, source),
-        t if t == EtherType::Ipv6 as u16 => nd::check(pkt, source),
-        t if t == EtherType::Ieee8021q as u16 || t == EtherType::Ieee8021ad as u16 => {
-            Err(DROP_POD_VLAN)
-        }
+        t if t == EtherType::Ipv4 as u16 => ipv4(pkt, source, node).map(Some),
+        t if t == EtherType::Arp as u16 => arp(pkt, source).map(|()| None),
+        t if t == EtherType::Ipv6 as u16 => nd::check(pkt, source).map(|()| None),
+        t if is_vlan(t) => Err(DROP_POD_VLAN),
         _ => Err(DROP_POD_OTHER_ETHERTYPE),
     }
 }
@@ -58,21 +56,22 @@ pub fn check(
 /// Any IPv4 header length, fragment or destination: the source is the pod's, and UDP to the
 /// overlay's port goes to pods only.
 #[inline(always)]
-fn ipv4(pkt: &Packet, source: &Source, node: Option<&NodeConfig>) -> Result<(), u32> {
+fn ipv4<'a>(
+    pkt: &'a Packet,
+    source: &Source,
+    node: Option<&NodeConfig>,
+) -> Result<&'a Ipv4Hdr, u32> {
     let ip = pkt
         .ptr_at::<Ipv4Hdr>(EthHdr::LEN)
         .ok_or(DROP_POD_IPV4_MALFORMED)?;
     // SAFETY: ptr_at checked that a whole Ipv4Hdr lies inside the frame.
     let ip = unsafe { &*ip };
-    let header_len = usize::from(ip.vihl & 0x0f) * 4;
-    if ip.vihl >> 4 != 4 || header_len < Ipv4Hdr::LEN {
-        return Err(DROP_POD_IPV4_MALFORMED);
-    }
+    let header_len = ipv4_header_len(ip).ok_or(DROP_POD_IPV4_MALFORMED)?;
     if u32::from_ne_bytes(ip.src_addr) != source.ip {
         return Err(DROP_SPOOFED_IP);
     }
     let Some(node) = node else {
-        return Ok(());
+        return Ok(ip);
     };
     // Later fragments carry no port; their first fragment is checked here, and the kernel
     // reassembles nothing without it.
@@ -80,7 +79,7 @@ fn ipv4(pkt: &Packet, source: &Source, node: Option<&NodeConfig>) -> Result<(), 
         || ip.proto != IpProto::Udp as u8
         || u16::from_be_bytes(ip.frags) & IPV4_OFFSET != 0
     {
-        return Ok(());
+        return Ok(ip);
     }
     // A whole datagram or first fragment always holds the whole UDP header (the caller made the
     // headers linear): without it, nobody can tell where it is going.
@@ -91,7 +90,7 @@ fn ipv4(pkt: &Packet, source: &Source, node: Option<&NodeConfig>) -> Result<(), 
     if (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes() && !is_pod(ip.dst_addr, node) {
         return Err(DROP_POD_VXLAN);
     }
-    Ok(())
+    Ok(ip)
 }
 
 /// A pod on this node, or (with the overlay on) in a peer's pod CIDR: VXLAN between pods is the
