@@ -1,11 +1,13 @@
-//! Two bpf(2) commands on pinned links that aya keeps to itself: open a link from its pin, and make
-//! it run another program (BPF_LINK_UPDATE, atomic: the device is never without one).
+//! bpf(2) commands on pinned links and loaded programs that aya keeps to itself: open a link from
+//! its pin, read which program it runs, make it run another (BPF_LINK_UPDATE, atomic: the device
+//! is never without one), and read a program's tag (the kernel's hash of its instructions, the
+//! same for every load of the same code).
 
 use std::{
     ffi::CString,
     io,
     os::{
-        fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
         unix::ffi::OsStrExt as _,
     },
     path::Path,
@@ -13,6 +15,8 @@ use std::{
 
 /// Command numbers in the kernel's `enum bpf_cmd`.
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 
 /// `union bpf_attr` as BPF_OBJ_GET reads it. The kernel refuses non-zero bytes after the last
@@ -26,6 +30,22 @@ struct ObjGet {
     _pad: u32,
 }
 
+/// `union bpf_attr` as BPF_PROG_GET_FD_BY_ID reads it.
+#[repr(C)]
+struct GetFdById {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// `union bpf_attr` as BPF_OBJ_GET_INFO_BY_FD reads it.
+#[repr(C)]
+struct InfoByFd {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
 /// `union bpf_attr` as BPF_LINK_UPDATE reads it.
 #[repr(C)]
 struct LinkUpdate {
@@ -35,7 +55,12 @@ struct LinkUpdate {
     old_prog_fd: u32,
 }
 
-const _: () = assert!(size_of::<ObjGet>() == 24 && size_of::<LinkUpdate>() == 16);
+const _: () = assert!(
+    size_of::<ObjGet>() == 24
+        && size_of::<GetFdById>() == 12
+        && size_of::<InfoByFd>() == 16
+        && size_of::<LinkUpdate>() == 16
+);
 
 /// bpf(2) with `attr`; the kernel reads `attr` during the call only.
 fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
@@ -47,30 +72,82 @@ fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<libc::c_long> {
     Ok(rc)
 }
 
-/// Makes the link pinned at `pin` run `program` from now on.
-pub fn update_pinned(pin: &Path, program: BorrowedFd<'_>) -> io::Result<()> {
-    let path = CString::new(pin.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL"))?;
-    let fd = bpf(
-        BPF_OBJ_GET,
-        &ObjGet {
-            pathname: path.as_ptr() as u64,
-            bpf_fd: 0,
-            file_flags: 0,
-            path_fd: 0,
-            _pad: 0,
+/// The first bytes of the kernel's info about the object behind `fd` (its `struct bpf_link_info`
+/// or `struct bpf_prog_info`); the kernel fills as much as is asked for.
+fn info<const N: usize>(fd: BorrowedFd<'_>) -> io::Result<[u8; N]> {
+    let mut info = [0u8; N];
+    bpf(
+        BPF_OBJ_GET_INFO_BY_FD,
+        &InfoByFd {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: N as u32,
+            info: info.as_mut_ptr() as u64,
         },
     )?;
-    // SAFETY: BPF_OBJ_GET returned a new descriptor, owned from here on.
-    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    bpf(
-        BPF_LINK_UPDATE,
-        &LinkUpdate {
-            link_fd: link.as_raw_fd() as u32,
-            new_prog_fd: program.as_raw_fd() as u32,
-            flags: 0,
-            old_prog_fd: 0,
+    Ok(info)
+}
+
+/// A link, opened from its pin.
+pub struct PinnedLink(OwnedFd);
+
+impl PinnedLink {
+    pub fn open(pin: &Path) -> io::Result<Self> {
+        let path = CString::new(pin.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL"))?;
+        let fd = bpf(
+            BPF_OBJ_GET,
+            &ObjGet {
+                pathname: path.as_ptr() as u64,
+                bpf_fd: 0,
+                file_flags: 0,
+                path_fd: 0,
+                _pad: 0,
+            },
+        )?;
+        // SAFETY: BPF_OBJ_GET returned a new descriptor, owned from here on.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// The id of the program the link runs (`struct bpf_link_info`: type, id, prog_id).
+    pub fn program_id(&self) -> io::Result<u32> {
+        let info = info::<12>(self.0.as_fd())?;
+        Ok(u32::from_ne_bytes(
+            info[8..12].try_into().expect("four bytes"),
+        ))
+    }
+
+    /// Makes the link run `program` from now on.
+    pub fn update(&self, program: BorrowedFd<'_>) -> io::Result<()> {
+        bpf(
+            BPF_LINK_UPDATE,
+            &LinkUpdate {
+                link_fd: self.0.as_raw_fd() as u32,
+                new_prog_fd: program.as_raw_fd() as u32,
+                flags: 0,
+                old_prog_fd: 0,
+            },
+        )
+        .map(|_| ())
+    }
+}
+
+/// The tag of the program behind `program` (`struct bpf_prog_info`: type, id, tag).
+pub fn program_tag(program: BorrowedFd<'_>) -> io::Result<[u8; 8]> {
+    let info = info::<16>(program)?;
+    Ok(info[8..16].try_into().expect("eight bytes"))
+}
+
+/// The tag of the loaded program with `id`.
+pub fn program_tag_by_id(id: u32) -> io::Result<[u8; 8]> {
+    let fd = bpf(
+        BPF_PROG_GET_FD_BY_ID,
+        &GetFdById {
+            id,
+            next_id: 0,
+            open_flags: 0,
         },
-    )
-    .map(|_| ())
+    )?;
+    // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new descriptor, owned from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    program_tag(fd.as_fd())
 }

@@ -18,7 +18,7 @@ use aya::{
     },
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, TestRun, TestRunOptions, Xdp, XdpMode,
-        links::{FdLink, PinnedLink},
+        links::FdLink,
         tc::{SchedClassifierLinkId, TcAttachOptions},
         xdp::XdpLinkId,
     },
@@ -745,27 +745,16 @@ fn replace_in_link(
         path: pin.display().to_string(),
         source,
     };
-    let info_err = |source| DatapathError::ProgramInfo {
+    let fd = program.fd().map_err(|source| DatapathError::ProgramInfo {
         program: name,
         source: Box::new(source),
-    };
-    let link: FdLink = PinnedLink::from_pin(pin)
-        .map_err(|e| pin_err(io::Error::other(e)))?
-        .into();
-    let attached = link
-        .info()
-        .map_err(|e| pin_err(io::Error::other(e)))?
-        .program_id();
-    let attached_tag = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|info| info.id() == attached)
-        .map(|info| info.tag())
-        .ok_or(DatapathError::ProgramGone { id: attached })?;
-    if attached_tag == program.info().map_err(info_err)?.tag() {
+    })?;
+    let link = bpf_link::PinnedLink::open(pin).map_err(pin_err)?;
+    let attached = bpf_link::program_tag_by_id(link.program_id().map_err(pin_err)?);
+    if attached.map_err(pin_err)? == bpf_link::program_tag(fd.as_fd()).map_err(pin_err)? {
         return Ok(false);
     }
-    let fd = program.fd().map_err(info_err)?;
-    bpf_link::update_pinned(pin, fd.as_fd()).map_err(pin_err)?;
+    link.update(fd.as_fd()).map_err(pin_err)?;
     Ok(true)
 }
 
