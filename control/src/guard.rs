@@ -345,9 +345,14 @@ pub fn ensure(netns: &Netns, guard: &Guard) -> Result<bool, GuardError> {
     Ok(true)
 }
 
+/// Whether both guard tables `table` are in `netns`.
+pub fn installed(netns: &Netns, table: &str) -> Result<bool, GuardError> {
+    Ok(families_with(netns, table)?.len() == FAMILIES.len())
+}
+
 /// Both tables' listings (`nft -j`), or None when either is missing.
 fn json_listings(netns: &Netns, table: &str) -> Result<Option<Vec<serde_json::Value>>, GuardError> {
-    if families_with(netns, table)?.len() != FAMILIES.len() {
+    if !installed(netns, table)? {
         return Ok(None);
     }
     FAMILIES

@@ -1,6 +1,7 @@
 //! What every pod interface gets, whoever made it (`fastpath up`, `fastpath-cni` standalone or
 //! chained after `bridge`): settings that keep a pod's stack from taking another pod's word for
-//! its routes, a MAC that survives the pod's re-creation, and a gratuitous ARP when it comes up.
+//! its routes, and a gratuitous ARP when it comes up (its MAC, which survives its re-creation, is
+//! `config::pod_mac`).
 //!
 //! The programs do not rely on these: they drop router advertisements, redirects and forged
 //! neighbour discovery from pods themselves (`datapath-ebpf/src/nd.rs`). These settings also
@@ -14,16 +15,6 @@ use std::{
 };
 
 use crate::{netlink::Netlink, netns::Netns};
-
-/// The MAC of a pod interface fastpath creates: derived from the pod's IPv4 address, so a pod
-/// re-created with the same address (a CNI DEL and ADD on a live container, `fastpath up`
-/// re-adding a pod) has the MAC its neighbours' ARP caches and the fast path's maps still hold.
-/// Locally administered; 02:fa is the VXLAN devices', 02:fb the node bridges', 02:fc the CNI
-/// bridges'.
-pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = ip.octets();
-    [0x02, 0xfd, a, b, c, d]
-}
 
 /// Per-interface sysctls, `{}` standing for the interface: no router advertisements (a pod takes
 /// its routes from fastpath, never from a neighbour: CVE-2020-10749), no redirects, and the
@@ -163,18 +154,4 @@ pub fn send_frame(netns: &Netns, dev: &str, frame: &[u8]) -> io::Result<()> {
             }
         })
         .map_err(io::Error::other)?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pod_macs_are_unicast_locally_administered_and_follow_the_address() {
-        let mac = pod_mac(Ipv4Addr::new(198, 18, 1, 2));
-        assert_eq!(mac, [0x02, 0xfd, 198, 18, 1, 2]);
-        assert_eq!(mac[0] & 0x01, 0, "unicast");
-        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
-        assert_ne!(mac, pod_mac(Ipv4Addr::new(198, 18, 1, 3)));
-    }
 }

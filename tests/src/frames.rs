@@ -76,6 +76,19 @@ pub fn udp_frame(h: Ipv4, payload: &[u8]) -> Vec<u8> {
     ipv4_udp(PEER_MAC, POD_MAC, h, 9, payload)
 }
 
+/// `frame` (Ethernet, then IPv4 without options) with its IPv4 header made anew by `h` from one
+/// with the present header's addresses; MACs and payload kept, checksum set.
+pub fn with_ipv4_header(frame: &[u8], h: impl FnOnce(Ipv4) -> Ipv4) -> Vec<u8> {
+    let present = Ipv4 {
+        src: frame[26..30].try_into().expect("four bytes"),
+        dst: frame[30..34].try_into().expect("four bytes"),
+        ..Ipv4::default()
+    };
+    let mut f = frame[..14].to_vec();
+    f.extend_from_slice(&ipv4(h(present), &frame[34..]));
+    f
+}
+
 /// A UDP header and `payload`; checksum zero (none), which IPv4 receivers accept.
 pub fn udp(source_port: u16, port: u16, payload: &[u8]) -> Vec<u8> {
     let mut udp = Vec::with_capacity(8 + payload.len());

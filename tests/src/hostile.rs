@@ -540,30 +540,6 @@ impl UnderlayScene {
         vxlan::frame(&self.outer(outer_src), FLAG_I, self.vni, inner)
     }
 
-    /// `frame` with its outer IPv4 header replaced by `h` (addresses kept).
-    fn outer_header(frame: &[u8], h: impl FnOnce(Ipv4) -> Ipv4) -> Vec<u8> {
-        let base = Ipv4 {
-            src: frame[26..30].try_into().unwrap(),
-            dst: frame[30..34].try_into().unwrap(),
-            ..Ipv4::default()
-        };
-        let mut f = frame[..14].to_vec();
-        f.extend_from_slice(&frames::ipv4(h(base), &frame[34..]));
-        f
-    }
-
-    /// The inner frame with its IPv4 header replaced by `h`, its payload and MACs kept.
-    fn inner_header(inner: &[u8], h: impl FnOnce(Ipv4) -> Ipv4) -> Vec<u8> {
-        let base = Ipv4 {
-            src: inner[26..30].try_into().unwrap(),
-            dst: inner[30..34].try_into().unwrap(),
-            ..Ipv4::default()
-        };
-        let mut f = inner[..14].to_vec();
-        f.extend_from_slice(&frames::ipv4(h(base), &inner[34..]));
-        f
-    }
-
     /// The VXLAN packet carrying `inner`, as two outer fragments.
     fn outer_fragments(&self, inner: &[u8]) -> Vec<Vec<u8>> {
         let whole = self.vxlan(self.peer_ip, inner);
@@ -700,7 +676,7 @@ pub fn underlay_cases(s: &UnderlayScene) -> Vec<Case> {
         ),
         Case::new(
             "outer IP options, inner source forged",
-            one(UnderlayScene::outer_header(
+            one(frames::with_ipv4_header(
                 &s.vxlan(s.peer_ip, &forged_inner),
                 |h| Ipv4 { ihl: 6, ..h },
             )),
@@ -710,13 +686,13 @@ pub fn underlay_cases(s: &UnderlayScene) -> Vec<Case> {
             "inner IP options, inner source forged",
             one(s.vxlan(
                 s.peer_ip,
-                &UnderlayScene::inner_header(&forged_inner, |h| Ipv4 { ihl: 6, ..h }),
+                &frames::with_ipv4_header(&forged_inner, |h| Ipv4 { ihl: 6, ..h }),
             )),
             DROP_INNER_SPOOFED,
         )
         .twin(one(s.vxlan(
             s.peer_ip,
-            &UnderlayScene::inner_header(&s.inner(s.peer_pod), |h| Ipv4 { ihl: 6, ..h }),
+            &frames::with_ipv4_header(&s.inner(s.peer_pod), |h| Ipv4 { ihl: 6, ..h }),
         ))),
         Case::new(
             "inner fragments, inner source forged",
@@ -750,7 +726,7 @@ pub fn underlay_cases(s: &UnderlayScene) -> Vec<Case> {
             "inner IPv4 version 5",
             one(s.vxlan(
                 s.peer_ip,
-                &UnderlayScene::inner_header(&s.inner(s.peer_pod), |h| Ipv4 { version: 5, ..h }),
+                &frames::with_ipv4_header(&s.inner(s.peer_pod), |h| Ipv4 { version: 5, ..h }),
             )),
             DROP_VXLAN_INNER_MALFORMED,
         )

@@ -154,6 +154,22 @@ pub fn ping_result(child: std::process::Child) -> (u32, u32) {
     (numbers[0], numbers[1])
 }
 
+/// The sysctl at `path` (under /proc/sys) in `netns`, after writing `value` to it when given.
+pub fn sysctl(netns: &Netns, path: &str, value: Option<&str>) -> String {
+    netns
+        .run(|| {
+            let file = format!("/proc/sys/{path}");
+            if let Some(value) = value {
+                std::fs::write(&file, value).unwrap_or_else(|e| panic!("{file}: {e}"));
+            }
+            std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .trim()
+                .to_string()
+        })
+        .expect("enter the namespace")
+}
+
 /// Makes `netns` hold `mac` for `ip` on eth0, as if it had learnt it; returns when a gratuitous
 /// ARP may replace it (the kernel ignores one within a second, `locktime`, of the entry's last
 /// update).

@@ -22,14 +22,6 @@ use tests::{
 
 const PORT: u16 = 7001;
 
-fn sysctl(netns: &Netns, path: &str) -> String {
-    netns
-        .run(|| std::fs::read_to_string(format!("/proc/sys/{path}")).unwrap())
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 /// The pod settings fastpath gives every pod interface.
 #[track_caller]
 fn assert_pod_settings(netns: &Netns) {
@@ -39,7 +31,12 @@ fn assert_pod_settings(netns: &Netns) {
         "net/ipv4/conf/eth0/accept_redirects",
         "net/ipv4/conf/all/accept_redirects",
     ] {
-        assert_eq!(sysctl(netns, path), "0", "{path} in {}", netns.label());
+        assert_eq!(
+            probe::sysctl(netns, path, None),
+            "0",
+            "{path} in {}",
+            netns.label()
+        );
     }
 }
 

@@ -66,9 +66,7 @@ fn good_inner() -> Vec<u8> {
 
 /// The outer IPv4 header replaced by `h` (its addresses and flags), MACs, UDP and the rest kept.
 fn with_outer_ip(frame: &[u8], h: Ipv4) -> Vec<u8> {
-    let mut f = frame[..14].to_vec();
-    f.extend_from_slice(&frames::ipv4(h, &frame[34..]));
-    f
+    frames::with_ipv4_header(frame, |_| h)
 }
 
 fn outer_ip(src: Ipv4Addr) -> Ipv4 {

@@ -424,18 +424,6 @@ fn in_xdp_mode_arp_poisoning_neither_intercepts_nor_loses_a_packet() {
     arp_poisoning_intercepts_nothing(Mode::Xdp);
 }
 
-fn sysctl(netns: &Netns, path: &str, value: Option<&str>) -> String {
-    netns
-        .run(|| {
-            let file = format!("/proc/sys/{path}");
-            if let Some(value) = value {
-                std::fs::write(&file, value).unwrap();
-            }
-            std::fs::read_to_string(&file).unwrap().trim().to_string()
-        })
-        .unwrap()
-}
-
 fn ip6(netns: &Netns, args: &[&str]) -> String {
     let out = Command::new("ip")
         .args(["-n", netns.name().unwrap(), "-6"])
@@ -458,15 +446,21 @@ fn router_messages_from_a_pod_change_no_routes(mode: Mode) {
     let tc = TestCluster::demo_in(mode);
     let (a1, a2) = (tc.pod_netns("a1"), tc.pod_netns("a2"));
     let (a1_mac, a2_mac) = (tc.mac_of(&a1, "eth0"), tc.mac_of(&a2, "eth0"));
-    assert_eq!(sysctl(&a2, "net/ipv6/conf/eth0/accept_ra", None), "0");
     assert_eq!(
-        sysctl(&a2, "net/ipv6/conf/eth0/accept_redirects", None),
+        probe::sysctl(&a2, "net/ipv6/conf/eth0/accept_ra", None),
         "0"
     );
-    assert_eq!(sysctl(&a2, "net/ipv4/conf/all/accept_redirects", None), "0");
+    assert_eq!(
+        probe::sysctl(&a2, "net/ipv6/conf/eth0/accept_redirects", None),
+        "0"
+    );
+    assert_eq!(
+        probe::sysctl(&a2, "net/ipv4/conf/all/accept_redirects", None),
+        "0"
+    );
     if mode != Mode::Kernel {
-        sysctl(&a2, "net/ipv6/conf/eth0/accept_ra", Some("2"));
-        sysctl(&a2, "net/ipv6/conf/eth0/accept_redirects", Some("1"));
+        probe::sysctl(&a2, "net/ipv6/conf/eth0/accept_ra", Some("2"));
+        probe::sysctl(&a2, "net/ipv6/conf/eth0/accept_redirects", Some("1"));
     }
     let (a1_ll, a2_ll) = (link_local(a1_mac), link_local(a2_mac));
     // a1 is a2's router to 2001:db8:99::/64, so a redirect from it is one the kernel would take.

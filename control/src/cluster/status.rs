@@ -174,8 +174,8 @@ pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
         }
         let table = guard::table_name(cluster.prefix());
         let guard = if nl.is_some() {
-            match guard::counters(&netns, &table) {
-                Ok(counters) => counters.map(|_| table),
+            match guard::installed(&netns, &table) {
+                Ok(installed) => installed.then_some(table),
                 Err(GuardError::NftMissing) => None,
                 Err(e) => return Err(e.into()),
             }

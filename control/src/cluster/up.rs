@@ -515,7 +515,7 @@ impl Reconciler<'_> {
         let inside = self
             .existing_link(&nl_pod, true, POD_IFNAME, "veth")
             .await?;
-        let mac = pod_link::pod_mac(pod.address);
+        let mac = config::pod_mac(pod.address);
         let created = host.is_none() || inside.is_none();
         if created {
             nl_node.delete_link(&host_end).await?;

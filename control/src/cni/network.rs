@@ -96,7 +96,7 @@ impl Standalone<'_> {
             .clone()
             .with_context(|| format!("bridge {} has no MAC", self.bridge))?;
 
-        let mac = pod_link::pod_mac(address.addr());
+        let mac = config::pod_mac(address.addr());
         host.create_veth_with_peer_mac(self.host_veth, self.ifname, self.container, Some(mac))
             .await
             .with_context(|| {

@@ -449,18 +449,31 @@ fn is_host(net: Ipv4Net, addr: Ipv4Addr) -> bool {
     net.contains(&addr) && addr != net.network() && addr != net.broadcast()
 }
 
-/// A node's bridge MAC: locally administered, derived from its gateway address, fixed so that
-/// the pods' gateway MAC stays what the fast path's maps say.
-pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = gateway.octets();
-    [0x02, 0xfb, a, b, c, d]
+/// A MAC fastpath derives from an IPv4 address: locally administered unicast (02), a second byte
+/// that says what it belongs to (fa VXLAN devices, fb node bridges, fd pods; fc is the standalone
+/// CNI bridges', from their network's name), then the address.
+fn derived_mac(kind: u8, ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, kind, a, b, c, d]
 }
 
-/// A node's VXLAN MAC: locally administered, derived from its underlay address so that peers
-/// can compute it without asking.
+/// A node's bridge MAC: derived from its gateway address, fixed so that the pods' gateway MAC
+/// stays what the fast path's maps say.
+pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    derived_mac(0xfb, gateway)
+}
+
+/// A node's VXLAN MAC: derived from its underlay address so that peers can compute it without
+/// asking.
 pub fn vtep_mac(underlay_ip: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = underlay_ip.octets();
-    [0x02, 0xfa, a, b, c, d]
+    derived_mac(0xfa, underlay_ip)
+}
+
+/// The MAC of a pod interface fastpath creates: derived from the pod's IPv4 address, so a pod
+/// re-created with the same address (a CNI DEL and ADD on a live container, `fastpath up`
+/// re-adding a pod) has the MAC its neighbours' ARP caches and the fast path's maps still hold.
+pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
+    derived_mac(0xfd, ip)
 }
 
 pub fn parse_mac(text: &str) -> Result<[u8; 6]> {

@@ -145,6 +145,20 @@ fn macs_round_trip() {
 }
 
 #[test]
+fn pod_macs_are_unicast_locally_administered_and_follow_the_address() {
+    let mac = pod_mac(Ipv4Addr::new(198, 18, 1, 2));
+    assert_eq!(mac, [0x02, 0xfd, 198, 18, 1, 2]);
+    assert_eq!(mac[0] & 0x01, 0, "unicast");
+    assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+    assert_ne!(mac, pod_mac(Ipv4Addr::new(198, 18, 1, 3)));
+    assert_ne!(
+        mac,
+        bridge_mac(Ipv4Addr::new(198, 18, 1, 2)),
+        "not a bridge's"
+    );
+}
+
+#[test]
 fn the_readme_example_is_a_valid_description_of_the_demo() {
     let readme = include_str!("../../../README.md");
     let section = &readme[readme.find("## The node description").expect("section")..];
