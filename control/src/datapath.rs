@@ -511,6 +511,17 @@ impl Datapath {
         Ok(PinnedAttach::Attached)
     }
 
+    /// Makes the link pinned at `pin` run this datapath's `program` unless it runs the same code
+    /// already (the kernel's tag of a program is a hash of its instructions). Returns whether it
+    /// changed the link.
+    pub fn run_in_link(&self, pin: &Path, program: &'static str) -> Result<bool, DatapathError> {
+        let loaded = self
+            .ebpf
+            .program(program)
+            .ok_or(DatapathError::MissingProgram { program })?;
+        replace_in_link(pin, loaded, program)
+    }
+
     /// Attaches the program for `hook` to `dev` in `netns`.
     pub fn attach(&mut self, hook: Hook, netns: &Netns, dev: &str) -> Result<(), DatapathError> {
         let _inside = netns.enter()?;
@@ -721,19 +732,6 @@ pub enum PinnedAttach {
     Attached,
     /// The pinned link ran another build of the program; it runs this one now.
     Replaced,
-}
-
-impl Datapath {
-    /// Makes the link pinned at `pin` run this datapath's `program` unless it runs the same code
-    /// already (the kernel's tag of a program is a hash of its instructions). Returns whether it
-    /// changed the link.
-    pub fn run_in_link(&self, pin: &Path, program: &'static str) -> Result<bool, DatapathError> {
-        let loaded = self
-            .ebpf
-            .program(program)
-            .ok_or(DatapathError::MissingProgram { program })?;
-        replace_in_link(pin, loaded, program)
-    }
 }
 
 fn replace_in_link(
