@@ -14,8 +14,8 @@ use netlink_packet_route::{
     AddressFamily,
     address::{AddressAttribute, AddressMessage},
     link::{
-        InfoData, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp,
-        MacVlanMode,
+        BridgePortState, InfoBridgePort, InfoData, InfoPortData, InfoVeth, InfoVxlan,
+        LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp, MacVlanMode,
     },
     neighbour::NeighbourFlags,
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
@@ -43,6 +43,10 @@ pub struct LinkView {
     pub transmits: bool,
     /// Index of the bridge this link is a port of.
     pub master: Option<u32>,
+    /// For a bridge port: whether the bridge takes what arrives on it now. A port is enabled by
+    /// the kernel's link watch once its carrier comes, which can be after its peer transmits;
+    /// until then the bridge drops what the port receives, without a counter.
+    pub bridge_forwarding: Option<bool>,
     pub alias: Option<String>,
     pub mac: Option<String>,
     /// VXLAN id, local address, UDP port and underlay ifindex, for VXLAN devices.
@@ -70,6 +74,7 @@ impl From<&LinkMessage> for LinkView {
             up: msg.header.flags.contains(LinkFlags::Up),
             transmits: false,
             master: None,
+            bridge_forwarding: None,
             alias: None,
             mac: None,
             vxlan: None,
@@ -95,6 +100,14 @@ impl From<&LinkMessage> for LinkView {
                         match info {
                             LinkInfo::Kind(kind) => {
                                 view.kind = Some(format!("{kind:?}").to_lowercase())
+                            }
+                            LinkInfo::PortData(InfoPortData::BridgePort(attrs)) => {
+                                view.bridge_forwarding = attrs.iter().find_map(|a| match a {
+                                    InfoBridgePort::State(state) => {
+                                        Some(*state == BridgePortState::Forwarding)
+                                    }
+                                    _ => None,
+                                })
                             }
                             LinkInfo::Data(InfoData::Vxlan(attrs)) => {
                                 let mut v = VxlanView {

@@ -65,32 +65,53 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// How long [`announce`] waits for the pod's interface to transmit.
+/// How long [`announce`] waits for the pod's veth to carry frames.
 const READY_WITHIN: Duration = Duration::from_secs(1);
 
-/// Sends a gratuitous ARP (an announcement, RFC 5227) for `ip` at `mac` out of `ifname` (in the
-/// namespace of `nl`) once the interface transmits: neighbours that still hold another MAC for
-/// the address take this one.
-pub async fn announce(nl: &Netlink, ifname: &str, ip: Ipv4Addr, mac: [u8; 6]) -> io::Result<()> {
+/// Sends a gratuitous ARP (an announcement, RFC 5227) for `ip` at `mac` out of the pod's
+/// interface `ifname` (in the namespace of `pod`) once the veth carries frames both ways:
+/// neighbours that still hold another MAC for the address take this one. `host_veth` (in the
+/// namespace of `host`) is the other end, a bridge port or not.
+pub async fn announce(
+    host: &Netlink,
+    host_veth: &str,
+    pod: &Netlink,
+    ifname: &str,
+    ip: Ipv4Addr,
+    mac: [u8; 6],
+) -> io::Result<()> {
     let start = Instant::now();
-    while !nl
-        .link_view(ifname)
-        .await
-        .map_err(io::Error::other)?
-        .is_some_and(|l| l.transmits)
-    {
+    loop {
+        let host_takes = host
+            .link_view(host_veth)
+            .await
+            .map_err(io::Error::other)?
+            .is_some_and(|l| l.transmits && l.bridge_forwarding != Some(false));
+        let pod_sends = pod
+            .link_view(ifname)
+            .await
+            .map_err(io::Error::other)?
+            .is_some_and(|l| l.transmits);
+        if host_takes && pod_sends {
+            break;
+        }
         if start.elapsed() > READY_WITHIN {
+            let (dev, netns) = if pod_sends {
+                (host_veth, host.netns())
+            } else {
+                (ifname, pod.netns())
+            };
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "{ifname} in {} did not come up within {READY_WITHIN:?}",
-                    nl.netns().label()
+                    "{dev} in {} did not come up within {READY_WITHIN:?}",
+                    netns.label()
                 ),
             ));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    send_frame(nl.netns(), ifname, &gratuitous_arp(ip, mac))
+    send_frame(pod.netns(), ifname, &gratuitous_arp(ip, mac))
 }
 
 fn gratuitous_arp(ip: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {

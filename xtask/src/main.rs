@@ -1,6 +1,7 @@
 //! `cargo xtask`: fastpath's developer tasks. Everything a fresh machine lacks to build the eBPF
 //! programs is installed here, on demand, so the README's commands work on a clean checkout.
 
+mod packages;
 mod toolchain;
 
 use std::{
@@ -36,8 +37,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Build, then run every unit and integration test (the integration tests need root).
-    /// Arguments after `--` go to `cargo test`.
+    /// Install the Debian packages the tests use when missing (iproute2, nftables, the reference
+    /// CNI plugins, podman, …), build, then run every unit and integration test (the integration
+    /// tests need root). Arguments after `--` go to `cargo test`.
     Test {
         #[arg(last = true)]
         args: Vec<String>,
@@ -91,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
                     "the integration tests create namespaces and load eBPF programs: run `cargo xtask test` as root"
                 );
             }
+            packages::ensure_test_packages()?;
             build(false, false)?;
             let mut cmd = cargo();
             cmd.arg("test").args(&args);

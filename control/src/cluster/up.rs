@@ -573,7 +573,7 @@ impl Reconciler<'_> {
         if created {
             // Neighbours that knew the pod's address at another MAC (from before an upgrade that
             // made MACs follow addresses) learn this one now, not when their entry times out.
-            pod_link::announce(&nl_pod, POD_IFNAME, pod.address, mac)
+            pod_link::announce(&nl_node, &host_end, &nl_pod, POD_IFNAME, pod.address, mac)
                 .await
                 .with_context(|| format!("announcing pod {}'s address", pod.name))?;
         }

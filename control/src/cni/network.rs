@@ -215,12 +215,12 @@ impl Standalone<'_> {
     /// and ADD on a live namespace) has the same MAC, and this covers neighbours that knew the
     /// address at another.
     pub async fn open(&self, attachment: &Attachment) -> Result<()> {
-        Netlink::open(&Netns::host())?
-            .set_up(self.host_veth)
-            .await?;
+        let host = Netlink::open(&Netns::host())?;
+        host.set_up(self.host_veth).await?;
         let mac = config::parse_mac(&attachment.container_mac)?;
         let inside = Netlink::open(self.container)?;
-        pod_link::announce(&inside, self.ifname, attachment.address.addr(), mac)
+        let ip = attachment.address.addr();
+        pod_link::announce(&host, self.host_veth, &inside, self.ifname, ip, mac)
             .await
             .with_context(|| {
                 format!(

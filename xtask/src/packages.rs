@@ -1,0 +1,102 @@
+//! The Debian packages the integration tests run: installed with apt when missing, so that `cargo
+//! xtask test` passes on a fresh machine by itself. Checked with dpkg first: nothing is installed,
+//! and apt is not touched, when everything is there.
+
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+
+/// Each package, and what the tests use it for.
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("iproute2", "ip and bridge, to look at what fastpath made"),
+    ("iputils-ping", "ping between pods"),
+    ("util-linux", "nsenter, to send as an unprivileged pod user"),
+    ("nftables", "nft, the guard's tables"),
+    (
+        "containernetworking-plugins",
+        "the reference CNI plugins: host-local, bridge",
+    ),
+    ("podman", "the end-to-end CNI test's container runtime"),
+    ("runc", "podman's OCI runtime"),
+    ("catatonit", "podman's pause process"),
+    ("busybox-static", "the end-to-end test's container image"),
+];
+
+/// Installs the test packages that are missing (as root; apt-get without recommends, so that
+/// podman's network backend stays CNI rather than netavark).
+pub fn ensure_test_packages() -> Result<()> {
+    let names: Vec<String> = TEST_PACKAGES.iter().map(|(n, _)| n.to_string()).collect();
+    let missing = missing_of(&names)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if super::toolchain::which("apt-get").is_none() {
+        bail!(
+            "the tests need these Debian packages and there is no apt-get to install them: {}",
+            describe(&missing)
+        );
+    }
+    eprintln!(
+        "xtask: installing the Debian packages the tests use: {}",
+        describe(&missing)
+    );
+    super::run_command(Command::new("apt-get").args(["update", "-qq"]))
+        .context("apt-get update, before installing the test packages")?;
+    super::run_command(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing),
+    )
+    .with_context(|| format!("installing {}", missing.join(" ")))?;
+    let still = missing_of(&missing)?;
+    if !still.is_empty() {
+        bail!(
+            "apt-get finished but these are not installed: {}",
+            still.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// The packages of `names` dpkg does not list as installed.
+fn missing_of(names: &[String]) -> Result<Vec<String>> {
+    if super::toolchain::which("dpkg-query").is_none() {
+        bail!(
+            "the tests need Debian packages and this machine has no dpkg-query to check them: {}",
+            names.join(" ")
+        );
+    }
+    // dpkg-query exits 1 when a name is unknown to it; what it prints for the others still holds.
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Package} ${db:Status-Abbrev}\\n"])
+        .args(names)
+        .output()
+        .context("starting dpkg-query")?;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let installed: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, status)| status.trim() == "ii")
+        .map(|(name, _)| name)
+        .collect();
+    Ok(names
+        .iter()
+        .filter(|n| !installed.contains(&n.as_str()))
+        .cloned()
+        .collect())
+}
+
+fn describe(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            let why = TEST_PACKAGES
+                .iter()
+                .find(|(p, _)| p == n)
+                .map_or("", |(_, why)| *why);
+            format!("{n} ({why})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
