@@ -1,5 +1,6 @@
-//! Builds the eBPF programs (crate `datapath-ebpf`) with nightly + bpf-linker and leaves the object
-//! in OUT_DIR, where `datapath.rs` embeds it. `cargo xtask build` installs the toolchain first.
+//! Builds the eBPF programs (crate `datapath-ebpf`) with nightly + bpf-linker and leaves the
+//! objects in OUT_DIR: `datapath` (embedded by `datapath/object.rs`) and `bench_sink` (embedded by
+//! `fastpath-bench` only). `cargo xtask build` installs the toolchain first.
 //! AYA_BUILD_SKIP=1 skips it (for clippy or docs on a machine without bpf-linker).
 
 use anyhow::Context as _;

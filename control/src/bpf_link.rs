@@ -1,7 +1,6 @@
-//! bpf(2) commands on pinned links and loaded programs that aya keeps to itself: open a link from
-//! its pin, read which program it runs, make it run another (BPF_LINK_UPDATE, atomic: the device
-//! is never without one), and read a program's tag (the kernel's hash of its instructions, the
-//! same for every load of the same code).
+//! bpf(2) commands on pinned objects that aya keeps to itself: open a pin, read which program a
+//! link runs, make it run another (BPF_LINK_UPDATE, atomic: the device is never without one), and
+//! read a program's id.
 
 use std::{
     ffi::CString,
@@ -15,7 +14,6 @@ use std::{
 
 /// Command numbers in the kernel's `enum bpf_cmd`.
 const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_UPDATE: libc::c_long = 29;
 
@@ -28,14 +26,6 @@ struct ObjGet {
     file_flags: u32,
     path_fd: i32,
     _pad: u32,
-}
-
-/// `union bpf_attr` as BPF_PROG_GET_FD_BY_ID reads it.
-#[repr(C)]
-struct GetFdById {
-    id: u32,
-    next_id: u32,
-    open_flags: u32,
 }
 
 /// `union bpf_attr` as BPF_OBJ_GET_INFO_BY_FD reads it.
@@ -56,10 +46,7 @@ struct LinkUpdate {
 }
 
 const _: () = assert!(
-    size_of::<ObjGet>() == 24
-        && size_of::<GetFdById>() == 12
-        && size_of::<InfoByFd>() == 16
-        && size_of::<LinkUpdate>() == 16
+    size_of::<ObjGet>() == 24 && size_of::<InfoByFd>() == 16 && size_of::<LinkUpdate>() == 16
 );
 
 /// bpf(2) with `attr`; the kernel reads `attr` during the call only.
@@ -87,25 +74,30 @@ fn info<const N: usize>(fd: BorrowedFd<'_>) -> io::Result<[u8; N]> {
     Ok(info)
 }
 
+/// The object (program, link or map) pinned at `pin`.
+pub fn open_pinned(pin: &Path) -> io::Result<OwnedFd> {
+    let path = CString::new(pin.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL"))?;
+    let fd = bpf(
+        BPF_OBJ_GET,
+        &ObjGet {
+            pathname: path.as_ptr() as u64,
+            bpf_fd: 0,
+            file_flags: 0,
+            path_fd: 0,
+            _pad: 0,
+        },
+    )?;
+    // SAFETY: BPF_OBJ_GET returned a new descriptor, owned from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// A link, opened from its pin.
 pub struct PinnedLink(OwnedFd);
 
 impl PinnedLink {
     pub fn open(pin: &Path) -> io::Result<Self> {
-        let path = CString::new(pin.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL"))?;
-        let fd = bpf(
-            BPF_OBJ_GET,
-            &ObjGet {
-                pathname: path.as_ptr() as u64,
-                bpf_fd: 0,
-                file_flags: 0,
-                path_fd: 0,
-                _pad: 0,
-            },
-        )?;
-        // SAFETY: BPF_OBJ_GET returned a new descriptor, owned from here on.
-        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        open_pinned(pin).map(Self)
     }
 
     /// The id of the program the link runs (`struct bpf_link_info`: type, id, prog_id).
@@ -131,23 +123,10 @@ impl PinnedLink {
     }
 }
 
-/// The tag of the program behind `program` (`struct bpf_prog_info`: type, id, tag).
-pub fn program_tag(program: BorrowedFd<'_>) -> io::Result<[u8; 8]> {
-    let info = info::<16>(program)?;
-    Ok(info[8..16].try_into().expect("eight bytes"))
-}
-
-/// The tag of the loaded program with `id`.
-pub fn program_tag_by_id(id: u32) -> io::Result<[u8; 8]> {
-    let fd = bpf(
-        BPF_PROG_GET_FD_BY_ID,
-        &GetFdById {
-            id,
-            next_id: 0,
-            open_flags: 0,
-        },
-    )?;
-    // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new descriptor, owned from here on.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    program_tag(fd.as_fd())
+/// The id of the program behind `program` (`struct bpf_prog_info`: type, id).
+pub fn program_id(program: BorrowedFd<'_>) -> io::Result<u32> {
+    let info = info::<8>(program)?;
+    Ok(u32::from_ne_bytes(
+        info[4..8].try_into().expect("four bytes"),
+    ))
 }

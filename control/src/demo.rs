@@ -78,7 +78,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         for hook in &opts.hooks {
             let how = match hook {
                 Hook::Xdp => "native XDP",
-                Hook::Tc | Hook::TcUnderlay | Hook::BenchSink => "tcx ingress",
+                Hook::Tc | Hook::TcUnderlay => "tcx ingress",
             };
             println!(
                 "attached {} ({how}) to {} in netns {}",
@@ -106,7 +106,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             Duration::from_millis(500),
         )?;
         let delivered = sink.wait_for(sent, Duration::from_millis(200));
-        let rows = datapath.counters()?;
+        let rows = datapath.maps().counters()?;
         if opts.json {
             let line = serde_json::json!({ "second": second, "sent": sent, "delivered": delivered, "counters": rows });
             println!("{line}");

@@ -2,10 +2,19 @@
 //! too.
 
 pub fn fnv1a(parts: &[&str]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in parts.iter().flat_map(|s| s.bytes()) {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
+    parts
+        .iter()
+        .fold(OFFSET_BASIS, |hash, part| fold(hash, part.as_bytes()))
+}
+
+pub fn fnv1a_bytes(bytes: &[u8]) -> u64 {
+    fold(OFFSET_BASIS, bytes)
+}
+
+const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fold(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

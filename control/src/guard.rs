@@ -36,13 +36,13 @@ use crate::{error::GuardError, fnv, netns::Netns};
 /// The name the guard's counters go by beside the programs' (`fastpath stats`).
 pub const PROGRAM: &str = "nft-guard";
 
-const UNDERLAY_POD_SOURCE: &str = "underlay-pod-source";
-const OWN_POD_SOURCE: &str = "own-pod-source-from-overlay";
-const VXLAN_NOT_FROM_UNDERLAY: &str = "vxlan-not-from-underlay";
-const VXLAN_OVER_IPV6: &str = "vxlan-over-ipv6";
-const VXLAN_UNKNOWN_PEER: &str = "vxlan-unknown-peer";
-const VXLAN_NOT_FOR_NODE: &str = "vxlan-not-for-node";
-const VXLAN_NOT_UNICAST: &str = "vxlan-not-unicast";
+pub const UNDERLAY_POD_SOURCE: &str = "underlay-pod-source";
+pub const OWN_POD_SOURCE: &str = "own-pod-source-from-overlay";
+pub const VXLAN_NOT_FROM_UNDERLAY: &str = "vxlan-not-from-underlay";
+pub const VXLAN_OVER_IPV6: &str = "vxlan-over-ipv6";
+pub const VXLAN_UNKNOWN_PEER: &str = "vxlan-unknown-peer";
+pub const VXLAN_NOT_FOR_NODE: &str = "vxlan-not-for-node";
+pub const VXLAN_NOT_UNICAST: &str = "vxlan-not-unicast";
 
 /// The guard's drop rules by the name they count under, with what each means.
 pub const RULES: [(&str, &str); 7] = [

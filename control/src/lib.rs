@@ -1,7 +1,6 @@
 //! fastpath's control plane as a library: the `fastpath` binary, the CNI plugin and the
 //! integration tests all drive the datapath through it.
 
-pub mod bench;
 mod bpf_link;
 pub mod bpffs;
 pub mod cluster;

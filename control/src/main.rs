@@ -7,7 +7,6 @@ use std::{os::unix::process::CommandExt as _, path::PathBuf, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use control::{
-    bench,
     cluster::{self, Cluster, DEFAULT_PREFIX},
     config::{ClusterConfig, Mode},
     datapath::{Datapath, Hook},
@@ -134,28 +133,15 @@ enum Command {
     },
     /// Remove namespaces that an interrupted demo left behind (names starting with fp-demo-).
     Cleanup,
-    /// Measure every datapath under the same load, side by side: same node (loopback and a bare
-    /// veth pair as limits, the kernel bridge, macvlan, fastpath xdp and tc) and across nodes
-    /// (kernel VXLAN, fastpath xdp and tc, a userspace tun tunnel as the old baseline). Workloads:
-    /// 60-byte UDP rate (counted in the receiving pod, and read by a socket), TCP throughput with
-    /// 1 and 4 streams, TCP request/response latency. Rows run in interleaved rounds; the table
-    /// shows medians (min–max) and ratios against the kernel row, then what each fast-path
-    /// program costs a packet (kernel BPF run-time statistics, in a UDP pass of its own), then the
-    /// speed targets. Builds its own namespaces (fpbench-*) and removes them, also on failure;
-    /// the full run (five rounds) takes about fourteen minutes on two CPUs, --quick under one.
+    /// Measure every datapath under the same load, side by side, and fastpath-cni against the
+    /// reference bridge plugin: runs `fastpath-bench` (beside this binary) with these arguments.
+    /// `fastpath bench --help` shows them.
+    #[command(disable_help_flag = true)]
     Bench {
-        /// One short round: checks that every row and workload runs; not for comparisons.
-        #[arg(long)]
-        quick: bool,
-        /// Rounds over all rows (default 5, or 1 with --quick).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
-        rounds: Option<u32>,
-        /// Write every sample, the medians, ratios and targets as JSON.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Write a chart of the ratios against the kernel rows (SVG).
-        #[arg(long, value_name = "FILE")]
-        svg: Option<PathBuf>,
+        /// Arguments for fastpath-bench (--quick, --rounds N, --cni-pairs N, --json FILE,
+        /// --svg FILE, --help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
 }
 
@@ -253,22 +239,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
             json,
         } => watch(&dev, netns, &hooks, seconds, json, cli.ebpf_log).await,
-        Command::Bench {
-            quick,
-            rounds,
-            json,
-            svg,
-        } => {
-            let options = bench::Options {
-                quick,
-                rounds,
-                json,
-                svg,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            };
-            let report = bench::run(&options).await?;
-            print!("{}", report.render());
-            Ok(())
+        Command::Bench { args } => {
+            // The benchmark is a binary of its own, so this one carries none of its code.
+            let bench = std::env::current_exe()
+                .context("finding this binary")?
+                .with_file_name("fastpath-bench");
+            let err = std::process::Command::new(&bench).args(&args).exec();
+            bail!(
+                "running {}: {err} (it is built beside fastpath: `cargo xtask build`)",
+                bench.display()
+            )
         }
         Command::Cleanup => {
             let removed = demo::cleanup()?;
@@ -400,7 +380,7 @@ async fn watch(
             _ = tokio::signal::ctrl_c() => break,
         }
         elapsed += 1;
-        let rows = datapath.counters()?;
+        let rows = datapath.maps().counters()?;
         if json {
             println!(
                 "{}",

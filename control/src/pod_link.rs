@@ -109,7 +109,8 @@ pub async fn announce(
                 ),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // The kernel's link watch enables the port within milliseconds: look again soon.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     send_frame(pod.netns(), ifname, &gratuitous_arp(ip, mac))
 }

@@ -62,20 +62,21 @@ pub fn table(header: &[&str], rows: &[Vec<String>], numbers_from: usize) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datapath_common::reasons;
 
     #[test]
     fn table_aligns_numbers_right_and_names_every_row() {
         let rows = vec![
             CounterRow {
                 program: "xdp_pod",
-                reason: "no-endpoint",
+                reason: reasons::PASS_NO_ENDPOINT,
                 verdict: "pass",
                 packets: 1200,
                 bytes: 98_000,
             },
             CounterRow {
                 program: "tc_pod",
-                reason: "arp",
+                reason: reasons::PASS_ARP,
                 verdict: "pass",
                 packets: 2,
                 bytes: 84,

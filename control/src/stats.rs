@@ -11,7 +11,29 @@ struct NodeCounters {
     node: String,
     /// False when the node has no pinned datapath (mode kernel, or not up).
     loaded: bool,
-    counters: Vec<datapath::CounterRow>,
+    counters: Vec<CounterLine>,
+}
+
+/// A counter as `stats` shows it: a program's, or the guard's (whose reasons are its rules).
+#[derive(Serialize)]
+struct CounterLine {
+    program: &'static str,
+    reason: &'static str,
+    verdict: &'static str,
+    packets: u64,
+    bytes: u64,
+}
+
+impl From<datapath::CounterRow> for CounterLine {
+    fn from(row: datapath::CounterRow) -> Self {
+        Self {
+            program: row.program,
+            reason: row.reason.name(),
+            verdict: row.verdict,
+            packets: row.packets,
+            bytes: row.bytes,
+        }
+    }
 }
 
 fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
@@ -19,8 +41,11 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
     for node in &cluster.config.nodes {
         let dir = cluster.pin_dir(node);
         let loaded = dir.join("COUNTERS").exists();
-        let mut counters = if loaded {
+        let mut counters: Vec<CounterLine> = if loaded {
             datapath::pinned_counters(&dir)?
+                .into_iter()
+                .map(CounterLine::from)
+                .collect()
         } else {
             Vec::new()
         };
@@ -35,7 +60,7 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
 }
 
 /// What the node's kernel-path guard dropped, as counter rows of a program called `nft-guard`.
-fn guard_rows(cluster: &Cluster, node: &NodeConfig) -> Result<Vec<datapath::CounterRow>> {
+fn guard_rows(cluster: &Cluster, node: &NodeConfig) -> Result<Vec<CounterLine>> {
     let table = guard::table_name(cluster.prefix());
     let counters = match guard::counters(&cluster.node_netns(node), &table) {
         Ok(counters) => counters.unwrap_or_default(),
@@ -45,7 +70,7 @@ fn guard_rows(cluster: &Cluster, node: &NodeConfig) -> Result<Vec<datapath::Coun
     Ok(counters
         .into_iter()
         .filter(|c| c.packets > 0)
-        .map(|c| datapath::CounterRow {
+        .map(|c| CounterLine {
             program: guard::PROGRAM,
             reason: c.reason,
             verdict: "drop",

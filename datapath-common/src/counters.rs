@@ -2,7 +2,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::reasons::{MAX_REASONS, program};
+use crate::reasons::{MAX_REASONS, Reason, program};
 
 /// One counter cell: what one program counted under one reason on one CPU.
 #[repr(C)]
@@ -20,8 +20,8 @@ pub const COUNTER_SLOTS: u32 = program::SLOTS * MAX_REASONS;
 
 /// The counter array index of (`program`, `reason`).
 #[inline(always)]
-pub const fn counter_index(program: u32, reason: u32) -> u32 {
-    program * MAX_REASONS + reason
+pub const fn counter_index(program: u32, reason: Reason) -> u32 {
+    program * MAX_REASONS + reason.0
 }
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
@@ -35,7 +35,7 @@ mod tests {
         let mut seen = [false; COUNTER_SLOTS as usize];
         for p in 0..program::SLOTS {
             for r in 0..MAX_REASONS {
-                let i = counter_index(p, r) as usize;
+                let i = counter_index(p, Reason(r)) as usize;
                 assert!(!seen[i], "({p}, {r}) collides");
                 seen[i] = true;
             }

@@ -32,72 +32,101 @@ pub enum Verdict {
 /// Room for reasons per program slot (the second half of a counter's index).
 pub const MAX_REASONS: u32 = 64;
 
-pub const PASS_ARP: u32 = 1;
-pub const PASS_IPV6: u32 = 2;
-pub const PASS_OTHER_ETHERTYPE: u32 = 3;
-pub const PASS_L2_MULTICAST: u32 = 4;
-pub const PASS_TRUNCATED: u32 = 5;
-pub const PASS_IPV4_OPTIONS: u32 = 6;
-pub const PASS_IPV4_FRAGMENT: u32 = 7;
-pub const PASS_NO_ENDPOINT: u32 = 8;
-pub const PASS_IPV4_MALFORMED: u32 = 9;
-pub const PASS_TTL_EXPIRED: u32 = 10;
-pub const PASS_NOT_ADDRESSED_TO_ENDPOINT: u32 = 11;
-pub const PASS_FAST_PATH_OFF: u32 = 12;
-pub const PASS_NOT_FROM_POD: u32 = 13;
-pub const PASS_TOO_BIG: u32 = 14;
-pub const PASS_UNDERLAY_NO_NEIGH: u32 = 15;
-pub const REDIRECT_SWITCHED: u32 = 16;
-pub const REDIRECT_ROUTED: u32 = 17;
-pub const REDIRECT_ENCAPSULATED: u32 = 18;
-pub const REDIRECT_DECAPSULATED: u32 = 19;
-pub const PASS_NOT_OVERLAY: u32 = 20;
-pub const PASS_OTHER_VNI: u32 = 21;
-pub const PASS_OVERLAY_FRAGMENT: u32 = 22;
+/// Why a program did what it did with a packet: one of the numbers below, as a type of its own, so
+/// that nothing else (a program slot, an ifindex, a verdict) can be passed or compared as one.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reason(pub u32);
+
+impl Reason {
+    /// The reason's entry in [`REASONS`] (none for a number no reason was given).
+    pub fn info(self) -> Option<&'static ReasonInfo> {
+        REASONS.iter().find(|r| r.id == self)
+    }
+
+    /// The reason's printable name.
+    pub fn name(self) -> &'static str {
+        self.info().map_or("unknown-reason", |i| i.name)
+    }
+}
+
+impl core::fmt::Display for Reason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+pub const PASS_ARP: Reason = Reason(1);
+pub const PASS_IPV6: Reason = Reason(2);
+pub const PASS_OTHER_ETHERTYPE: Reason = Reason(3);
+pub const PASS_L2_MULTICAST: Reason = Reason(4);
+pub const PASS_TRUNCATED: Reason = Reason(5);
+pub const PASS_IPV4_OPTIONS: Reason = Reason(6);
+pub const PASS_IPV4_FRAGMENT: Reason = Reason(7);
+pub const PASS_NO_ENDPOINT: Reason = Reason(8);
+pub const PASS_IPV4_MALFORMED: Reason = Reason(9);
+pub const PASS_TTL_EXPIRED: Reason = Reason(10);
+pub const PASS_NOT_ADDRESSED_TO_ENDPOINT: Reason = Reason(11);
+pub const PASS_FAST_PATH_OFF: Reason = Reason(12);
+pub const PASS_NOT_FROM_POD: Reason = Reason(13);
+pub const PASS_TOO_BIG: Reason = Reason(14);
+pub const PASS_UNDERLAY_NO_NEIGH: Reason = Reason(15);
+pub const REDIRECT_SWITCHED: Reason = Reason(16);
+pub const REDIRECT_ROUTED: Reason = Reason(17);
+pub const REDIRECT_ENCAPSULATED: Reason = Reason(18);
+pub const REDIRECT_DECAPSULATED: Reason = Reason(19);
+pub const PASS_NOT_OVERLAY: Reason = Reason(20);
+pub const PASS_OTHER_VNI: Reason = Reason(21);
+pub const PASS_OVERLAY_FRAGMENT: Reason = Reason(22);
 /// Retired: an inner frame not for this node's VTEP is dropped now ([`DROP_VXLAN_NOT_FOR_VTEP`]),
 /// not left to the kernel's VXLAN device. The number stays reserved.
-pub const PASS_NOT_FOR_VTEP: u32 = 23;
-pub const PASS_NO_UNDERLAY_ROUTE: u32 = 24;
-pub const PASS_ADJUST_FAILED: u32 = 25;
-pub const DROP_SPOOFED_MAC: u32 = 32;
-pub const DROP_SPOOFED_IP: u32 = 33;
-pub const PASS_REDIRECT_FAILED: u32 = 34;
-pub const DROP_UNKNOWN_PEER: u32 = 35;
-pub const DROP_VXLAN_BAD_FLAGS: u32 = 36;
-pub const DROP_VXLAN_TRUNCATED: u32 = 37;
-pub const DROP_INNER_SPOOFED: u32 = 38;
-pub const DROP_ENCAP_FAILED: u32 = 39;
-pub const DROP_POD_VLAN: u32 = 40;
-pub const DROP_POD_OTHER_ETHERTYPE: u32 = 41;
-pub const DROP_POD_IPV4_MALFORMED: u32 = 42;
-pub const DROP_ARP_SPOOFED: u32 = 43;
-pub const DROP_ARP_MALFORMED: u32 = 44;
-pub const DROP_POD_VXLAN: u32 = 45;
-pub const DROP_SPOOFED_IPV6: u32 = 46;
-pub const DROP_POD_IPV6_MALFORMED: u32 = 47;
-pub const DROP_ND_ROUTER_ADVERT: u32 = 48;
-pub const DROP_ND_REDIRECT: u32 = 49;
-pub const DROP_ND_SPOOFED: u32 = 50;
-pub const DROP_UNDERLAY_POD_SOURCE: u32 = 51;
-pub const DROP_VXLAN_VLAN: u32 = 52;
-pub const DROP_VXLAN_NOT_FOR_NODE: u32 = 53;
-pub const DROP_VXLAN_OUTER_OPTIONS: u32 = 54;
-pub const DROP_VXLAN_NOT_FOR_VTEP: u32 = 55;
-pub const DROP_VXLAN_INNER_NOT_IPV4: u32 = 56;
-pub const DROP_VXLAN_INNER_MALFORMED: u32 = 57;
-pub const DROP_VXLAN_NESTED: u32 = 58;
-pub const DROP_UNDERLAY_VLAN_DEPTH: u32 = 59;
+pub const PASS_NOT_FOR_VTEP: Reason = Reason(23);
+pub const PASS_NO_UNDERLAY_ROUTE: Reason = Reason(24);
+pub const PASS_ADJUST_FAILED: Reason = Reason(25);
+pub const DROP_SPOOFED_MAC: Reason = Reason(32);
+pub const DROP_SPOOFED_IP: Reason = Reason(33);
+pub const PASS_REDIRECT_FAILED: Reason = Reason(34);
+pub const DROP_UNKNOWN_PEER: Reason = Reason(35);
+pub const DROP_VXLAN_BAD_FLAGS: Reason = Reason(36);
+pub const DROP_VXLAN_TRUNCATED: Reason = Reason(37);
+pub const DROP_INNER_SPOOFED: Reason = Reason(38);
+pub const DROP_ENCAP_FAILED: Reason = Reason(39);
+pub const DROP_POD_VLAN: Reason = Reason(40);
+pub const DROP_POD_OTHER_ETHERTYPE: Reason = Reason(41);
+pub const DROP_POD_IPV4_MALFORMED: Reason = Reason(42);
+pub const DROP_ARP_SPOOFED: Reason = Reason(43);
+pub const DROP_ARP_MALFORMED: Reason = Reason(44);
+pub const DROP_POD_VXLAN: Reason = Reason(45);
+pub const DROP_SPOOFED_IPV6: Reason = Reason(46);
+pub const DROP_POD_IPV6_MALFORMED: Reason = Reason(47);
+pub const DROP_ND_ROUTER_ADVERT: Reason = Reason(48);
+pub const DROP_ND_REDIRECT: Reason = Reason(49);
+pub const DROP_ND_SPOOFED: Reason = Reason(50);
+pub const DROP_UNDERLAY_POD_SOURCE: Reason = Reason(51);
+pub const DROP_VXLAN_VLAN: Reason = Reason(52);
+pub const DROP_VXLAN_NOT_FOR_NODE: Reason = Reason(53);
+pub const DROP_VXLAN_OUTER_OPTIONS: Reason = Reason(54);
+pub const DROP_VXLAN_NOT_FOR_VTEP: Reason = Reason(55);
+pub const DROP_VXLAN_INNER_NOT_IPV4: Reason = Reason(56);
+pub const DROP_VXLAN_INNER_MALFORMED: Reason = Reason(57);
+pub const DROP_VXLAN_NESTED: Reason = Reason(58);
+pub const DROP_UNDERLAY_VLAN_DEPTH: Reason = Reason(59);
 
 /// A reason's printable name and meaning.
 #[derive(Clone, Copy, Debug)]
 pub struct ReasonInfo {
-    pub id: u32,
+    pub id: Reason,
     pub name: &'static str,
     pub verdict: Verdict,
     pub help: &'static str,
 }
 
-const fn reason(id: u32, name: &'static str, verdict: Verdict, help: &'static str) -> ReasonInfo {
+const fn reason(
+    id: Reason,
+    name: &'static str,
+    verdict: Verdict,
+    help: &'static str,
+) -> ReasonInfo {
     ReasonInfo {
         id,
         name,
@@ -440,11 +469,6 @@ pub const REASONS: &[ReasonInfo] = &[
     ),
 ];
 
-/// The entry for reason `id`, if there is one.
-pub fn reason_info(id: u32) -> Option<&'static ReasonInfo> {
-    REASONS.iter().find(|r| r.id == id)
-}
-
 /// The printable name of program slot `slot`.
 pub fn program_name(slot: u32) -> Option<&'static str> {
     match slot {
@@ -465,15 +489,15 @@ mod tests {
             assert!(
                 pair[0].id < pair[1].id,
                 "{} then {}",
-                pair[0].id,
-                pair[1].id
+                pair[0].id.0,
+                pair[1].id.0
             );
         }
         for r in REASONS {
             assert!(
-                r.id != 0 && r.id < MAX_REASONS,
+                r.id.0 != 0 && r.id.0 < MAX_REASONS,
                 "reason {} out of range",
-                r.id
+                r.id.0
             );
             assert!(!r.name.is_empty() && !r.help.is_empty());
         }

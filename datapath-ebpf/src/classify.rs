@@ -20,7 +20,7 @@ pub enum Frame<'a> {
     /// Unicast IPv4 with a plain 20-byte header, not a fragment.
     Ipv4(&'a Ipv4Hdr),
     /// Anything else, with the reason it goes to the kernel.
-    Other(u32),
+    Other(Reason),
 }
 
 /// An 802.1Q or 802.1ad tag's ethertype.

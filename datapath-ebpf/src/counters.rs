@@ -1,14 +1,14 @@
 //! The per-CPU counter map and the one function that writes it.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use datapath_common::{COUNTER_SLOTS, Counter, counter_index};
+use datapath_common::{COUNTER_SLOTS, Counter, counter_index, reasons::Reason};
 
 #[map]
 static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
 
 /// Counts one packet of `bytes` for `program` under `reason`. Per-CPU cells need no atomics.
 #[inline(always)]
-pub fn count(program: u32, reason: u32, bytes: usize) {
+pub fn count(program: u32, reason: Reason, bytes: usize) {
     if let Some(cell) = COUNTERS.get_ptr_mut(counter_index(program, reason)) {
         // SAFETY: the map hands out a valid pointer to this CPU's cell.
         unsafe {

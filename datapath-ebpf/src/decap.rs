@@ -64,12 +64,12 @@ pub enum Action {
 }
 
 #[inline(always)]
-fn pass(reason: u32) -> (u32, Action) {
+fn pass(reason: Reason) -> (Reason, Action) {
     (reason, Action::Pass)
 }
 
 #[inline(always)]
-fn drop(reason: u32) -> (u32, Action) {
+fn drop(reason: Reason) -> (Reason, Action) {
     (reason, Action::Drop)
 }
 
@@ -98,7 +98,7 @@ fn untag(pkt: &Packet, eth: &EthHdr) -> Option<(u16, usize, bool)> {
 
 /// What to do with a packet that arrived on the underlay device, and the reason to count.
 #[inline(always)]
-pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
+pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
     let Some(eth) = pkt.ptr_at::<EthHdr>(0) else {
         return pass(PASS_NOT_OVERLAY);
     };
@@ -195,7 +195,7 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (u32, Action) {
 /// routes), but never in the name of a pod. A pod on another node is reached only through VXLAN
 /// from its node; routing a plain packet that claims a pod's address would hand it to the pod.
 #[inline(always)]
-fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (u32, Action) {
+fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Action) {
     let src = u32::from_ne_bytes(ip.src_addr);
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
     let local_pod = src == node.gateway_ip || unsafe { ENDPOINTS.get(src) }.is_some();
@@ -210,7 +210,12 @@ fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (u32, Action) {
 /// before anything is passed. `first_fragment`: the outer packet is the first of several, left to
 /// the kernel to reassemble once its inner headers are checked.
 #[inline(always)]
-fn inner(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig, first_fragment: bool) -> (u32, Action) {
+fn inner(
+    pkt: &Packet,
+    outer: &Ipv4Hdr,
+    node: &NodeConfig,
+    first_fragment: bool,
+) -> (Reason, Action) {
     let Some(inner_eth) = pkt.ptr_at::<EthHdr>(INNER_ETH) else {
         return drop(DROP_VXLAN_TRUNCATED);
     };

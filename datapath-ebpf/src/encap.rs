@@ -76,7 +76,7 @@ pub fn next_hop(
     node: &NodeConfig,
     peer: &Remote,
     outer_len: u32,
-) -> Result<NextHop, u32> {
+) -> Result<NextHop, Reason> {
     if outer_len > node.underlay_mtu || outer_len > u32::from(u16::MAX) {
         return Err(PASS_TOO_BIG);
     }
@@ -239,7 +239,7 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
 /// Encapsulates in XDP: room in front of the frame, headers written, redirect to the underlay
 /// through the devmap. Returns the reason when it is not `encapsulated`.
 #[inline(always)]
-pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<u32>, u32) {
+pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, u32) {
     let pass = |reason| (Some(reason), xdp_action::XDP_PASS);
     let Some(node) = NODE.get(0) else {
         return pass(PASS_FAST_PATH_OFF);
@@ -311,7 +311,7 @@ fn tc_outer_len(ctx: &TcContext, pkt: &Packet, ip: &Ipv4Hdr) -> Option<u32> {
 /// the pod's MTU already leaves room for the VXLAN headers. The outer UDP checksum is zero, so
 /// segmenting needs no outer checksum either. Returns the reason when it is not `encapsulated`.
 #[inline(always)]
-pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote) -> (Option<u32>, i32) {
+pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, i32) {
     let pass = |reason| (Some(reason), TC_ACT_OK);
     let Some(node) = NODE.get(0) else {
         return pass(PASS_FAST_PATH_OFF);

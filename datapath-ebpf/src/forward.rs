@@ -36,12 +36,12 @@ pub enum Action {
 }
 
 pub struct Decision {
-    pub reason: u32,
+    pub reason: Reason,
     pub action: Action,
 }
 
 #[inline(always)]
-fn pass(reason: u32) -> Decision {
+fn pass(reason: Reason) -> Decision {
     Decision {
         reason,
         action: Action::Pass,
@@ -49,7 +49,7 @@ fn pass(reason: u32) -> Decision {
 }
 
 #[inline(always)]
-fn drop(reason: u32) -> Decision {
+fn drop(reason: Reason) -> Decision {
     Decision {
         reason,
         action: Action::Drop,

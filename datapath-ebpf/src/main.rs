@@ -2,13 +2,13 @@
 #![no_std]
 #![no_main]
 
-mod bench;
 mod classify;
 mod counters;
 mod csum;
 mod decap;
 mod encap;
 mod forward;
+mod license;
 mod maps;
 mod nd;
 mod packet;
@@ -24,7 +24,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
-use datapath_common::reasons::{self, program};
+use datapath_common::reasons::{self, Reason, program};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
@@ -69,7 +69,7 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
             &ctx,
             "xdp_pod: malformed frame of {} bytes, reason {}",
             pkt.len(),
-            reason
+            reason.0
         );
     }
     verdict
@@ -128,7 +128,7 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
     if is_malformed(reason) {
         debug!(
             &ctx,
-            "tc_pod: malformed frame of {} bytes, reason {}", len, reason
+            "tc_pod: malformed frame of {} bytes, reason {}", len, reason.0
         );
     }
     verdict
@@ -192,14 +192,6 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
     verdict
 }
 
-/// The benchmark's receiver, on a receiving pod's interface (tcx ingress): counts and drops the
-/// benchmark's UDP packets. Never attached outside `fastpath bench`.
-#[classifier]
-pub fn bench_sink(ctx: TcContext) -> i32 {
-    pull(&ctx, (EthHdr::LEN + Ipv4Hdr::LEN + 8) as u32);
-    bench::sink(&Packet::new(ctx.data(), ctx.data_end()))
-}
-
 /// IPv4 with options (the UDP port lies further in) and IPv6 that is neither TCP nor UDP (neighbour
 /// discovery behind extension headers): the checks of a pod's frame read beyond the usual headers.
 #[inline(always)]
@@ -226,20 +218,9 @@ fn needs_deeper_look(pkt: &Packet) -> bool {
 
 /// Frames worth a debug message: rare in normal traffic, and a sign of a broken sender.
 #[inline(always)]
-fn is_malformed(reason: u32) -> bool {
+fn is_malformed(reason: Reason) -> bool {
     reason == reasons::PASS_TRUNCATED
         || reason == reasons::PASS_IPV4_MALFORMED
         || reason == reasons::DROP_POD_IPV4_MALFORMED
         || reason == reasons::DROP_POD_IPV6_MALFORMED
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier rejects any program that could reach this.
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

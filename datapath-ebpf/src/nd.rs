@@ -54,7 +54,7 @@ enum Upper {
 }
 
 #[inline(always)]
-pub fn check(pkt: &Packet, source: &Source) -> Result<(), u32> {
+pub fn check(pkt: &Packet, source: &Source) -> Result<(), Reason> {
     let ip = pkt
         .ptr_at::<Ipv6Hdr>(IPV6_AT)
         .ok_or(DROP_POD_IPV6_MALFORMED)?;
@@ -119,7 +119,7 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), u32> {
 
 /// Whether the solicitation or advertisement at `at` is for the pod's own address (its target).
 #[inline(always)]
-fn names_itself(pkt: &Packet, at: usize, source: &Source) -> Result<bool, u32> {
+fn names_itself(pkt: &Packet, at: usize, source: &Source) -> Result<bool, Reason> {
     let target = pkt
         .ptr_at::<[u8; 16]>(at + 8)
         .ok_or(DROP_POD_IPV6_MALFORMED)?;
@@ -130,7 +130,7 @@ fn names_itself(pkt: &Packet, at: usize, source: &Source) -> Result<bool, u32> {
 /// Follows the extension header chain from `next` (the IPv6 header's next header). Also says
 /// whether the packet is a fragment.
 #[inline(always)]
-fn upper_layer(pkt: &Packet, mut next: u8) -> Result<(bool, Upper), u32> {
+fn upper_layer(pkt: &Packet, mut next: u8) -> Result<(bool, Upper), Reason> {
     let mut at = IPV6_AT + Ipv6Hdr::LEN;
     let mut fragmented = false;
     for _ in 0..MAX_EXTENSION_HEADERS {
@@ -173,7 +173,12 @@ fn upper_layer(pkt: &Packet, mut next: u8) -> Result<(bool, Upper), u32> {
 /// Every source or target link-layer address option between `at` and `end` is `mac`; every option
 /// up to `end` is read.
 #[inline(always)]
-fn link_layer_options(pkt: &Packet, mut at: usize, end: usize, mac: &[u8; 6]) -> Result<(), u32> {
+fn link_layer_options(
+    pkt: &Packet,
+    mut at: usize,
+    end: usize,
+    mac: &[u8; 6],
+) -> Result<(), Reason> {
     for _ in 0..MAX_OPTIONS {
         if at >= end {
             return Ok(());

@@ -37,7 +37,7 @@ pub fn check<'a>(
     source: &Source,
     vlan_tagged: bool,
     node: Option<&NodeConfig>,
-) -> Result<Option<&'a Ipv4Hdr>, u32> {
+) -> Result<Option<&'a Ipv4Hdr>, Reason> {
     if eth.src_addr != source.mac {
         return Err(DROP_SPOOFED_MAC);
     }
@@ -60,7 +60,7 @@ fn ipv4<'a>(
     pkt: &'a Packet,
     source: &Source,
     node: Option<&NodeConfig>,
-) -> Result<&'a Ipv4Hdr, u32> {
+) -> Result<&'a Ipv4Hdr, Reason> {
     let ip = pkt
         .ptr_at::<Ipv4Hdr>(EthHdr::LEN)
         .ok_or(DROP_POD_IPV4_MALFORMED)?;
@@ -110,7 +110,7 @@ fn is_pod(ip: [u8; 4], node: &NodeConfig) -> bool {
 
 /// Ethernet/IPv4 ARP whose sender is the pod: its MAC, its address (or 0.0.0.0 in a probe).
 #[inline(always)]
-fn arp(pkt: &Packet, source: &Source) -> Result<(), u32> {
+fn arp(pkt: &Packet, source: &Source) -> Result<(), Reason> {
     let arp = pkt
         .ptr_at::<ArpHdr>(EthHdr::LEN)
         .ok_or(DROP_ARP_MALFORMED)?;

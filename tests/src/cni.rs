@@ -11,10 +11,11 @@ use std::{
 
 use aya::maps::{HashMap, Map, MapData};
 use control::{
-    datapath::{self, CounterRow},
+    datapath::{self, CounterRow, Hook},
     netlink::Netlink,
     netns::{Netns, OwnedNetns},
 };
+use datapath_common::reasons::Reason;
 use serde_json::{Value, json};
 
 /// Where Debian's containernetworking-plugins puts the reference plugins.
@@ -373,8 +374,8 @@ impl CniHost {
         datapath::pinned_counters(&self.pin_dir()).expect("pinned counters")
     }
 
-    pub fn packets(&self, program: &str, reason: &str) -> u64 {
-        datapath::packets(&self.counters(), program, reason)
+    pub fn packets(&self, hook: Hook, reason: Reason) -> u64 {
+        datapath::packets(&self.counters(), hook, reason)
     }
 
     /// Links in the node namespace whose name starts with `prefix`.

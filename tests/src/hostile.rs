@@ -24,7 +24,7 @@ pub struct Case {
     pub name: &'static str,
     pub frames: Vec<Vec<u8>>,
     /// The reason the program drops them under.
-    pub reason: u32,
+    pub reason: Reason,
     /// How many of `frames` it drops (the others it passes: later fragments, whose first fragment
     /// decides for them).
     pub dropped: u64,
@@ -38,7 +38,7 @@ pub struct Case {
 }
 
 impl Case {
-    fn new(name: &'static str, frames: Vec<Vec<u8>>, reason: u32) -> Self {
+    fn new(name: &'static str, frames: Vec<Vec<u8>>, reason: Reason) -> Self {
         Self {
             name,
             dropped: frames.len() as u64,
@@ -775,7 +775,7 @@ pub fn attack(case: &Case, sink: &UdpSink, send: &dyn Fn(&[u8]), count: &dyn Fn(
         case.dropped,
         "'{}': counted under {}",
         case.name,
-        reason_name(case.reason)
+        case.reason
     );
     if let Some(twin) = &case.twin {
         for frame in twin {
@@ -788,13 +788,6 @@ pub fn attack(case: &Case, sink: &UdpSink, send: &dyn Fn(&[u8]), count: &dyn Fn(
             case.name
         );
     }
-}
-
-/// The name a reason's counter goes by.
-pub fn reason_name(reason: u32) -> &'static str {
-    reason_info(reason)
-        .unwrap_or_else(|| panic!("reason {reason} has no name"))
-        .name
 }
 
 #[cfg(test)]
@@ -852,7 +845,7 @@ mod tests {
             );
         }
         for case in cases {
-            let info = reason_info(case.reason).unwrap();
+            let info = case.reason.info().unwrap();
             assert_eq!(info.verdict, Verdict::Drop, "{}", case.name);
             assert!(
                 case.dropped >= 1 && case.dropped <= case.frames.len() as u64,

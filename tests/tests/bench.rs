@@ -162,8 +162,60 @@ fn quick_bench_measures_every_row_and_workload() {
         "the table shows the programs' run time: {stdout}"
     );
 
+    // The CNI group: each row's ADD and DEL timed once per pair, medians against the bridge
+    // plugin's, in the table and the chart; nothing of its networks left behind.
+    let cni = &report["cni"];
+    assert!(
+        cni["error"].is_null(),
+        "the CNI group failed: {}",
+        cni["error"]
+    );
+    let pairs = cni["pairs"].as_u64().unwrap();
+    let cni_samples = cni["samples"].as_array().unwrap();
+    assert_eq!(cni_samples.len() as u64, pairs * 3 * 2, "{cni}");
+    let ms = |row: &str, op: &str| -> Vec<f64> {
+        cni_samples
+            .iter()
+            .filter(|s| s["row"] == row && s["op"] == op)
+            .map(|s| s["ms"].as_f64().unwrap())
+            .collect()
+    };
+    for row in ["bridge-plugin", "standalone", "chained"] {
+        for op in ["add", "del"] {
+            let v = ms(row, op);
+            assert_eq!(v.len() as u64, pairs, "{row} {op}");
+            assert!(
+                v.iter().all(|x| x.is_finite() && *x > 0.0),
+                "{row} {op}: {v:?}"
+            );
+            let cell = cni["cells"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["row"] == row && c["op"] == op)
+                .unwrap_or_else(|| panic!("no CNI cell for {row} {op}"));
+            let want = median(v) / median(ms("bridge-plugin", op));
+            let ratio = cell["vs_bridge_plugin"].as_f64().unwrap();
+            assert!((ratio - want).abs() <= 1e-9 * want, "{cell}");
+        }
+    }
+    assert!(
+        stdout.contains("\nCNI ("),
+        "the table shows the CNI group: {stdout}"
+    );
+    let cni_pins: Vec<_> = std::fs::read_dir(control::cni::PIN_ROOT)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !cni_pins
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("fpbench-")),
+        "the CNI group removed its pins: {cni_pins:?}"
+    );
+
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+    assert!(chart.contains("CNI:"), "the chart has the CNI block");
     assert!(
         chart.matches("<rect").count() >= 5 * ROWS.len(),
         "a bar per row and workload"

@@ -2,6 +2,7 @@
 //! programs. Runs the loaded programs on crafted frames with BPF_PROG_TEST_RUN.
 
 use control::datapath::{self, Datapath, Hook};
+use datapath_common::reasons::*;
 use tests::{
     frames::{self, BROADCAST, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, Ipv4, PEER_MAC, POD_MAC},
     require_root,
@@ -10,27 +11,27 @@ use tests::{
 const XDP_PASS: u32 = 2;
 const TC_ACT_OK: u32 = 0;
 
-fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
+fn cases(hook: Hook) -> Vec<(Reason, Vec<u8>)> {
     let mut cases = vec![
         (
-            "fast-path-off",
+            PASS_FAST_PATH_OFF,
             frames::udp_frame(Ipv4::default(), b"hello"),
         ),
         (
-            "arp",
+            PASS_ARP,
             frames::ethernet(PEER_MAC, POD_MAC, ETH_ARP, &[0; 28]),
         ),
         (
-            "ipv6",
+            PASS_IPV6,
             frames::ethernet(PEER_MAC, POD_MAC, ETH_IPV6, &[0x60; 48]),
         ),
         (
-            "other-ethertype",
+            PASS_OTHER_ETHERTYPE,
             frames::ethernet(PEER_MAC, POD_MAC, ETH_VLAN, &[0; 46]),
         ),
-        ("l2-multicast", broadcast_udp_frame()),
+        (PASS_L2_MULTICAST, broadcast_udp_frame()),
         (
-            "ipv4-options",
+            PASS_IPV4_OPTIONS,
             frames::udp_frame(
                 Ipv4 {
                     ihl: 6,
@@ -40,7 +41,7 @@ fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
-            "ipv4-fragment",
+            PASS_IPV4_FRAGMENT,
             frames::udp_frame(
                 Ipv4 {
                     frags: 0x2000,
@@ -50,7 +51,7 @@ fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
-            "ipv4-fragment",
+            PASS_IPV4_FRAGMENT,
             frames::udp_frame(
                 Ipv4 {
                     frags: 0x0010,
@@ -60,7 +61,7 @@ fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
-            "ipv4-malformed",
+            PASS_IPV4_MALFORMED,
             frames::udp_frame(
                 Ipv4 {
                     version: 6,
@@ -70,7 +71,7 @@ fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
-            "ipv4-malformed",
+            PASS_IPV4_MALFORMED,
             frames::udp_frame(
                 Ipv4 {
                     ihl: 4,
@@ -84,7 +85,7 @@ fn cases(hook: Hook) -> Vec<(&'static str, Vec<u8>)> {
     // such an skb (EINVAL), and its stack never hands one to tc, so only XDP can see it.
     if hook == Hook::Xdp {
         cases.push((
-            "truncated",
+            PASS_TRUNCATED,
             frames::ethernet(PEER_MAC, POD_MAC, ETH_IPV4, &[0x45; 10]),
         ));
     }
@@ -101,7 +102,7 @@ fn every_frame_is_counted_under_its_reason(hook: Hook, pass: u32) {
     require_root();
     let mut dp = Datapath::load(None).expect("load");
     for (reason, frame) in cases(hook) {
-        let before = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
+        let before = datapath::packets(&dp.maps().counters().unwrap(), hook, reason);
         let (verdict, _) = dp
             .run_on_frame(hook, &frame)
             .unwrap_or_else(|e| panic!("{reason} ({} bytes): {e:?}", frame.len()));
@@ -111,10 +112,10 @@ fn every_frame_is_counted_under_its_reason(hook: Hook, pass: u32) {
             "{reason}: {} must hand the frame to the kernel",
             hook.program()
         );
-        let after = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
+        let after = datapath::packets(&dp.maps().counters().unwrap(), hook, reason);
         assert_eq!(after, before + 1, "{reason}: counted once under its reason");
     }
-    let rows = dp.counters().unwrap();
+    let rows = dp.maps().counters().unwrap();
     let total: u64 = rows.iter().map(|r| r.packets).sum();
     assert_eq!(
         total,

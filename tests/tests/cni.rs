@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use control::netns::{Netns, OwnedNetns};
+use control::{
+    datapath::{self, Hook},
+    netns::{Netns, OwnedNetns},
+};
+use datapath_common::reasons::*;
 use serde_json::{Value, json};
 use tests::{
     cni::{CniHost, Reply, address_of, readme_conflist},
@@ -222,12 +226,12 @@ fn every_error_has_its_code() {
 
 /// Pings both ways and sends 1 MB of TCP; returns how many packets tc_pod switched meanwhile.
 fn traffic(host: &CniHost, a: &Netns, a_ip: Ipv4Addr, b: &Netns, b_ip: Ipv4Addr) -> u64 {
-    let before = host.packets("tc_pod", "switched");
+    let before = host.packets(Hook::Tc, REDIRECT_SWITCHED);
     assert!(probe::ping(a, b_ip, 3, &[]), "ping {a_ip} -> {b_ip}");
     assert!(probe::ping(b, a_ip, 3, &[]), "ping {b_ip} -> {a_ip}");
     let got = probe::tcp_transfer(a, b, b_ip, MB);
     assert!(got == pattern(MB), "TCP {a_ip} -> {b_ip} byte for byte");
-    host.packets("tc_pod", "switched") - before
+    host.packets(Hook::Tc, REDIRECT_SWITCHED) - before
 }
 
 #[test]
@@ -249,6 +253,16 @@ fn standalone_pods_talk_on_the_fast_path_and_del_removes_everything() {
 
     let veths = host.links_named("fpc");
     assert_eq!(veths.len(), 2, "{veths:?}");
+    // The first ADD loaded the programs and pinned them; the second loaded none: both links run
+    // the pinned program.
+    let pinned = datapath::pinned_program_id(&host.pin_dir(), Hook::Tc).unwrap();
+    for veth in &veths {
+        assert_eq!(
+            datapath::tcx_ingress_program_ids(&host.node, veth).unwrap(),
+            [pinned],
+            "{veth}"
+        );
+    }
     let entries: BTreeSet<Ipv4Addr> = host.endpoint_entries().iter().map(|e| e.0).collect();
     assert_eq!(entries, BTreeSet::from([ip1, ip2]));
 

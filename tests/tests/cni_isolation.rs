@@ -93,7 +93,7 @@ impl Attack<'_> {
                 &|frame| probe::send_raw_frame(self.attacker, "eth0", frame),
                 &|| {
                     let rows = control::datapath::pinned_counters(&self.pins).unwrap();
-                    control::datapath::packets(&rows, "tc_pod", hostile::reason_name(case.reason))
+                    control::datapath::packets(&rows, control::datapath::Hook::Tc, case.reason)
                 },
             );
             sent += 1;

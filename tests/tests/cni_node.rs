@@ -4,7 +4,12 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr};
 
-use control::{config::Mode, datapath, netlink::Netlink};
+use control::{
+    config::Mode,
+    datapath::{self, Hook},
+    netlink::Netlink,
+};
+use datapath_common::reasons::*;
 use serde_json::{Value, json};
 use tests::{
     TestCluster,
@@ -104,16 +109,16 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     assert_eq!(entries(&host), BTreeSet::from([A1, A2, ip1]));
 
     // Across nodes, both ways, through node a's encapsulation and decapsulation.
-    let counted = |program: &str, reason: &str| {
+    let counted = |hook: Hook, reason: Reason| {
         datapath::packets(
             &datapath::pinned_counters(&host.pin_dir()).unwrap(),
-            program,
+            hook,
             reason,
         )
     };
     let (encap, decap) = (
-        counted("tc_pod", "encapsulated"),
-        counted("tc_underlay", "decapsulated"),
+        counted(Hook::Tc, REDIRECT_ENCAPSULATED),
+        counted(Hook::TcUnderlay, REDIRECT_DECAPSULATED),
     );
     let b1 = tc.pod_netns("b1");
     assert!(probe::ping(c1.netns(), B1, 3, &[]), "ping c1 -> b1");
@@ -126,8 +131,8 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     let sent = probe::tcp_transfer(c1.netns(), &b1, B1, 2 << 20);
     assert!(sent == pattern(2 << 20), "TCP c1 -> b1 byte for byte");
     let (encap, decap) = (
-        counted("tc_pod", "encapsulated") - encap,
-        counted("tc_underlay", "decapsulated") - decap,
+        counted(Hook::Tc, REDIRECT_ENCAPSULATED) - encap,
+        counted(Hook::TcUnderlay, REDIRECT_DECAPSULATED) - decap,
     );
     assert!(
         encap >= 8,
@@ -140,11 +145,11 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     );
 
     // Same node: the node's pod and the network's pod switch straight to each other.
-    let switched = counted("tc_pod", "switched");
+    let switched = counted(Hook::Tc, REDIRECT_SWITCHED);
     let a1 = tc.pod_netns("a1");
     assert!(probe::ping(&a1, ip1, 3, &[]), "ping a1 -> c1");
     assert!(probe::ping(c1.netns(), A1, 3, &[]), "ping c1 -> a1");
-    let switched = counted("tc_pod", "switched") - switched;
+    let switched = counted(Hook::Tc, REDIRECT_SWITCHED) - switched;
     assert!(
         switched >= 12,
         "a1 <-> c1 on the fast path: {switched} switched"
@@ -161,13 +166,13 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     // c1 keeps tc_pod; back to tc before DEL.
     tc.cluster.mode_override = Some(Mode::Xdp);
     tc.up();
-    let xdp_switched = counted("xdp_pod", "switched");
+    let xdp_switched = counted(Hook::Xdp, REDIRECT_SWITCHED);
     assert!(probe::ping(&a1, ip1, 3, &[]), "ping a1 -> c1 in xdp mode");
     assert!(
         probe::ping(c1.netns(), A1, 3, &[]),
         "ping c1 -> a1 in xdp mode"
     );
-    let xdp_switched = counted("xdp_pod", "switched") - xdp_switched;
+    let xdp_switched = counted(Hook::Xdp, REDIRECT_SWITCHED) - xdp_switched;
     assert!(
         xdp_switched >= 6,
         "a1 -> c1 through xdp_pod: {xdp_switched}"
@@ -192,10 +197,10 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     );
     tc.cluster.config.nodes[0].pods.pop();
     tc.up();
-    let encap = counted("tc_pod", "encapsulated");
+    let encap = counted(Hook::Tc, REDIRECT_ENCAPSULATED);
     assert!(probe::ping(c1.netns(), B1, 3, &[]), "c1 still reaches b1");
     assert!(
-        counted("tc_pod", "encapsulated") >= encap + 3,
+        counted(Hook::Tc, REDIRECT_ENCAPSULATED) >= encap + 3,
         "c1's entries (endpoint, source, redirect) survived the node's re-ups"
     );
 
@@ -210,10 +215,10 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
         .expect_ok();
     let ip_d1 = address_of(&rd);
     assert_eq!(entries(&host), BTreeSet::from([A1, A2, ip1, ip_d1]));
-    let switched = counted("tc_pod", "switched");
+    let switched = counted(Hook::Tc, REDIRECT_SWITCHED);
     assert!(probe::ping(d1.netns(), ip1, 3, &[]), "ping d1 -> c1");
     assert!(
-        counted("tc_pod", "switched") >= switched + 6,
+        counted(Hook::Tc, REDIRECT_SWITCHED) >= switched + 6,
         "d1 <-> c1 switched"
     );
     other_conf["prevResult"] = rd;
@@ -237,10 +242,10 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     assert_eq!(host.links_named("fpc"), Vec::<String>::new());
     assert_eq!(host.allocations(), Vec::<Ipv4Addr>::new());
     assert_eq!(host.records(), Vec::<String>::new());
-    let encap = counted("tc_pod", "encapsulated");
+    let encap = counted(Hook::Tc, REDIRECT_ENCAPSULATED);
     assert!(probe::ping(&a1, B1, 3, &[]), "a1 still reaches b1");
     assert!(
-        counted("tc_pod", "encapsulated") > encap,
+        counted(Hook::Tc, REDIRECT_ENCAPSULATED) > encap,
         "on the fast path"
     );
 }

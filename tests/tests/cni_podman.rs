@@ -13,6 +13,8 @@ use std::{
     process::{Command, Output},
 };
 
+use control::datapath::Hook;
+use datapath_common::reasons::REDIRECT_SWITCHED;
 use serde_json::{Value, json};
 use tests::cni::{CniHost, REFERENCE_PLUGINS, plugin_bin};
 
@@ -273,7 +275,7 @@ runc = ["{runc}"]
         "both containers in the maps"
     );
 
-    let before = host.packets("tc_pod", "switched");
+    let before = host.packets(Hook::Tc, REDIRECT_SWITCHED);
     podman.run(&[
         "exec",
         "c1",
@@ -294,7 +296,7 @@ runc = ["{runc}"]
         "2",
         &ips[0].to_string(),
     ]);
-    let switched = host.packets("tc_pod", "switched") - before;
+    let switched = host.packets(Hook::Tc, REDIRECT_SWITCHED) - before;
     assert!(
         switched >= 12,
         "the containers' pings went veth to veth through tc_pod: {switched} switched"

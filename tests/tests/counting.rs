@@ -9,6 +9,7 @@ use control::{
     netlink::Netlink,
     traffic::{self, UdpSink},
 };
+use datapath_common::reasons::*;
 use tests::{VethPair, runtime};
 
 const SENT: u64 = 300;
@@ -38,8 +39,8 @@ fn count_udp_through(hook: Hook) {
         "datagrams delivered to b"
     );
 
-    let rows = dp.counters().expect("counters");
-    let counted = datapath::packets(&rows, hook.program(), "fast-path-off");
+    let rows = dp.maps().counters().expect("counters");
+    let counted = datapath::packets(&rows, hook, PASS_FAST_PATH_OFF);
     assert!(
         counted >= SENT,
         "{} counted {counted} of {SENT} IPv4 packets: {rows:?}",
@@ -48,7 +49,7 @@ fn count_udp_through(hook: Hook) {
     let other = match hook {
         Hook::Xdp => Hook::Tc,
         Hook::Tc => Hook::Xdp,
-        Hook::TcUnderlay | Hook::BenchSink => unreachable!("only pod programs are counted here"),
+        Hook::TcUnderlay => unreachable!("only pod programs are counted here"),
     };
     assert_eq!(
         rows.iter().filter(|r| r.program == other.program()).count(),
@@ -57,7 +58,7 @@ fn count_udp_through(hook: Hook) {
     );
     let bytes: u64 = rows
         .iter()
-        .filter(|r| r.program == hook.program() && r.reason == "fast-path-off")
+        .filter(|r| r.program == hook.program() && r.reason == PASS_FAST_PATH_OFF)
         .map(|r| r.bytes)
         .sum();
     // 100 bytes of payload + UDP 8 + IPv4 20 + Ethernet 14.

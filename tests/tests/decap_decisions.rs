@@ -11,6 +11,7 @@ use control::{
     config,
     datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
 };
+use datapath_common::reasons::*;
 use tests::{
     TestRunNetns,
     frames::{self, ETH_ARP, Ipv4, PEER_MAC, checksum},
@@ -94,15 +95,21 @@ fn every_underlay_decision() {
         underlay_ip: SELF,
         underlay_mtu: 1500,
     };
-    dp.set_node(GW_MAC, GATEWAY, Some(&overlay)).unwrap();
+    dp.maps_mut()
+        .set_node(GW_MAC, GATEWAY, Some(&overlay))
+        .unwrap();
     let peers = [PeerEntry {
         pod_cidr: "198.18.1.0/24".parse().unwrap(),
         underlay_ip: PEER,
         vtep_mac: config::vtep_mac(PEER),
     }];
-    assert_eq!(dp.sync_peers(&peers).unwrap(), 2, "one CIDR, one peer");
     assert_eq!(
-        dp.sync_peers(&peers).unwrap(),
+        dp.maps_mut().sync_peers(&peers).unwrap(),
+        2,
+        "one CIDR, one peer"
+    );
+    assert_eq!(
+        dp.maps_mut().sync_peers(&peers).unwrap(),
         0,
         "a second sync changes nothing"
     );
@@ -111,7 +118,9 @@ fn every_underlay_decision() {
         ifindex: rx_index,
         mac: PEER_MAC,
     };
-    dp.sync_endpoints(ns.netns(), &[pod], None, &[]).unwrap();
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), &[pod], None, &[])
+        .unwrap();
 
     let good = vxlan::frame(&outer(PEER), FLAG_I, VNI, &good_inner());
     let mut reserved = good.clone();
@@ -129,14 +138,14 @@ fn every_underlay_decision() {
             },
         )
     };
-    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
+    let cases: Vec<(Reason, Vec<u8>, u32)> = vec![
         (
-            "not-overlay",
+            PASS_NOT_OVERLAY,
             frames::ethernet(node_mac, OTHER_MAC, ETH_ARP, &[0; 28]),
             PASS,
         ),
         (
-            "not-overlay",
+            PASS_NOT_OVERLAY,
             with_outer_ip(
                 &vxlan::frame(
                     &vxlan::Outer {
@@ -153,7 +162,7 @@ fn every_underlay_decision() {
         ),
         // A later fragment: its first one decides.
         (
-            "not-overlay",
+            PASS_NOT_OVERLAY,
             with_outer_ip(
                 &good,
                 Ipv4 {
@@ -164,36 +173,36 @@ fn every_underlay_decision() {
             PASS,
         ),
         (
-            "other-vni",
+            PASS_OTHER_VNI,
             vxlan::frame(&outer(PEER), FLAG_I, VNI + 1, &good_inner()),
             PASS,
         ),
         (
-            "vxlan-unknown-peer",
+            DROP_UNKNOWN_PEER,
             vxlan::frame(&outer(STRANGER), FLAG_I, VNI, &good_inner()),
             DROP,
         ),
-        ("vxlan-unknown-peer", first_fragment(STRANGER), DROP),
-        ("overlay-fragment", first_fragment(PEER), PASS),
-        ("vxlan-truncated", short_vxlan, DROP),
+        (DROP_UNKNOWN_PEER, first_fragment(STRANGER), DROP),
+        (PASS_OVERLAY_FRAGMENT, first_fragment(PEER), PASS),
+        (DROP_VXLAN_TRUNCATED, short_vxlan, DROP),
         (
-            "vxlan-truncated",
+            DROP_VXLAN_TRUNCATED,
             vxlan::frame(&outer(PEER), FLAG_I, VNI, &good_inner()[..14 + 10]),
             DROP,
         ),
         (
-            "vxlan-bad-flags",
+            DROP_VXLAN_BAD_FLAGS,
             vxlan::frame(&outer(PEER), 0x0c, VNI, &good_inner()),
             DROP,
         ),
         (
-            "vxlan-bad-flags",
+            DROP_VXLAN_BAD_FLAGS,
             vxlan::frame(&outer(PEER), 0, VNI, &good_inner()),
             DROP,
         ),
-        ("vxlan-bad-flags", reserved, DROP),
+        (DROP_VXLAN_BAD_FLAGS, reserved, DROP),
         (
-            "vxlan-outer-options",
+            DROP_VXLAN_OUTER_OPTIONS,
             with_outer_ip(
                 &good,
                 Ipv4 {
@@ -204,12 +213,12 @@ fn every_underlay_decision() {
             DROP,
         ),
         (
-            "vxlan-not-for-vtep",
+            DROP_VXLAN_NOT_FOR_VTEP,
             vxlan::frame(&outer(PEER), FLAG_I, VNI, &inner(REMOTE_POD, OTHER_MAC, 64)),
             DROP,
         ),
         (
-            "vxlan-inner-spoofed",
+            DROP_INNER_SPOOFED,
             vxlan::frame(
                 &outer(PEER),
                 FLAG_I,
@@ -219,7 +228,7 @@ fn every_underlay_decision() {
             DROP,
         ),
         (
-            "ttl-expired",
+            PASS_TTL_EXPIRED,
             vxlan::frame(
                 &outer(PEER),
                 FLAG_I,
@@ -228,16 +237,16 @@ fn every_underlay_decision() {
             ),
             PASS,
         ),
-        ("decapsulated", good.clone(), REDIRECT),
+        (REDIRECT_DECAPSULATED, good.clone(), REDIRECT),
     ];
 
     for (reason, frame, want) in &cases {
-        let before = datapath::packets(&dp.counters().unwrap(), "tc_underlay", reason);
+        let before = datapath::packets(&dp.maps().counters().unwrap(), Hook::TcUnderlay, *reason);
         let (verdict, out) = dp
             .run_on_frame_from(Hook::TcUnderlay, frame, rx_index)
             .unwrap();
         assert_eq!(verdict, *want, "{reason}: verdict");
-        let after = datapath::packets(&dp.counters().unwrap(), "tc_underlay", reason);
+        let after = datapath::packets(&dp.maps().counters().unwrap(), Hook::TcUnderlay, *reason);
         assert_eq!(after, before + 1, "{reason}: counted once");
         if verdict == PASS {
             assert_eq!(&out, frame, "{reason}: passed unchanged");
@@ -286,8 +295,10 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, node_mac: [u8; 6], rx_index: u3
         vxlan_port: PORT,
     };
     for case in hostile::underlay_cases(&scene) {
-        let name = hostile::reason_name(case.reason);
-        let count = |dp: &Datapath| datapath::packets(&dp.counters().unwrap(), "tc_underlay", name);
+        let name = case.reason;
+        let count = |dp: &Datapath| {
+            datapath::packets(&dp.maps().counters().unwrap(), Hook::TcUnderlay, name)
+        };
         let before = count(dp);
         let mut drops = 0;
         for frame in &case.frames {

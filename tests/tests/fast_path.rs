@@ -9,12 +9,14 @@ use std::{
 };
 
 use control::{
+    cluster::{self, RunningMode},
     config::Mode,
     datapath::{self, CounterRow, Datapath, Hook},
     netlink::Netlink,
     netns::Netns,
     traffic::{self, UdpSink},
 };
+use datapath_common::reasons::*;
 use tests::{
     TestCluster, fastpath,
     frames::{self, Ipv4},
@@ -42,9 +44,10 @@ fn counters(tc: &TestCluster) -> Vec<CounterRow> {
     datapath::pinned_counters(&tc.cluster.pin_dir(node)).unwrap()
 }
 
-fn count(rows: &[CounterRow], verdict: &str, reason: &str) -> u64 {
+/// Packets counted under `reason`, by any program.
+fn count(rows: &[CounterRow], reason: Reason) -> u64 {
     rows.iter()
-        .filter(|r| r.verdict == verdict && r.reason == reason)
+        .filter(|r| r.reason == reason)
         .map(|r| r.packets)
         .sum()
 }
@@ -118,7 +121,7 @@ fn fast_path_bypasses_the_bridge(mode: Mode) {
         "{mode}: the bridge forwarded none of the a1 -> a2 flow"
     );
     assert_eq!(
-        count(&rows, "drop", "spoofed-ip") + count(&rows, "drop", "spoofed-mac"),
+        count(&rows, DROP_SPOOFED_IP) + count(&rows, DROP_SPOOFED_MAC),
         0
     );
 }
@@ -186,13 +189,13 @@ fn forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(mode
     assert_eq!(sink.received(), 1, "{mode}: no forged frame reached a2");
     let after = counters(&tc);
     assert_eq!(
-        count(&after, "drop", "spoofed-ip"),
-        count(&before, "drop", "spoofed-ip") + 1,
+        count(&after, DROP_SPOOFED_IP),
+        count(&before, DROP_SPOOFED_IP) + 1,
         "{mode}"
     );
     assert_eq!(
-        count(&after, "drop", "spoofed-mac"),
-        count(&before, "drop", "spoofed-mac") + 1,
+        count(&after, DROP_SPOOFED_MAC),
+        count(&before, DROP_SPOOFED_MAC) + 1,
         "{mode}"
     );
 
@@ -214,7 +217,7 @@ fn forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(mode
     std::thread::sleep(Duration::from_millis(200));
     let rows = counters(&tc);
     assert!(
-        count(&rows, "pass", "no-endpoint") >= count(&after, "pass", "no-endpoint") + sent,
+        count(&rows, PASS_NO_ENDPOINT) >= count(&after, PASS_NO_ENDPOINT) + sent,
         "{mode}: {rows:?}"
     );
     assert!(
@@ -251,13 +254,15 @@ fn switching_modes_under_a_10ms_ping_loses_nothing() {
         let changes = tc.up();
         assert!(!changes.is_empty(), "switching to {mode} changed something");
         let program = match mode {
-            Mode::Xdp => Some("xdp_pod"),
-            Mode::Tc => Some("tc_pod"),
+            Mode::Xdp => Some(Hook::Xdp),
+            Mode::Tc => Some(Hook::Tc),
             Mode::Kernel => None,
         };
         let redirected_by = |rows: &[CounterRow]| -> u64 {
             rows.iter()
-                .filter(|r| Some(r.program) == program && r.verdict == "redirect")
+                .filter(|r| {
+                    Some(r.program) == program.map(Hook::program) && r.verdict == "redirect"
+                })
                 .map(|r| r.packets)
                 .sum()
         };
@@ -341,7 +346,7 @@ fn the_datapath_outlives_a_killed_control_plane() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["program"] == "tc_pod" && c["reason"] == "switched")
+        .filter(|c| c["program"] == Hook::Tc.program() && c["reason"] == REDIRECT_SWITCHED.name())
         .map(|c| c["packets"].as_u64().unwrap())
         .sum();
     assert!(
@@ -387,8 +392,8 @@ fn the_maps_follow_pods_as_they_come_and_go() {
     std::thread::sleep(Duration::from_millis(200));
     let after = counters(&tc);
     assert_eq!(
-        count(&after, "pass", "no-endpoint"),
-        count(&before, "pass", "no-endpoint") + 1
+        count(&after, PASS_NO_ENDPOINT),
+        count(&before, PASS_NO_ENDPOINT) + 1
     );
     assert_eq!(
         redirected(&after),
@@ -418,12 +423,14 @@ fn up_puts_its_own_build_of_a_program_into_a_link_that_runs_another() {
         .find(|l| l.dev == "fp-a1" && l.hook == Hook::Tc)
         .expect("a1's tc link");
     let pin = link.hook.link_pin(&dir, &link.dev, link.ifindex);
-    // Another build in a1's link, as an older fastpath would have left it: the benchmark receiver,
-    // which passes a1's frames to the kernel path.
+    // Another program in a1's link, as an older fastpath would have left it: tc_pod of another
+    // load, with maps of its own where the fast path is off, which passes a1's frames to the
+    // kernel path.
     let other = Datapath::load(None).unwrap();
-    assert!(other.run_in_link(&pin, datapath::BENCH_SINK).unwrap());
+    let program = other.program_fd(datapath::TC_POD).unwrap();
+    assert!(datapath::run_in_link(&pin, program).unwrap());
     assert!(
-        !other.run_in_link(&pin, datapath::BENCH_SINK).unwrap(),
+        !datapath::run_in_link(&pin, program).unwrap(),
         "already runs it"
     );
     let before = redirected(&counters(&tc));
@@ -446,5 +453,50 @@ fn up_puts_its_own_build_of_a_program_into_a_link_that_runs_another() {
     assert!(
         tc.up().is_empty(),
         "a second up finds its own build everywhere"
+    );
+}
+
+#[test]
+fn status_shows_the_mode_the_pods_run_in_beside_the_configured_one() {
+    let mut tc = TestCluster::demo_in(Mode::Xdp);
+    let status = tc.status();
+    for node in &status.nodes {
+        assert_eq!(node.mode, Mode::Tc, "the demo's configured mode");
+        assert_eq!(node.running_mode, Some(RunningMode::Xdp), "{node:#?}");
+    }
+    let text = cluster::render_status(&status);
+    assert!(
+        text.contains("mode xdp running, tc in the config"),
+        "{text}"
+    );
+
+    tc.cluster.mode_override = None;
+    tc.up();
+    let status = tc.status();
+    assert!(
+        status
+            .nodes
+            .iter()
+            .all(|n| n.running_mode == Some(RunningMode::Tc)),
+        "{status:#?}"
+    );
+    let text = cluster::render_status(&status);
+    assert!(!text.contains("in the config"), "{text}");
+
+    // a1 loses its link: node a runs two modes.
+    let dir = tc.cluster.pin_dir(tc.cluster.config.node("a").unwrap());
+    let link = datapath::pinned_links(&dir)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.dev == "fp-a1")
+        .expect("a1's link");
+    assert!(datapath::detach_pinned(&dir, &link).unwrap());
+    let status = tc.status();
+    let a = status.nodes.iter().find(|n| n.name == "a").unwrap();
+    assert_eq!(a.running_mode, Some(RunningMode::Mixed));
+    assert!(
+        cluster::render_status(&status).contains("mode mixed running, tc in the config"),
+        "{}",
+        cluster::render_status(&status)
     );
 }

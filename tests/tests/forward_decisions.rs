@@ -9,6 +9,7 @@ use control::{
     config,
     datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings},
 };
+use datapath_common::reasons::*;
 use tests::{
     TestRunNetns,
     frames::{self, BROADCAST, ETH_ARP, Ipv4, PEER_MAC, POD_MAC, checksum},
@@ -43,7 +44,7 @@ fn verdicts(hook: Hook) -> Verdicts {
             drop: 2,
             redirect: 7,
         },
-        Hook::TcUnderlay | Hook::BenchSink => unreachable!("pod programs only"),
+        Hook::TcUnderlay => unreachable!("pod programs only"),
     }
 }
 
@@ -80,7 +81,9 @@ fn decisions(hook: Hook) {
         underlay_ip: UNDERLAY,
         underlay_mtu: 1500,
     };
-    dp.set_node(GW_MAC, GATEWAY, Some(&overlay)).unwrap();
+    dp.maps_mut()
+        .set_node(GW_MAC, GATEWAY, Some(&overlay))
+        .unwrap();
     let entries = [
         EndpointEntry {
             ip: SENDER.into(),
@@ -94,12 +97,16 @@ fn decisions(hook: Hook) {
         },
     ];
     assert_eq!(
-        dp.sync_endpoints(ns.netns(), &entries, None, &[]).unwrap(),
+        dp.maps_mut()
+            .sync_endpoints(ns.netns(), &entries, None, &[])
+            .unwrap(),
         6,
         "2 endpoints, 2 sources, 2 devmap"
     );
     assert_eq!(
-        dp.sync_endpoints(ns.netns(), &entries, None, &[]).unwrap(),
+        dp.maps_mut()
+            .sync_endpoints(ns.netns(), &entries, None, &[])
+            .unwrap(),
         0,
         "a second sync changes nothing"
     );
@@ -114,11 +121,19 @@ fn decisions(hook: Hook) {
     );
     let mut spoofed_mac = from_sender(PEER_MAC, ip(RECEIVER));
     spoofed_mac[6..12].copy_from_slice(&OTHER_MAC);
-    let cases: Vec<(&str, Vec<u8>, u32)> = vec![
-        ("switched", from_sender(PEER_MAC, ip(RECEIVER)), v.redirect),
-        ("routed", from_sender(GW_MAC, ip(RECEIVER)), v.redirect),
+    let cases: Vec<(Reason, Vec<u8>, u32)> = vec![
         (
-            "ttl-expired",
+            REDIRECT_SWITCHED,
+            from_sender(PEER_MAC, ip(RECEIVER)),
+            v.redirect,
+        ),
+        (
+            REDIRECT_ROUTED,
+            from_sender(GW_MAC, ip(RECEIVER)),
+            v.redirect,
+        ),
+        (
+            PASS_TTL_EXPIRED,
             from_sender(
                 GW_MAC,
                 Ipv4 {
@@ -129,17 +144,17 @@ fn decisions(hook: Hook) {
             v.pass,
         ),
         (
-            "no-endpoint",
+            PASS_NO_ENDPOINT,
             from_sender(GW_MAC, ip([198, 18, 1, 77])),
             v.pass,
         ),
         (
-            "not-addressed-to-endpoint",
+            PASS_NOT_ADDRESSED_TO_ENDPOINT,
             from_sender(OTHER_MAC, ip(RECEIVER)),
             v.pass,
         ),
         (
-            "spoofed-ip",
+            DROP_SPOOFED_IP,
             from_sender(
                 PEER_MAC,
                 Ipv4 {
@@ -149,18 +164,18 @@ fn decisions(hook: Hook) {
             ),
             v.drop,
         ),
-        ("spoofed-mac", spoofed_mac, v.drop),
-        ("spoofed-mac", arp_spoof, v.drop),
-        ("arp", arp, v.pass),
+        (DROP_SPOOFED_MAC, spoofed_mac, v.drop),
+        (DROP_SPOOFED_MAC, arp_spoof, v.drop),
+        (PASS_ARP, arp, v.pass),
     ];
     for (reason, frame, want) in cases {
-        let before = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
+        let before = datapath::packets(&dp.maps().counters().unwrap(), hook, reason);
         let (verdict, out) = dp.run_on_frame(hook, &frame).unwrap();
         assert_eq!(verdict, want, "{reason}: verdict of {}", hook.program());
-        let after = datapath::packets(&dp.counters().unwrap(), hook.program(), reason);
+        let after = datapath::packets(&dp.maps().counters().unwrap(), hook, reason);
         assert_eq!(after, before + 1, "{reason}: counted once under its reason");
         match reason {
-            "routed" => {
+            REDIRECT_ROUTED => {
                 assert_eq!(out[..6], PEER_MAC, "routed: destination MAC is the pod's");
                 assert_eq!(out[6..12], GW_MAC, "routed: source MAC is the gateway's");
                 assert_eq!(out[14 + 8], 63, "routed: TTL decremented");
@@ -178,14 +193,15 @@ fn decisions(hook: Hook) {
     hostile_frames_are_dropped(&mut dp, hook, rx_index);
 
     // A frame from a device that is not a registered pod veth is left to the kernel.
-    dp.sync_endpoints(ns.netns(), &entries[1..], None, &[])
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), &entries[1..], None, &[])
         .unwrap();
     let (verdict, _) = dp
         .run_on_frame(hook, &from_sender(PEER_MAC, ip(RECEIVER)))
         .unwrap();
     assert_eq!(verdict, v.pass);
     assert_eq!(
-        datapath::packets(&dp.counters().unwrap(), hook.program(), "not-from-pod"),
+        datapath::packets(&dp.maps().counters().unwrap(), hook, PASS_NOT_FROM_POD),
         1
     );
 }
@@ -210,8 +226,8 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, hook: Hook, rx_index: u32) {
     };
     let program = hook.program();
     for case in hostile::pod_cases(&scene) {
-        let name = hostile::reason_name(case.reason);
-        let before = datapath::packets(&dp.counters().unwrap(), program, name);
+        let name = case.reason;
+        let before = datapath::packets(&dp.maps().counters().unwrap(), hook, name);
         let mut drops = 0;
         for frame in &case.frames {
             let (verdict, _) = dp
@@ -219,7 +235,7 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, hook: Hook, rx_index: u32) {
                 .unwrap_or_else(|e| panic!("{}: {e}", case.name));
             drops += u64::from(verdict == v.drop);
         }
-        let after = datapath::packets(&dp.counters().unwrap(), program, name);
+        let after = datapath::packets(&dp.maps().counters().unwrap(), hook, name);
         assert_eq!(drops, case.dropped, "{program}: {}: dropped", case.name);
         assert_eq!(
             after - before,

@@ -14,7 +14,8 @@ use std::{
 
 use control::{
     config::{self, ClusterConfig, Mode},
-    datapath, guard,
+    datapath::{self, Hook},
+    guard,
     netns::Netns,
     traffic::UdpSink,
 };
@@ -45,21 +46,20 @@ const PORT: u16 = 7001;
 /// How long a frame gets to arrive where it should not.
 const SETTLE: Duration = Duration::from_millis(250);
 
-fn pod_program(mode: Mode) -> &'static str {
+fn pod_program(mode: Mode) -> Hook {
     match mode {
-        Mode::Xdp => "xdp_pod",
-        Mode::Tc => "tc_pod",
+        Mode::Xdp => Hook::Xdp,
+        Mode::Tc => Hook::Tc,
         Mode::Kernel => unreachable!("no program in kernel mode"),
     }
 }
 
 /// Packets `node`'s programs counted under `reason`, whichever program counted them.
-fn counted(tc: &TestCluster, node: &str, reason: u32) -> u64 {
+fn counted(tc: &TestCluster, node: &str, reason: Reason) -> u64 {
     let dir = tc.cluster.pin_dir(tc.cluster.config.node(node).unwrap());
     let rows = datapath::pinned_counters(&dir).unwrap();
-    let name = hostile::reason_name(reason);
     rows.iter()
-        .filter(|r| r.reason == name)
+        .filter(|r| r.reason == reason)
         .map(|r| r.packets)
         .sum()
 }
@@ -120,7 +120,7 @@ fn hostile_pods_reach_no_pod(mode: Mode) {
     assert!(
         rows.iter()
             .filter(|r| r.verdict == "drop")
-            .all(|r| r.program == pod_program(mode)),
+            .all(|r| r.program == pod_program(mode).program()),
         "{rows:?}"
     );
 }
@@ -273,11 +273,13 @@ fn in_xdp_mode_no_underlay_host_reaches_a_pod_as_someone_else() {
 fn guard_rule(case: &Case) -> Option<&'static str> {
     match case.reason {
         DROP_UNKNOWN_PEER | DROP_VXLAN_VLAN | DROP_UNDERLAY_VLAN_DEPTH => {
-            Some("vxlan-unknown-peer")
+            Some(guard::VXLAN_UNKNOWN_PEER)
         }
-        DROP_VXLAN_NESTED => Some("vxlan-not-from-underlay"),
-        DROP_UNDERLAY_POD_SOURCE => Some("underlay-pod-source"),
-        DROP_VXLAN_NOT_FOR_NODE if case.name.contains("broadcast") => Some("vxlan-not-unicast"),
+        DROP_VXLAN_NESTED => Some(guard::VXLAN_NOT_FROM_UNDERLAY),
+        DROP_UNDERLAY_POD_SOURCE => Some(guard::UNDERLAY_POD_SOURCE),
+        DROP_VXLAN_NOT_FOR_NODE if case.name.contains("broadcast") => {
+            Some(guard::VXLAN_NOT_UNICAST)
+        }
         _ => None,
     }
 }

@@ -3,6 +3,7 @@
 //! converges, `down` leaves nothing.
 
 use control::{config::Mode, netlink::Netlink, ownership::Ownership};
+use datapath_common::reasons::*;
 use tests::{
     TestCluster,
     probe::{self, pattern},
@@ -163,7 +164,7 @@ fn up_restores_what_was_removed_or_changed_behind_its_back() {
         control::datapath::pinned_counters(&tc.cluster.pin_dir(node_a))
             .unwrap()
             .iter()
-            .filter(|r| r.reason == "switched")
+            .filter(|r| r.reason == REDIRECT_SWITCHED)
             .map(|r| r.packets)
             .sum::<u64>()
     };

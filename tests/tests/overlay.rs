@@ -11,10 +11,11 @@ use std::{
 
 use control::{
     config::{self, Mode},
-    datapath::{self, CounterRow},
+    datapath::{self, CounterRow, Hook},
     netns::Netns,
     traffic::{self, UdpSink},
 };
+use datapath_common::reasons::*;
 use tests::{
     TestCluster,
     capture::Capture,
@@ -47,16 +48,16 @@ fn counters(tc: &TestCluster, node: &str) -> Vec<CounterRow> {
 }
 
 /// Packets `program` on `node` counted under `reason`.
-fn counted(tc: &TestCluster, node: &str, program: &str, reason: &str) -> u64 {
-    datapath::packets(&counters(tc, node), program, reason)
+fn counted(tc: &TestCluster, node: &str, hook: Hook, reason: Reason) -> u64 {
+    datapath::packets(&counters(tc, node), hook, reason)
 }
 
 /// The pod program of a mode (the one that encapsulates), if any.
-fn pod_program(mode: Mode) -> Option<&'static str> {
+fn pod_program(mode: Mode) -> Option<Hook> {
     match mode {
         Mode::Kernel => None,
-        Mode::Xdp => Some("xdp_pod"),
-        Mode::Tc => Some("tc_pod"),
+        Mode::Xdp => Some(Hook::Xdp),
+        Mode::Tc => Some(Hook::Tc),
     }
 }
 
@@ -89,9 +90,9 @@ fn cross_node_flows(
     let (src, dst) = (pod_ns(tc, from), pod_ns(tc, to));
     let what = format!("{from} ({from_mode}) -> {to} ({to_mode})");
     let encap = |tc: &TestCluster| {
-        pod_program(from_mode).map_or(0, |p| counted(tc, from_node, p, "encapsulated"))
+        pod_program(from_mode).map_or(0, |p| counted(tc, from_node, p, REDIRECT_ENCAPSULATED))
     };
-    let decap = |tc: &TestCluster| counted(tc, to_node, "tc_underlay", "decapsulated");
+    let decap = |tc: &TestCluster| counted(tc, to_node, Hook::TcUnderlay, REDIRECT_DECAPSULATED);
     let (encap_before, decap_before) = (encap(tc), decap(tc));
     let snmp_before = witness::snmp(&dst);
 
@@ -279,8 +280,8 @@ fn underlay_carries_standard_vxlan_within_the_mtu(mode: Mode) {
         assert!(sent_gso > 0, "{mode}: no GSO packet reached the underlay");
     }
     if mode != Mode::Kernel {
-        let encapsulated = counted(&tc, "a", pod_program(mode).unwrap(), "encapsulated");
-        let decapsulated = counted(&tc, "b", "tc_underlay", "decapsulated");
+        let encapsulated = counted(&tc, "a", pod_program(mode).unwrap(), REDIRECT_ENCAPSULATED);
+        let decapsulated = counted(&tc, "b", Hook::TcUnderlay, REDIRECT_DECAPSULATED);
         assert!(
             encapsulated.min(decapsulated) >= received.len() as u64,
             "{mode}: {encapsulated} encapsulated, {decapsulated} decapsulated, {} frames on the underlay",
@@ -331,8 +332,7 @@ fn mtu_is_respected(mode: Mode) {
             .success();
         assert!(ok, "raise the MTU of {dev}");
     }
-    let too_big_before =
-        pod_program(mode).map_or(0, |p| counted(&tc, "a", p, "too-big-for-overlay"));
+    let too_big_before = pod_program(mode).map_or(0, |p| counted(&tc, "a", p, PASS_TOO_BIG));
     let out = Command::new("ip")
         .args(["netns", "exec", a1.name().unwrap()])
         .args(["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472"])
@@ -345,7 +345,7 @@ fn mtu_is_respected(mode: Mode) {
         "{mode}: a 1500-byte DF packet gets fragmentation-needed for 1450: {text}"
     );
     if let Some(p) = pod_program(mode) {
-        let n = counted(&tc, "a", p, "too-big-for-overlay") - too_big_before;
+        let n = counted(&tc, "a", p, PASS_TOO_BIG) - too_big_before;
         assert!(
             n >= 1,
             "{mode}: the too-big packet was counted and passed: {n}"
@@ -388,11 +388,11 @@ fn vxlan_not_from_a_peer_or_not_well_formed_never_reaches_a_pod() {
     truncated.truncate(50 + 14 + 10); // ends inside the inner IPv4 header
     let cases = [
         (
-            "other-vni",
+            PASS_OTHER_VNI,
             vxlan::frame(&outer(UNDERLAY_A), FLAG_I, VNI + 1, &inner(A1)),
         ),
         (
-            "vxlan-unknown-peer",
+            DROP_UNKNOWN_PEER,
             vxlan::frame(
                 &outer(Ipv4Addr::new(198, 18, 0, 99)),
                 FLAG_I,
@@ -400,13 +400,13 @@ fn vxlan_not_from_a_peer_or_not_well_formed_never_reaches_a_pod() {
                 &inner(A1),
             ),
         ),
-        ("vxlan-truncated", truncated),
+        (DROP_VXLAN_TRUNCATED, truncated),
         (
-            "vxlan-bad-flags",
+            DROP_VXLAN_BAD_FLAGS,
             vxlan::frame(&outer(UNDERLAY_A), 0x0c, VNI, &inner(A1)),
         ),
         (
-            "vxlan-inner-spoofed",
+            DROP_INNER_SPOOFED,
             vxlan::frame(
                 &outer(UNDERLAY_A),
                 FLAG_I,
@@ -415,23 +415,23 @@ fn vxlan_not_from_a_peer_or_not_well_formed_never_reaches_a_pod() {
             ),
         ),
     ];
-    let count = |reason: &str| counted(&tc, "b", "tc_underlay", reason);
+    let count = |reason: Reason| counted(&tc, "b", Hook::TcUnderlay, reason);
 
     // The same frame, well formed and from a peer, arrives: the test can see a delivery.
-    let delivered = count("decapsulated");
+    let delivered = count(REDIRECT_DECAPSULATED);
     tests::probe::send_raw_frame(&node_a, UNDERLAY_DEV, &good);
     assert_eq!(
         sink.wait_for(1, Duration::from_secs(2)),
         1,
         "the good frame reached b1"
     );
-    assert_eq!(count("decapsulated"), delivered + 1);
+    assert_eq!(count(REDIRECT_DECAPSULATED), delivered + 1);
 
     for (reason, frame) in &cases {
-        let before = count(reason);
+        let before = count(*reason);
         tests::probe::send_raw_frame(&node_a, UNDERLAY_DEV, frame);
         std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(count(reason), before + 1, "counted under {reason}");
+        assert_eq!(count(*reason), before + 1, "counted under {reason}");
     }
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sink.received(), 1, "only the good frame reached b1");

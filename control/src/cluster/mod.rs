@@ -7,7 +7,7 @@ mod status;
 mod up;
 
 pub use down::down;
-pub use status::{ClusterStatus, render as render_status, status};
+pub use status::{ClusterStatus, RunningMode, render as render_status, status};
 pub use up::up;
 
 use std::path::PathBuf;

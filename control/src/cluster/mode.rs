@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use super::{Cluster, POD_IFNAME, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
-    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry, PinnedAttach},
+    datapath::{self, EndpointEntry, Hook, Maps, OverlaySettings, PeerEntry, PinnedAttach},
     ethtool,
     netlink::Netlink,
 };
@@ -41,9 +41,16 @@ impl Reconciler<'_> {
         // Held until the end: joined CNI networks rewrite the same maps (see datapath::lock_pins).
         let mut _pins_lock = None;
         if let Some(hook) = wanted {
-            let mut dp = Datapath::load_pinned(&dir, None)
-                .with_context(|| format!("loading the fast path for node '{}'", node.name))?;
+            if datapath::ensure_pinned(&dir)
+                .with_context(|| format!("loading the fast path for node '{}'", node.name))?
+            {
+                self.changed(format!(
+                    "loaded and pinned the fast-path programs of node {}",
+                    node.name
+                ));
+            }
             _pins_lock = Some(datapath::lock_pins(&dir)?);
+            let mut maps = Maps::open(&dir)?;
             let bridge_mac = nl
                 .link_view(&node.bridge)
                 .await?
@@ -57,7 +64,7 @@ impl Reconciler<'_> {
                 underlay_ip: node.underlay.address.addr(),
                 underlay_mtu: node.underlay.mtu,
             });
-            dp.set_node(
+            maps.set_node(
                 config::parse_mac(&bridge_mac)?,
                 config::node_gateway(node),
                 overlay.as_ref(),
@@ -94,8 +101,8 @@ impl Reconciler<'_> {
                 .filter(|l| !is_node_device(&l.name, underlay))
                 .map(|l| l.index)
                 .collect();
-            let n = dp.sync_peers(&peers)?
-                + dp.sync_endpoints(&node_ns, &entries, underlay_index, &foreign)?;
+            let n = maps.sync_peers(&peers)?
+                + maps.sync_endpoints(&node_ns, &entries, underlay_index, &foreign)?;
             if n > 0 {
                 self.changed(format!(
                     "updated {n} fast-path map entries of node {}",
@@ -115,7 +122,7 @@ impl Reconciler<'_> {
                 .into_iter()
                 .chain(pods.iter().map(|(_, veth, _)| (hook, veth)));
             for (hook, dev) in targets {
-                let done = match dp.attach_pinned(hook, &node_ns, dev)? {
+                let done = match datapath::attach_pinned(&dir, hook, &node_ns, dev)? {
                     PinnedAttach::Kept => continue,
                     PinnedAttach::Attached => "attached",
                     PinnedAttach::Replaced => "replaced an older build of",

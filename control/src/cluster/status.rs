@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{Cluster, POD_IFNAME};
 use crate::{
     config::{self, Mode, VXLAN_OVERHEAD},
-    datapath,
+    datapath::{self, Hook},
     error::GuardError,
     guard,
     netlink::{LinkView, Netlink},
@@ -28,12 +28,63 @@ pub struct NodeStatus {
     pub name: String,
     pub netns: String,
     pub present: bool,
+    /// The mode the config asks for.
     pub mode: Mode,
+    /// The mode the pods run in, from the programs attached to their host veths (None with no
+    /// pod veth present).
+    pub running_mode: Option<RunningMode>,
     /// The node's nftables guard table (see `guard`), when it is there.
     pub guard: Option<String>,
     pub devices: Vec<DeviceStatus>,
     pub pods: Vec<PodStatus>,
     pub peers: Vec<config::VxlanPeer>,
+}
+
+/// What runs on a node's pods, read from the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunningMode {
+    Kernel,
+    Xdp,
+    Tc,
+    /// Pods in different modes (an `up` that stopped half-way, or pods attached by hand).
+    Mixed,
+}
+
+impl RunningMode {
+    fn of_pods(pods: &[PodStatus]) -> Option<Self> {
+        let mut modes = pods.iter().filter(|p| p.host_veth.present).map(|p| {
+            match datapath::pod_hook_running(p.host_veth.xdp_program, &p.host_veth.tcx_programs) {
+                Some(Hook::Xdp) => RunningMode::Xdp,
+                Some(_) => RunningMode::Tc,
+                None => RunningMode::Kernel,
+            }
+        });
+        let first = modes.next()?;
+        Some(if modes.all(|m| m == first) {
+            first
+        } else {
+            RunningMode::Mixed
+        })
+    }
+
+    fn is(self, mode: Mode) -> bool {
+        matches!(
+            (self, mode),
+            (RunningMode::Kernel, Mode::Kernel)
+                | (RunningMode::Xdp, Mode::Xdp)
+                | (RunningMode::Tc, Mode::Tc)
+        )
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RunningMode::Kernel => "kernel",
+            RunningMode::Xdp => "xdp",
+            RunningMode::Tc => "tc",
+            RunningMode::Mixed => "mixed",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -187,6 +238,7 @@ pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
             netns: label(&netns),
             present: nl.is_some(),
             mode: cluster.config.mode_of(node),
+            running_mode: RunningMode::of_pods(&pods),
             guard,
             devices,
             pods,
@@ -207,12 +259,21 @@ fn label(netns: &Netns) -> String {
 pub fn render(status: &ClusterStatus) -> String {
     let mut out = String::new();
     for node in &status.nodes {
+        let mode = match node.running_mode {
+            Some(running) if !running.is(node.mode) => {
+                format!(
+                    "mode {} running, {} in the config",
+                    running.name(),
+                    node.mode
+                )
+            }
+            _ => format!("mode {}", node.mode),
+        };
         let _ = writeln!(
             out,
-            "node {} (netns {}, mode {}){}",
+            "node {} (netns {}, {mode}){}",
             node.name,
             node.netns,
-            node.mode,
             if node.present { "" } else { ": NOT UP" }
         );
         for d in &node.devices {

@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{network, node::JoinedNode, store::Record};
 use crate::{
     config,
-    datapath::{self, Datapath, EndpointEntry, Hook, PinnedLinkName},
+    datapath::{self, EndpointEntry, Hook, Maps, PinnedLinkName},
     netlink::Netlink,
     netns::Netns,
 };
@@ -48,24 +48,21 @@ impl Pins {
     /// the node settings (its bridge as gateway); a node's maps have them from `fastpath up`.
     pub fn attach(&self, gateway_mac: [u8; 6], gateway: Ipv4Addr, host_veth: &str) -> Result<()> {
         let dir = self.dir();
-        let mut dp = match self {
-            Pins::Own(_) => {
-                let mut dp = Datapath::load_pinned(dir, None)?;
-                dp.set_node(gateway_mac, gateway, None)?;
-                dp
-            }
-            Pins::Node(node) => {
-                if !dir.exists() {
-                    bail!(
-                        "node '{}' has no fast path: {} is missing; bring the node up in mode tc or xdp (`fastpath up`), or give the network \"mode\": \"kernel\"",
-                        node.name,
-                        dir.display()
-                    );
-                }
-                Datapath::load_pinned(dir, None)?
-            }
-        };
-        dp.attach_pinned(Hook::Tc, &Netns::host(), host_veth)?;
+        if let Pins::Node(node) = self
+            && !dir.exists()
+        {
+            bail!(
+                "node '{}' has no fast path: {} is missing; bring the node up in mode tc or xdp (`fastpath up`), or give the network \"mode\": \"kernel\"",
+                node.name,
+                dir.display()
+            );
+        }
+        // Loads only for a network's first pod (or a node brought up by another build).
+        datapath::ensure_pinned(dir)?;
+        if let Pins::Own(_) = self {
+            Maps::open(dir)?.set_node(gateway_mac, gateway, None)?;
+        }
+        datapath::attach_pinned(dir, Hook::Tc, &Netns::host(), host_veth)?;
         Ok(())
     }
 
@@ -124,8 +121,7 @@ impl Pins {
                 .map(|l| l.index)
                 .collect(),
         };
-        let mut dp = Datapath::load_pinned(dir, None)?;
-        dp.sync_endpoints(&Netns::host(), &entries, None, &foreign)?;
+        Maps::open(dir)?.sync_endpoints(&Netns::host(), &entries, None, &foreign)?;
         Ok(())
     }
 
@@ -184,7 +180,7 @@ pub fn endpoint_ifindex(dir: &Path, ip: Ipv4Addr) -> Result<Option<u32>> {
     if !dir.exists() {
         return Ok(None);
     }
-    Ok(datapath::pinned_endpoint(dir, ip)?.map(|e| e.ifindex))
+    Ok(Maps::open(dir)?.endpoint(ip)?.map(|e| e.ifindex))
 }
 
 fn remove_pins(dir: &Path) -> Result<()> {

@@ -575,7 +575,8 @@ impl Plugin<'_> {
         Ok(missing)
     }
 
-    /// STATUS: ready when the programs load and the IPAM plugin (standalone) can be run.
+    /// STATUS: ready when the programs are pinned or load, and the IPAM plugin (standalone) can be
+    /// run.
     fn status(&self) -> Result<(), CniError> {
         let unavailable = |msg: String| CniError::new(Code::Unavailable, msg);
         if self.conf.prev_result.is_none() && self.conf.ipam.is_some() {
@@ -591,7 +592,10 @@ impl Plugin<'_> {
                 })?;
             }
         }
+        // Pinned by this build: they loaded, and attaching reuses them. Otherwise the next ADD
+        // loads them, and whether it can is known by loading them.
         if self.settings.mode == Mode::Tc
+            && !crate::datapath::programs_pinned(self.settings.pins().dir())
             && let Err(e) = crate::datapath::Datapath::load(None)
         {
             // Pods already attached keep what they have, but one restarted would not come back

@@ -96,10 +96,6 @@ impl Store {
         let dir = data_dir.join(network);
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(io_error(format!("creating {}", dir.display())))?;
-            // The new directory's entry must survive a crash with the records put into it.
-            sync_dir(&dir)
-                .and_then(|()| sync_dir(data_dir))
-                .map_err(io_error(format!("syncing {}", dir.display())))?;
         }
         let lock_path = dir.join("lock");
         let mut file = File::options()
@@ -154,7 +150,6 @@ impl Store {
                 let wanted = store.path(&record.container_id, &record.ifname);
                 if wanted != path {
                     fs::rename(&path, &wanted)
-                        .and_then(|()| sync_dir(&store.dir))
                         .map_err(io_error(format!("renaming {}", path.display())))?;
                 }
             }
@@ -182,7 +177,10 @@ impl Store {
         }
     }
 
-    /// Writes `record` atomically: readers see the old record or the new one, never a mix.
+    /// Writes `record` atomically: readers see the old record or the new one, never a mix. Not
+    /// synced to disk: a record outlives a killed plugin (the page cache is the kernel's), and
+    /// what it describes (namespaces, veths, links) does not outlive a power loss; GC removes
+    /// the records of containers the runtime no longer lists.
     pub fn put(&self, record: &Record) -> Result<(), CniError> {
         let path = self.path(&record.container_id, &record.ifname);
         let tmp = path.with_extension("json.tmp");
@@ -190,9 +188,7 @@ impl Store {
         let write = || -> io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)
+            fs::rename(&tmp, &path)
         };
         write().map_err(io_error(format!("writing {}", path.display())))
     }
@@ -200,10 +196,7 @@ impl Store {
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
         let path = self.path(container_id, ifname);
         match fs::remove_file(&path) {
-            // Synced, so a removed record does not come back after a crash.
-            Ok(()) => {
-                sync_dir(&self.dir).map_err(io_error(format!("syncing {}", self.dir.display())))
-            }
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_error(format!("removing {}", path.display()))(e)),
         }
@@ -213,10 +206,6 @@ impl Store {
     pub fn all(&self) -> Result<Vec<Record>, CniError> {
         read_records(&self.dir)
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// The records in a network's directory, without the lock: each file is replaced atomically, so

@@ -1,11 +1,22 @@
-//! `bench_sink`: the benchmark's receiver. It counts the benchmark's UDP packets where they enter
-//! the receiving pod and drops them, so the rate measured is the datapath's, not that of a socket
-//! reader on a two-core machine.
+//! `bench_sink`: the benchmark's receiver, an object of its own (`fastpath-bench` embeds it, the
+//! product does not). It counts the benchmark's UDP packets where they enter the receiving pod and
+//! drops them, so the rate measured is the datapath's, not that of a socket reader on a two-core
+//! machine.
+#![no_std]
+#![no_main]
+
+// The datapath's bounds-checked frame access and licence, the same sources.
+#[path = "license.rs"]
+mod license;
+#[path = "packet.rs"]
+#[allow(dead_code)]
+mod packet;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    macros::map,
+    macros::{classifier, map},
     maps::PerCpuArray,
+    programs::TcContext,
 };
 use datapath_common::bench::SINK_PORT;
 use network_types::{
@@ -20,8 +31,19 @@ use crate::packet::Packet;
 #[map]
 static BENCH_SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// On a receiving pod's interface (tcx ingress): counts and drops the benchmark's UDP packets,
+/// passes everything else.
+#[classifier]
+pub fn bench_sink(ctx: TcContext) -> i32 {
+    let want = (EthHdr::LEN + Ipv4Hdr::LEN + UdpHdr::LEN) as u32;
+    if ((ctx.data_end() - ctx.data()) as u32) < want && ctx.len() >= want {
+        let _ = ctx.pull_data(want);
+    }
+    sink(&Packet::new(ctx.data(), ctx.data_end()))
+}
+
 #[inline(always)]
-pub fn sink(pkt: &Packet) -> i32 {
+fn sink(pkt: &Packet) -> i32 {
     let (Some(eth), Some(ip), Some(udp)) = (
         pkt.ptr_at::<EthHdr>(0),
         pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN),

@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 
-use crate::{netlink::Netlink, netns::Netns};
+use control::{netlink::Netlink, netns::Netns};
 
 /// The tun device in each node, and the UDP port the tunnel process listens on (flannel's).
 pub const DEVICE: &str = "fpb-tun0";

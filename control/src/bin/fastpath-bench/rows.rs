@@ -11,10 +11,10 @@ use super::{
     load::Path,
     tun::{self, Tunnel},
 };
-use crate::{
+use control::{
     cluster::{self, Cluster, POD_IFNAME},
     config::{self, ClusterConfig, Mode, NodeConfig, PodConfig},
-    datapath::{self, Datapath, EndpointEntry, PeerEntry},
+    datapath::{self, EndpointEntry, Maps, PeerEntry},
     guard,
     netlink::Netlink,
     netns::{self, Netns},
@@ -396,7 +396,7 @@ impl Topology {
                     vtep_mac: config::vtep_mac(peer.underlay.address.addr()),
                 })
                 .collect();
-            Datapath::load_pinned(&self.cluster.pin_dir(node), None)?
+            Maps::open(&self.cluster.pin_dir(node))?
                 .insert_unrouted(&endpoints, &remotes)
                 .with_context(|| format!("filling the maps of bench node '{}'", node.name))?;
         }

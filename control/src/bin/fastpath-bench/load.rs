@@ -17,12 +17,8 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use datapath_common::bench::SINK_PORT;
 
-use super::system;
-use crate::{
-    datapath::{Datapath, Hook},
-    netns::Netns,
-    traffic::is_test_address,
-};
+use super::{sink::BenchSink, system};
+use control::{netns::Netns, traffic::is_test_address};
 
 const SENDER_CPU: usize = 0;
 const RECEIVER_CPU: usize = 1;
@@ -106,11 +102,11 @@ fn blast(path: &Path, duration: Duration, stop_early: &AtomicBool) -> Result<u64
 
 /// UDP packets per second that reach the receiving pod, counted by `bench_sink` on its interface
 /// (and dropped there).
-pub fn udp_rate(dp: &mut Datapath, path: &Path, duration: Duration) -> Result<Measured> {
+pub fn udp_rate(sink: &mut BenchSink, path: &Path, duration: Duration) -> Result<Measured> {
     check(path)?;
-    dp.attach(Hook::BenchSink, &path.to, &path.to_dev)?;
+    sink.attach(&path.to, &path.to_dev)?;
     let result = (|| {
-        let before = dp.bench_sink_count()?;
+        let before = sink.count()?;
         let cpu_before = system::busy();
         let start = Instant::now();
         let sender = {
@@ -121,7 +117,7 @@ pub fn udp_rate(dp: &mut Datapath, path: &Path, duration: Duration) -> Result<Me
         // Let the last packets in flight arrive.
         std::thread::sleep(Duration::from_millis(20));
         let elapsed = start.elapsed().as_secs_f64();
-        let counted = dp.bench_sink_count()? - before;
+        let counted = sink.count()? - before;
         let cpu = (system::busy() - cpu_before).as_nanos() as f64;
         if counted == 0 {
             bail!("none of {sent} UDP packets reached {}", path.to_dev);
@@ -131,7 +127,7 @@ pub fn udp_rate(dp: &mut Datapath, path: &Path, duration: Duration) -> Result<Me
             cpu: cpu / counted as f64,
         })
     })();
-    dp.detach(Hook::BenchSink, &path.to, &path.to_dev)?;
+    sink.detach()?;
     result
 }
 

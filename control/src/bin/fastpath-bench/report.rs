@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{
     Durations, Metric, ProgramCost, Sample,
+    cni_report::CniReport,
     rows::{self, Group, Kind, Row},
     system::Host,
 };
@@ -59,9 +60,18 @@ pub struct Report {
     pub program_costs: Vec<ProgramCost>,
     /// Why `program_costs` is empty, when its pass failed (the rounds are reported all the same).
     pub program_costs_error: Option<String>,
+    /// How long CNI commands take: fastpath-cni against the reference bridge plugin.
+    pub cni: CniReport,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median, minimum and maximum of `v`.
+pub(super) fn spread(v: Vec<f64>) -> (f64, f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (median(v), min, max)
+}
+
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
@@ -87,6 +97,7 @@ impl Report {
         durations: Durations,
         samples: Vec<Sample>,
         program_costs: Result<Vec<ProgramCost>, String>,
+        cni: CniReport,
     ) -> Self {
         let (program_costs, program_costs_error) = match program_costs {
             Ok(costs) => (costs, None),
@@ -107,14 +118,14 @@ impl Report {
                     continue;
                 }
                 let kernel = median(values(kernel_row(row.group()), metric));
-                let m = median(v.clone());
+                let (m, min, max) = spread(v);
                 cells.push(Cell {
                     row,
                     metric,
                     unit: metric.unit(),
                     median: m,
-                    min: v.iter().copied().fold(f64::INFINITY, f64::min),
-                    max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    min,
+                    max,
                     vs_kernel: m / kernel,
                 });
             }
@@ -139,6 +150,7 @@ impl Report {
             targets: Vec::new(),
             program_costs,
             program_costs_error,
+            cni,
         };
         report.targets = report.evaluate_targets();
         report
@@ -250,11 +262,12 @@ impl Report {
                     }
                     table.push(line);
                 }
-                out.push_str(&crate::report::table(&header, &table, 1));
+                out.push_str(&control::report::table(&header, &table, 1));
                 out.push('\n');
             }
         }
         out.push_str(&self.render_program_costs());
+        out.push_str(&self.cni.render());
         let _ = writeln!(out, "\nTARGETS (best fast-path mode, medians)");
         for t in &self.targets {
             let _ = writeln!(
@@ -303,7 +316,7 @@ impl Report {
                 ]
             })
             .collect();
-        out.push_str(&crate::report::table(&header, &lines, 2));
+        out.push_str(&control::report::table(&header, &lines, 2));
         let _ = writeln!(
             out,
             "\nEach run includes part of the statistics' own clock reads; bench_sink (three header \
@@ -326,7 +339,12 @@ impl Report {
         let rows: Vec<Row> = Row::ALL.to_vec();
         let (bar_h, gap, label_w, chart_w) = (14.0, 6.0, 210.0, 420.0);
         let block_h = rows.len() as f64 * bar_h + 30.0;
-        let height = 60.0 + metrics.len() as f64 * (block_h + gap);
+        let (cni_block, cni_h) = self.cni.svg_block(
+            40.0 + metrics.len() as f64 * (block_h + gap),
+            label_w,
+            chart_w,
+        );
+        let height = 60.0 + metrics.len() as f64 * (block_h + gap) + cni_h;
         let max_ratio = self
             .cells
             .iter()
@@ -397,6 +415,7 @@ impl Report {
             }
             y += block_h + gap;
         }
+        s.push_str(&cni_block);
         s.push_str("</svg>\n");
         s
     }

@@ -1,29 +1,89 @@
-//! `fastpath bench`: every datapath under the same load, in one run, on one machine. Rows (the
-//! datapaths) are visited in interleaved rounds — every row once, then every row again — so each
-//! ratio comes from the same run sequence; the report gives medians with min–max over the rounds
-//! and ratios against the kernel row of each group. A last pass measures what fastpath's own
-//! programs cost a packet (`cost`).
+//! `fastpath-bench` (run as `fastpath bench`): every datapath under the same load, in one run, on
+//! one machine. Rows (the datapaths) are visited in interleaved rounds — every row once, then every
+//! row again — so each ratio comes from the same run sequence; the report gives medians with
+//! min–max over the rounds and ratios against the kernel row of each group. A pass measures what
+//! fastpath's own programs cost a packet (`cost`), a last one how long fastpath-cni's commands
+//! take against the reference bridge plugin (`cni`). A binary of its own, so that `fastpath` and
+//! its eBPF object carry no benchmark code (`sink`: the receiver's own object).
 
+mod cni;
+mod cni_report;
 mod cost;
 mod load;
 mod report;
 mod rows;
+mod sink;
 mod system;
 mod tun;
 
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
+use clap::Parser;
 use serde::Serialize;
 
-pub use cost::ProgramCost;
-pub use report::{Report, Target};
-pub use rows::{Group, Kind, Row};
+use cost::ProgramCost;
+use report::Report;
+use rows::Row;
+use sink::BenchSink;
 
-use crate::datapath::Datapath;
+/// Measure every datapath under the same load, side by side: same node (loopback and a bare veth
+/// pair as limits, the kernel bridge, macvlan, fastpath xdp and tc) and across nodes (kernel VXLAN,
+/// fastpath xdp and tc, a userspace tun tunnel as the old baseline). Workloads: 60-byte UDP rate
+/// (counted in the receiving pod, and read by a socket), TCP throughput with 1 and 4 streams, TCP
+/// request/response latency. Rows run in interleaved rounds; the table shows medians (min–max) and
+/// ratios against the kernel row, then what each fast-path program costs a packet (kernel BPF
+/// run-time statistics, in a UDP pass of its own), then how long fastpath-cni ADD and DEL take
+/// against the reference bridge plugin (CNI group: needs fastpath-cni beside this binary and
+/// containernetworking-plugins), then the speed targets. Builds its own namespaces (fpbench-*) and
+/// removes them, also on failure; the full run (five rounds) takes about fifteen minutes on two
+/// CPUs, --quick about one. Needs root.
+#[derive(Parser)]
+#[command(name = "fastpath bench", version)]
+struct Cli {
+    /// One short round: checks that every row and workload runs; not for comparisons.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds over all rows (default 5, or 1 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: Option<u32>,
+    /// ADD/DEL pairs per row of the CNI group (default 20, or 5 with --quick).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
+    cni_pairs: Option<u32>,
+    /// Write every sample, the medians, ratios and targets as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a chart of the ratios against the kernel rows (SVG).
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let options = Options {
+        quick: cli.quick,
+        rounds: cli.rounds,
+        cni_pairs: cli.cni_pairs,
+        json: cli.json,
+        svg: cli.svg,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(&options)) {
+        Ok(report) => print!("{}", report.render()),
+        Err(e) => {
+            eprintln!("fastpath bench: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
-pub struct Options {
+struct Options {
     /// Short workloads and one round: a check that everything runs, in about a minute.
     pub quick: bool,
     /// Rounds over all rows; default 5 (1 with `quick`): on a two-CPU VM a row's UDP rate spreads
@@ -34,6 +94,8 @@ pub struct Options {
     pub svg: Option<PathBuf>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// ADD/DEL pairs per row of the CNI group; default 20 (5 with `quick`).
+    pub cni_pairs: Option<u32>,
 }
 
 /// What is measured, one value per row and round.
@@ -160,7 +222,7 @@ fn ms(n: u64) -> Duration {
 
 /// Runs every workload on `path`, appending the samples.
 fn measure(
-    dp: &mut Datapath,
+    sink: &mut BenchSink,
     path: &load::Path,
     d: &Durations,
     round: u32,
@@ -176,8 +238,8 @@ fn measure(
         })
     };
     // Warm-up: neighbour entries, NAPI, caches; not recorded.
-    load::udp_rate(dp, path, ms(d.warmup_ms))?;
-    let udp = load::udp_rate(dp, path, ms(d.udp_ms))?;
+    load::udp_rate(sink, path, ms(d.warmup_ms))?;
+    let udp = load::udp_rate(sink, path, ms(d.udp_ms))?;
     push(Metric::UdpRate, udp.value);
     push(Metric::UdpCpu, udp.cpu);
     push(
@@ -198,15 +260,20 @@ fn measure(
 
 /// Builds the topologies, runs every row in interleaved rounds, tears everything down (also on
 /// failure) and returns the report; writes `--json`/`--svg` when asked.
-pub async fn run(options: &Options) -> Result<Report> {
+async fn run(options: &Options) -> Result<Report> {
     let rounds = options.rounds.unwrap_or(if options.quick { 1 } else { 5 });
+    let cni_pairs = options
+        .cni_pairs
+        .unwrap_or(if options.quick { 5 } else { 20 });
     let durations = Durations::for_options(options.quick);
     let host = system::Host::read();
     let mut topology = rows::Topology::build()
         .await
         .context("building the benchmark's namespaces")?;
     let progress = options.progress.then(|| {
-        let steps = u64::from(rounds) * Row::ALL.len() as u64 + cost::rows().count() as u64;
+        let steps = u64::from(rounds) * Row::ALL.len() as u64
+            + cost::rows().count() as u64
+            + u64::from(cni_pairs) * cni::CniRow::ALL.len() as u64;
         let bar = indicatif::ProgressBar::new(steps);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]")
@@ -217,14 +284,14 @@ pub async fn run(options: &Options) -> Result<Report> {
     let mut samples = Vec::new();
     let mut costs = Err("not reached".to_string());
     let result: Result<()> = async {
-        let mut dp = Datapath::load(None)?;
+        let mut sink = BenchSink::load()?;
         for round in 0..rounds {
             for row in Row::ALL {
                 if let Some(bar) = &progress {
                     bar.set_message(format!("round {} · {}", round + 1, row.name()));
                 }
                 let path = topology.prepare(row).await?;
-                measure(&mut dp, &path, &durations, round, row, &mut samples)
+                measure(&mut sink, &path, &durations, round, row, &mut samples)
                     .with_context(|| format!("benchmark row '{}'", row.name()))?;
                 if let Some(bar) = &progress {
                     bar.inc(1);
@@ -236,7 +303,7 @@ pub async fn run(options: &Options) -> Result<Report> {
         }
         // A failure here costs the report its run-time table, not the rounds measured before it.
         costs = cost::measure(
-            &mut dp,
+            &mut sink,
             &mut topology,
             ms(durations.warmup_ms),
             ms(durations.udp_ms),
@@ -251,13 +318,25 @@ pub async fn run(options: &Options) -> Result<Report> {
         Ok(())
     }
     .await;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
     let closed = topology.close().await;
     result?;
     closed.context("removing the benchmark's namespaces")?;
-    let report = Report::new(host, options.quick, rounds, durations, samples, costs);
+    // After the datapath rows, on a quiet machine: a CNI command is mostly process start-up and
+    // netlink round trips, which the traffic rows' load would blur.
+    if let Some(bar) = &progress {
+        bar.set_message("CNI ADD/DEL");
+    }
+    let cni = cni::measure(cni_pairs, || {
+        if let Some(bar) = &progress {
+            bar.inc(1);
+        }
+    })
+    .map_err(|e| format!("{e:#}"));
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let cni = cni_report::CniReport::new(cni_pairs, cni);
+    let report = Report::new(host, options.quick, rounds, durations, samples, costs, cni);
     if let Some(path) = &options.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -267,9 +346,4 @@ pub async fn run(options: &Options) -> Result<Report> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(report)
-}
-
-/// Removes what a killed benchmark left behind.
-pub async fn clean_leftovers() -> Result<()> {
-    rows::clean_leftovers().await
 }

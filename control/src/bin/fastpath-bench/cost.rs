@@ -11,8 +11,9 @@ use serde::Serialize;
 use super::{
     load,
     rows::{Kind, Row, Topology},
+    sink::BenchSink,
 };
-use crate::datapath::{self, BENCH_SINK, Datapath, ProgramRuns};
+use control::datapath::{self, ProgramRuns};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgramCost {
@@ -33,14 +34,14 @@ pub fn rows() -> impl Iterator<Item = Row> {
 /// Runs UDP for `duration` on every fast-path row with run-time statistics on, and returns each
 /// program's run time per run and runs per packet; `done` is called after each row.
 pub async fn measure(
-    dp: &mut Datapath,
+    sink: &mut BenchSink,
     topology: &mut Topology,
     warmup: Duration,
     duration: Duration,
     mut done: impl FnMut(),
 ) -> Result<Vec<ProgramCost>> {
     let _stats = datapath::enable_run_time_stats()?;
-    let sink = dp.program_id(BENCH_SINK)?;
+    let sink_id = sink.program_id()?;
     let mut costs = Vec::new();
     for row in rows() {
         let path = topology.prepare(row).await?;
@@ -54,10 +55,10 @@ pub async fn measure(
                 row.label()
             );
         }
-        ids.push(sink);
-        load::udp_rate(dp, &path, warmup)?;
+        ids.push(sink_id);
+        load::udp_rate(sink, &path, warmup)?;
         let before = datapath::program_runs(&ids)?;
-        load::udp_rate(dp, &path, duration)?;
+        load::udp_rate(sink, &path, duration)?;
         let after = datapath::program_runs(&ids)?;
         costs.extend(per_packet(row, &before, &after)?);
         done();

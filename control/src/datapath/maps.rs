@@ -1,0 +1,304 @@
+//! The datapath's maps, and writing a node's or network's entries into them. Opened from their
+//! pins by any process, with no program loaded (a CNI ADD, a converged `up`, `stats`), or taken
+//! from a datapath just loaded (tests, the demo, `watch`).
+
+use std::{borrow::Borrow, net::Ipv4Addr, path::Path};
+
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap, Map, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+        xdp::DevMapHash,
+    },
+};
+use datapath_common::{
+    Counter,
+    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, PEER_KNOWN, Remote, Source},
+};
+
+use super::{
+    counters::{CounterRow, counter_rows},
+    entries::{EndpointEntry, OverlaySettings, PeerEntry},
+    object::{COUNTERS, DEVMAP, ENDPOINTS, NODE, PEERS, REMOTES, SOURCES},
+};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::{error::DatapathError, netns::Netns};
+
+/// The maps of one node or network.
+pub struct Maps {
+    counters: Map,
+    endpoints: Map,
+    sources: Map,
+    node: Map,
+    remotes: Map,
+    peers: Map,
+    devmap: Map,
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+    move |source| DatapathError::Map { map, source }
+}
+
+impl Maps {
+    /// The maps pinned under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, DatapathError> {
+        let open = |name: &'static str| {
+            MapData::from_pin(dir.join(name))
+                .and_then(Map::from_map_data)
+                .map_err(map_err(name))
+        };
+        Ok(Self {
+            counters: open(COUNTERS)?,
+            endpoints: open(ENDPOINTS)?,
+            sources: open(SOURCES)?,
+            node: open(NODE)?,
+            remotes: open(REMOTES)?,
+            peers: open(PEERS)?,
+            devmap: open(DEVMAP)?,
+        })
+    }
+
+    /// The maps of a loaded object, taken out of it (its programs hold them too).
+    pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or(DatapathError::MissingMap { map: name })
+        };
+        Ok(Self {
+            counters: take(COUNTERS)?,
+            endpoints: take(ENDPOINTS)?,
+            sources: take(SOURCES)?,
+            node: take(NODE)?,
+            remotes: take(REMOTES)?,
+            peers: take(PEERS)?,
+            devmap: take(DEVMAP)?,
+        })
+    }
+
+    /// Writes the node's settings and switches the fast path on; with `overlay`, also
+    /// encapsulation and decapsulation.
+    pub fn set_node(
+        &mut self,
+        gateway_mac: [u8; 6],
+        gateway_ip: Ipv4Addr,
+        overlay: Option<&OverlaySettings>,
+    ) -> Result<(), DatapathError> {
+        let mut node: Array<_, NodeConfig> =
+            Array::try_from(&mut self.node).map_err(map_err(NODE))?;
+        let mut value = NodeConfig {
+            gateway_mac,
+            gateway_ip: u32::from_ne_bytes(gateway_ip.octets()),
+            flags: NODE_FAST_PATH,
+            ..NodeConfig::default()
+        };
+        if let Some(o) = overlay {
+            value.flags |= NODE_OVERLAY;
+            value.vtep_mac = o.vtep_mac;
+            value.vxlan_port = o.port.to_be();
+            value.vni = o.vni;
+            value.underlay_ifindex = o.underlay_ifindex;
+            value.underlay_ip = u32::from_ne_bytes(o.underlay_ip.octets());
+            value.underlay_mtu = o.underlay_mtu;
+        }
+        node.set(0, value, 0).map_err(map_err(NODE))
+    }
+
+    /// Makes the remote pod CIDR and peer maps hold exactly `peers`; returns how many entries
+    /// were added, changed or removed.
+    pub fn sync_peers(&mut self, peers: &[PeerEntry]) -> Result<usize, DatapathError> {
+        let mut changed = 0;
+        let mut remotes: LpmTrie<_, u32, Remote> =
+            LpmTrie::try_from(&mut self.remotes).map_err(map_err(REMOTES))?;
+        let want: Vec<(u32, u32, Remote)> = peers.iter().map(PeerEntry::remote).collect();
+        let present: Vec<Key<u32>> = remotes
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(REMOTES))?;
+        for key in present.iter().filter(|k| {
+            !want
+                .iter()
+                .any(|(len, addr, _)| k.prefix_len() == *len && k.data() == *addr)
+        }) {
+            remotes.remove(key).map_err(map_err(REMOTES))?;
+            changed += 1;
+        }
+        for (len, addr, value) in &want {
+            let key = Key::new(*len, *addr);
+            if remotes.get(&key, 0).ok().as_ref() != Some(value) {
+                remotes.insert(&key, value, 0).map_err(map_err(REMOTES))?;
+                changed += 1;
+            }
+        }
+
+        let mut known: HashMap<_, u32, u8> =
+            HashMap::try_from(&mut self.peers).map_err(map_err(PEERS))?;
+        let want: Vec<(u32, u8)> = peers
+            .iter()
+            .map(|p| (u32::from_ne_bytes(p.underlay_ip.octets()), PEER_KNOWN))
+            .collect();
+        changed += sync_hash(&mut known, &want, |_, _| false).map_err(map_err(PEERS))?;
+        Ok(changed)
+    }
+
+    /// Makes the endpoint, source and redirect maps hold exactly `entries`, apart from the entries
+    /// of the devices in `foreign`; returns how many entries were added or removed. `foreign`
+    /// names the devices of another owner of the same maps (a node's own pods, or the pods a CNI
+    /// network joined to that node): their entries are that owner's to keep true and stay as
+    /// they are. Redirect targets are ifindexes of `netns`, so the devmap is written from inside
+    /// it.
+    pub fn sync_endpoints(
+        &mut self,
+        netns: &Netns,
+        entries: &[EndpointEntry],
+        underlay_ifindex: Option<u32>,
+        foreign: &[u32],
+    ) -> Result<usize, DatapathError> {
+        let _inside = netns.enter()?;
+        let mut changed = 0;
+
+        let mut endpoints: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
+        let want: Vec<(u32, Endpoint)> = entries.iter().map(EndpointEntry::endpoint).collect();
+        for (key, _) in &want {
+            if let Ok(held) = endpoints.get(key, 0)
+                && foreign.contains(&held.ifindex)
+            {
+                return Err(DatapathError::AddressHeld {
+                    ip: Ipv4Addr::from(key.to_ne_bytes()),
+                    ifindex: held.ifindex,
+                });
+            }
+        }
+        changed += sync_hash(&mut endpoints, &want, |_, e| foreign.contains(&e.ifindex))
+            .map_err(map_err(ENDPOINTS))?;
+
+        let mut sources: HashMap<_, u32, Source> =
+            HashMap::try_from(&mut self.sources).map_err(map_err(SOURCES))?;
+        let want: Vec<(u32, Source)> = entries.iter().map(EndpointEntry::source).collect();
+        changed += sync_hash(&mut sources, &want, |ifindex, _| foreign.contains(ifindex))
+            .map_err(map_err(SOURCES))?;
+
+        // Pods' veths, and the underlay device encapsulated frames leave by.
+        let targets: Vec<u32> = entries
+            .iter()
+            .map(|e| e.ifindex)
+            .chain(underlay_ifindex)
+            .collect();
+        let mut devmap = DevMapHash::try_from(&mut self.devmap).map_err(map_err(DEVMAP))?;
+        let present: Vec<u32> = devmap
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(DEVMAP))?;
+        for key in present
+            .iter()
+            .filter(|k| !targets.contains(k) && !foreign.contains(k))
+        {
+            devmap.remove(*key).map_err(map_err(DEVMAP))?;
+            changed += 1;
+        }
+        for ifindex in targets.iter().filter(|i| !present.contains(i)) {
+            devmap
+                .insert(*ifindex, *ifindex, None, 0)
+                .map_err(|source| DatapathError::DevMap {
+                    ifindex: *ifindex,
+                    source: Box::new(source),
+                })?;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
+    /// Adds endpoint and remote CIDR entries to what the maps hold, without redirect targets:
+    /// for the benchmark's map-size rows, whose extra entries name no device and receive no
+    /// traffic. The next `sync_endpoints`/`sync_peers` removes them.
+    pub fn insert_unrouted(
+        &mut self,
+        endpoints: &[EndpointEntry],
+        remotes: &[PeerEntry],
+    ) -> Result<(), DatapathError> {
+        let mut map: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
+        for (key, value) in endpoints.iter().map(EndpointEntry::endpoint) {
+            map.insert(key, value, 0).map_err(map_err(ENDPOINTS))?;
+        }
+        let mut map: HashMap<_, u32, Source> =
+            HashMap::try_from(&mut self.sources).map_err(map_err(SOURCES))?;
+        for (key, value) in endpoints.iter().map(EndpointEntry::source) {
+            map.insert(key, value, 0).map_err(map_err(SOURCES))?;
+        }
+        let mut map: LpmTrie<_, u32, Remote> =
+            LpmTrie::try_from(&mut self.remotes).map_err(map_err(REMOTES))?;
+        for (len, addr, value) in remotes.iter().map(PeerEntry::remote) {
+            map.insert(&Key::new(len, addr), value, 0)
+                .map_err(map_err(REMOTES))?;
+        }
+        Ok(())
+    }
+
+    /// The ENDPOINTS entry of `ip`.
+    pub fn endpoint(&self, ip: Ipv4Addr) -> Result<Option<Endpoint>, DatapathError> {
+        let endpoints: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(&self.endpoints).map_err(map_err(ENDPOINTS))?;
+        match endpoints.get(&u32::from_ne_bytes(ip.octets()), 0) {
+            Ok(e) => Ok(Some(e)),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(map_err(ENDPOINTS)(source)),
+        }
+    }
+
+    /// Every counter cell that has counted something, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<CounterRow>, DatapathError> {
+        let counters: PerCpuArray<_, Counter> =
+            PerCpuArray::try_from(&self.counters).map_err(map_err(COUNTERS))?;
+        counter_rows(&counters)
+    }
+}
+
+/// Makes a hash map hold exactly `want` and the present entries `keep` says are not ours to
+/// touch; returns how many entries changed.
+fn sync_hash<T, V>(
+    map: &mut HashMap<T, u32, V>,
+    want: &[(u32, V)],
+    keep: impl Fn(&u32, &V) -> bool,
+) -> Result<usize, aya::maps::MapError>
+where
+    T: Borrow<MapData> + std::borrow::BorrowMut<MapData>,
+    V: aya::Pod + PartialEq,
+{
+    let mut changed = 0;
+    let present: Vec<(u32, V)> = map.iter().collect::<Result<_, _>>()?;
+    for (key, _) in present
+        .iter()
+        .filter(|(k, v)| !keep(k, v) && !want.iter().any(|(w, _)| w == k))
+    {
+        map.remove(key)?;
+        changed += 1;
+    }
+    for (key, value) in want {
+        if map.get(key, 0).ok().as_ref() != Some(value) {
+            map.insert(key, value, 0)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Serializes the owners of the maps pinned in `dir` (a node's `up` and the CNI networks joined
+/// to it): each lists the devices that are not its own, then rewrites the maps around them, and
+/// a device made by another owner in between must not be taken for a stale one. The lock is an
+/// flock on the directory itself, released when the value is dropped.
+pub fn lock_pins(dir: &Path) -> Result<Flock<std::fs::File>, DatapathError> {
+    let err = |source| DatapathError::Lock {
+        path: dir.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(dir).map_err(err)?;
+    Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| err(errno.into()))
+}
+
+/// The counters of the maps pinned under `dir`.
+pub fn pinned_counters(dir: &Path) -> Result<Vec<CounterRow>, DatapathError> {
+    Maps::open(dir)?.counters()
+}

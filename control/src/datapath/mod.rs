@@ -1,0 +1,36 @@
+//! The eBPF datapath as the control plane drives it; the only module that touches aya's program
+//! and map handles. One job per file:
+//!
+//! - `object`: the embedded object — its programs and the hooks they run at, its maps' names,
+//!   this build's identity;
+//! - `programs`: loading programs (the verifier's work): for this process alone ([`Datapath`]), or
+//!   once per node or network, pinned beside its maps ([`ensure_pinned`]);
+//! - `links`: pinned links per device — attach a pinned program, give a link another, list,
+//!   detach;
+//! - `maps`: a node's or network's maps opened from their pins with no program loaded
+//!   ([`Maps::open`]), and the entries written into them (`entries`);
+//! - `counters`: the per-reason counters as rows;
+//! - `run_stats`: the kernel's run-time statistics of programs.
+//!
+//! A node's or network's directory under bpffs holds its maps, its programs (`prog-<hook>-<build>`)
+//! and its links (`link-<hook>-<dev>-<ifindex>`): the first `up` or CNI ADD loads and pins, every
+//! later one opens pins.
+
+mod counters;
+mod entries;
+mod links;
+mod maps;
+mod object;
+mod programs;
+mod run_stats;
+
+pub use counters::{CounterRow, packets};
+pub use entries::{EndpointEntry, OverlaySettings, PeerEntry};
+pub use links::{
+    PinnedAttach, PinnedLinkName, attach_pinned, detach_pinned, pinned_links, pod_hook_running,
+    run_in_link, tcx_ingress_program_ids,
+};
+pub use maps::{Maps, lock_pins, pinned_counters};
+pub use object::{Hook, PIN_ROOT, TC_POD, TC_UNDERLAY, XDP_POD};
+pub use programs::{Datapath, ensure_pinned, pinned_program_id, program_pin, programs_pinned};
+pub use run_stats::{ProgramRuns, enable_run_time_stats, program_runs};

@@ -1,0 +1,66 @@
+//! The embedded eBPF object: its programs, the hooks they run at, its maps' names, and the
+//! identity of this build of it.
+
+use serde::Serialize;
+
+/// The programs and maps, compiled from crate `datapath-ebpf` by build.rs.
+pub(super) static DATAPATH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/datapath"));
+
+pub const XDP_POD: &str = "xdp_pod";
+pub const TC_POD: &str = "tc_pod";
+pub const TC_UNDERLAY: &str = "tc_underlay";
+pub(super) const COUNTERS: &str = "COUNTERS";
+pub(super) const ENDPOINTS: &str = "ENDPOINTS";
+pub(super) const SOURCES: &str = "SOURCES";
+pub(super) const NODE: &str = "NODE";
+pub(super) const REMOTES: &str = "REMOTES";
+pub(super) const PEERS: &str = "PEERS";
+pub(super) const DEVMAP: &str = "DEVMAP";
+/// Every map, pinned under a node's or network's directory by these names.
+pub(super) const MAPS: [&str; 7] = [COUNTERS, ENDPOINTS, SOURCES, NODE, REMOTES, PEERS, DEVMAP];
+
+/// Where fastpath pins each node's maps, programs and links.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/fastpath";
+
+/// Where a program hooks into a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// XDP in native (driver) mode.
+    Xdp,
+    /// TC ingress through tcx.
+    Tc,
+    /// TC ingress through tcx on the underlay device: VXLAN decapsulation.
+    #[value(skip)]
+    TcUnderlay,
+}
+
+impl Hook {
+    pub fn program(self) -> &'static str {
+        match self {
+            Hook::Xdp => XDP_POD,
+            Hook::Tc => TC_POD,
+            Hook::TcUnderlay => TC_UNDERLAY,
+        }
+    }
+
+    /// The hook's short name, in the names of its pins.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Hook::Xdp => "xdp",
+            Hook::Tc => "tc",
+            Hook::TcUnderlay => "underlay",
+        }
+    }
+
+    /// Every hook: a node's or network's programs are pinned, and its links, by hook.
+    pub(super) const ALL: [Hook; 3] = [Hook::Xdp, Hook::Tc, Hook::TcUnderlay];
+}
+
+/// This build of the object, as 16 hex digits (a hash of its bytes): pinned programs carry it in
+/// their names, so a node keeps using its programs until a fastpath with other ones comes.
+pub(super) fn build_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| format!("{:016x}", crate::fnv::fnv1a_bytes(DATAPATH_OBJECT)))
+}
