@@ -256,20 +256,6 @@ impl Datapath {
             })?;
         Ok(fd.as_fd())
     }
-
-    /// The kernel's id of one of this datapath's programs (as `loaded_programs` lists it).
-    pub fn program_id(&self, program: &'static str) -> Result<u32, DatapathError> {
-        let info = self
-            .ebpf
-            .program(program)
-            .ok_or(DatapathError::MissingProgram { program })?
-            .info()
-            .map_err(|source| DatapathError::ProgramInfo {
-                program,
-                source: Box::new(source),
-            })?;
-        Ok(info.id())
-    }
 }
 
 impl Drop for Datapath {
