@@ -305,8 +305,8 @@ pub const REASONS: &[ReasonInfo] = &[
         DROP_UNKNOWN_PEER,
         "vxlan-unknown-peer",
         Verdict::Drop,
-        "VXLAN for this node's VNI from an underlay address that is not a peer; the kernel's \
-         VXLAN device would have delivered it",
+        "VXLAN for this node's VNI (or too short to show a VNI) from an underlay address that is \
+         not a peer; the kernel's VXLAN device would have delivered it",
     ),
     reason(
         DROP_VXLAN_BAD_FLAGS,
@@ -318,7 +318,8 @@ pub const REASONS: &[ReasonInfo] = &[
         DROP_VXLAN_TRUNCATED,
         "vxlan-truncated",
         Verdict::Drop,
-        "VXLAN from a peer that ends inside the VXLAN header or the inner Ethernet/IPv4 header",
+        "VXLAN from a peer that ends inside the outer UDP header (a first fragment), the VXLAN \
+         header or the inner Ethernet/IPv4 header",
     ),
     reason(
         DROP_INNER_SPOOFED,
@@ -416,8 +417,9 @@ pub const REASONS: &[ReasonInfo] = &[
         DROP_VXLAN_VLAN,
         "vxlan-vlan-tagged",
         Verdict::Drop,
-        "VXLAN to the overlay's port in a VLAN-tagged frame: the overlay is untagged, and the \
-         kernel would strip priority tags after this program has run",
+        "VXLAN to the overlay's port in a VLAN-tagged frame (this VNI, or too short to show one): \
+         the overlay is untagged, and the kernel would strip priority tags after this program \
+         has run",
     ),
     reason(
         DROP_VXLAN_NOT_FOR_NODE,

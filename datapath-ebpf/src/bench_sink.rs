@@ -5,9 +5,12 @@
 #![no_std]
 #![no_main]
 
-// The datapath's bounds-checked frame access and licence, the same sources.
+// The datapath's licence, linearising and bounds-checked frame access: the same sources.
 #[path = "license.rs"]
 mod license;
+#[path = "linear.rs"]
+#[allow(dead_code)]
+mod linear;
 #[path = "packet.rs"]
 #[allow(dead_code)]
 mod packet;
@@ -35,10 +38,7 @@ static BENCH_SINK: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// passes everything else.
 #[classifier]
 pub fn bench_sink(ctx: TcContext) -> i32 {
-    let want = (EthHdr::LEN + Ipv4Hdr::LEN + UdpHdr::LEN) as u32;
-    if ((ctx.data_end() - ctx.data()) as u32) < want && ctx.len() >= want {
-        let _ = ctx.pull_data(want);
-    }
+    linear::pull(&ctx, (EthHdr::LEN + Ipv4Hdr::LEN + UdpHdr::LEN) as u32);
     sink(&Packet::new(ctx.data(), ctx.data_end()))
 }
 

@@ -149,13 +149,12 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
         return underlay_traffic(ip, node);
     }
     let tagged = tagged_in_frame || arrival.vlan_tagged;
-    let known = known_peer(ip.src_addr);
     let vxlan = udp.and_then(|_| pkt.ptr_at::<VxlanHdr>(udp_at + UdpHdr::LEN));
     let Some(vxlan) = vxlan else {
         // Too short to show its VNI: whoever's it is, it is nobody's VXLAN.
         return drop(if tagged {
             DROP_VXLAN_VLAN
-        } else if known {
+        } else if known_peer(ip.src_addr) {
             DROP_VXLAN_TRUNCATED
         } else {
             DROP_UNKNOWN_PEER
@@ -179,7 +178,7 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
     if vxlan.flags != VXLAN_I_FLAG_MASK || vxlan._reserved1 != [0; 3] || vxlan._reserved2 != 0 {
         return drop(DROP_VXLAN_BAD_FLAGS);
     }
-    if !known {
+    if !known_peer(ip.src_addr) {
         return drop(DROP_UNKNOWN_PEER);
     }
     if header_len != Ipv4Hdr::LEN {

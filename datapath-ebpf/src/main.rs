@@ -9,6 +9,7 @@ mod decap;
 mod encap;
 mod forward;
 mod license;
+mod linear;
 mod maps;
 mod nd;
 mod packet;
@@ -34,6 +35,7 @@ use network_types::{
 use crate::{
     encap::OVERHEAD,
     forward::{Action, Decision},
+    linear::{linear_len, pull},
     maps::DEVMAP,
     packet::Packet,
 };
@@ -75,16 +77,6 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
     verdict
 }
 
-/// Linearises the first `want` bytes (or the whole packet, if shorter) so they can be read
-/// directly. Headers can be split across fragments.
-#[inline(always)]
-fn pull(ctx: &TcContext, want: u32) {
-    let want = if ctx.len() < want { ctx.len() } else { want };
-    if ((ctx.data_end() - ctx.data()) as u32) < want {
-        let _ = ctx.pull_data(want);
-    }
-}
-
 /// The same decisions through tcx ingress, where the frame is still an skb: GSO and checksum
 /// offload state survive, and bpf_redirect_peer hands it straight to the pod's side.
 #[classifier]
@@ -93,7 +85,10 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
     // encapsulation changes it, so bytes are counted as the pod sent them.
     let len = ctx.len();
     pull(&ctx, ENCAP_HEADERS);
-    if needs_deeper_look(&Packet::new(ctx.data(), ctx.data_end())) {
+    // Parsed for a deeper look only when the linear area is short of one.
+    if linear_len(&ctx) < len.min(nd::HEADERS)
+        && needs_deeper_look(&Packet::new(ctx.data(), ctx.data_end()))
+    {
         pull(&ctx, nd::HEADERS);
     }
     let pkt = Packet::new(ctx.data(), ctx.data_end());
