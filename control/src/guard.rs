@@ -320,9 +320,17 @@ fn nft(netns: &Netns, args: &[&str], input: Option<&str>) -> Result<String, Guar
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
-/// The families in which `netns` has a table `table`.
+/// The families in which `netns` has a table `table`: none when the namespace is not there, or
+/// the machine has no nft (nothing could have made one).
 fn families_with(netns: &Netns, table: &str) -> Result<Vec<&'static str>, GuardError> {
-    let tables = nft(netns, &["list", "tables"], None)?;
+    if !netns.exists() {
+        return Ok(Vec::new());
+    }
+    let tables = match nft(netns, &["list", "tables"], None) {
+        Ok(tables) => tables,
+        Err(GuardError::NftMissing) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     Ok(FAMILIES
         .into_iter()
         .filter(|family| {
@@ -368,11 +376,7 @@ fn json_listings(netns: &Netns, table: &str) -> Result<Option<Vec<serde_json::Va
 /// Removes the tables `table` from `netns`; returns whether there were any. Without nft there can
 /// be none (fastpath makes them with nft).
 pub fn remove(netns: &Netns, table: &str) -> Result<bool, GuardError> {
-    let families = match families_with(netns, table) {
-        Ok(families) => families,
-        Err(GuardError::NftMissing) => return Ok(false),
-        Err(e) => return Err(e),
-    };
+    let families = families_with(netns, table)?;
     for family in &families {
         nft(netns, &["delete", "table", family, table], None)?;
     }

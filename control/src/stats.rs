@@ -3,7 +3,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use anyhow::Result;
-use control::{cluster::Cluster, config::NodeConfig, datapath, error::GuardError, guard, report};
+use control::{cluster::Cluster, config::NodeConfig, datapath, guard, report};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -62,11 +62,7 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
 /// What the node's kernel-path guard dropped, as counter rows of a program called `nft-guard`.
 fn guard_rows(cluster: &Cluster, node: &NodeConfig) -> Result<Vec<CounterLine>> {
     let table = guard::table_name(cluster.prefix());
-    let counters = match guard::counters(&cluster.node_netns(node), &table) {
-        Ok(counters) => counters.unwrap_or_default(),
-        Err(GuardError::NftMissing) => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
+    let counters = guard::counters(&cluster.node_netns(node), &table)?.unwrap_or_default();
     Ok(counters
         .into_iter()
         .filter(|c| c.packets > 0)

@@ -285,3 +285,24 @@ fn a_real_node_with_a_wrong_underlay_is_refused_before_anything_changes() {
     assert_eq!(ip_forward(), before, "forwarding untouched");
     assert_nothing_under(&guard.0);
 }
+
+#[test]
+fn status_and_stats_of_a_cluster_that_is_not_up_say_so() {
+    tests::require_root();
+    let prefix = tests::unique_prefix();
+    let stats = fastpath(&prefix, None).arg("stats").output().unwrap();
+    assert!(stats.status.success(), "stats: {}", stderr(&stats));
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(text.contains("(no fast path loaded)"), "{text}");
+    let status = fastpath(&prefix, None)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("status --json: {e}: {}", stderr(&status)));
+    for node in json["nodes"].as_array().unwrap() {
+        assert_eq!(node["present"], false, "{node}");
+        assert!(node["guard"].is_null(), "{node}");
+    }
+    assert_nothing_under(&prefix);
+}

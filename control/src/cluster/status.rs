@@ -10,8 +10,7 @@ use serde::Serialize;
 use super::{Cluster, POD_IFNAME};
 use crate::{
     config::{self, Mode, VXLAN_OVERHEAD},
-    datapath::{self, Hook},
-    error::GuardError,
+    datapath::{self, Hook, LoadedPrograms},
     guard,
     netlink::{LinkView, Netlink},
     netns::Netns,
@@ -52,9 +51,9 @@ pub enum RunningMode {
 }
 
 impl RunningMode {
-    fn of_pods(pods: &[PodStatus]) -> Option<Self> {
+    fn of_pods(pods: &[PodStatus], programs: &LoadedPrograms) -> Option<Self> {
         let mut modes = pods.iter().filter(|p| p.host_veth.present).map(|p| {
-            match datapath::pod_hook_running(p.host_veth.xdp_program, &p.host_veth.tcx_programs) {
+            match programs.pod_hook(p.host_veth.xdp_program, &p.host_veth.tcx_programs) {
                 Some(Hook::Xdp) => RunningMode::Xdp,
                 Some(_) => RunningMode::Tc,
                 None => RunningMode::Kernel,
@@ -167,6 +166,7 @@ async fn device(
 }
 
 pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
+    let programs = LoadedPrograms::read();
     let mut nodes = Vec::new();
     for node in &cluster.config.nodes {
         let netns = cluster.node_netns(node);
@@ -224,21 +224,13 @@ pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
             });
         }
         let table = guard::table_name(cluster.prefix());
-        let guard = if nl.is_some() {
-            match guard::installed(&netns, &table) {
-                Ok(installed) => installed.then_some(table),
-                Err(GuardError::NftMissing) => None,
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            None
-        };
+        let guard = guard::installed(&netns, &table)?.then_some(table);
         nodes.push(NodeStatus {
             name: node.name.clone(),
             netns: label(&netns),
             present: nl.is_some(),
             mode: cluster.config.mode_of(node),
-            running_mode: RunningMode::of_pods(&pods),
+            running_mode: RunningMode::of_pods(&pods, &programs),
             guard,
             devices,
             pods,
