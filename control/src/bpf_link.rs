@@ -1,6 +1,6 @@
-//! bpf(2) commands on pinned objects that aya keeps to itself: open a pin, read which program a
-//! link runs, make it run another (BPF_LINK_UPDATE, atomic: the device is never without one), and
-//! read a program's id.
+//! bpf(2) commands on pinned links and programs that aya does not offer on a pinned link's
+//! descriptor: make a link run another program (BPF_LINK_UPDATE, atomic: the device is never
+//! without one), and read which program it runs and a program's id, to compare them first.
 
 use std::{
     ffi::CString,

@@ -80,16 +80,12 @@ impl Reconciler<'_> {
                 })
                 .collect();
             let mut entries = Vec::new();
-            for (pod, veth, pod_ns) in &pods {
-                let mac = Netlink::open(pod_ns)?
-                    .link_view(POD_IFNAME)
-                    .await?
-                    .and_then(|l| l.mac)
-                    .with_context(|| format!("pod {} has no {POD_IFNAME}", pod.name))?;
+            for (pod, veth, _) in &pods {
                 entries.push(EndpointEntry {
                     ip: pod.address,
                     ifindex: nl.index(veth).await?,
-                    mac: config::parse_mac(&mac)?,
+                    // `ensure_pod`, a step before, gave the pod this MAC.
+                    mac: config::pod_mac(pod.address),
                 });
             }
             // Devices that are neither this node's pod veths nor its underlay: the pods a CNI

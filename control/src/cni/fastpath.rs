@@ -180,7 +180,7 @@ pub fn endpoint_ifindex(dir: &Path, ip: Ipv4Addr) -> Result<Option<u32>> {
     if !dir.exists() {
         return Ok(None);
     }
-    Ok(Maps::open(dir)?.endpoint(ip)?.map(|e| e.ifindex))
+    Ok(datapath::pinned_endpoint(dir, ip)?.map(|e| e.ifindex))
 }
 
 fn remove_pins(dir: &Path) -> Result<()> {

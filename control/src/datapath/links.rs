@@ -122,7 +122,7 @@ pub fn run_in_link(pin: &Path, program: BorrowedFd<'_>) -> Result<bool, Datapath
     Ok(true)
 }
 
-/// Detaches `hook` from `dev` by removing its pinned link (the kernel drops the link with its last
+/// Detaches `link`'s program from its device by removing the link's pin (the kernel drops the link with its last
 /// reference). Returns false when there was none.
 pub fn detach_pinned(pin_dir: &Path, link: &PinnedLinkName) -> Result<bool, DatapathError> {
     let pin = link.hook.link_pin(pin_dir, &link.dev, link.ifindex);
@@ -188,32 +188,37 @@ pub fn tcx_ingress_program_ids(netns: &Netns, dev: &str) -> Result<Vec<u32>, Dat
     Ok(programs.iter().map(|p| p.id()).collect())
 }
 
-/// The pod hook whose program (by its kernel name, whichever build) runs on a device with this
-/// XDP program and these tcx programs: what a device's mode is, read from the kernel.
-pub fn pod_hook_running(xdp_program: Option<u32>, tcx_programs: &[u32]) -> Option<Hook> {
-    let ids: Vec<u32> = xdp_program
-        .into_iter()
-        .chain(tcx_programs.iter().copied())
-        .collect();
-    if ids.is_empty() {
-        return None;
+/// The kernel's loaded programs by id and name, read once: which of fastpath's programs (by
+/// name, whichever build) runs on a device.
+pub struct LoadedPrograms(Vec<(u32, String)>);
+
+impl LoadedPrograms {
+    pub fn read() -> Self {
+        Self(
+            aya::programs::loaded_programs()
+                .filter_map(Result::ok)
+                .map(|info| {
+                    (
+                        info.id(),
+                        info.name_as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect(),
+        )
     }
-    let names: Vec<(u32, String)> = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|info| ids.contains(&info.id()))
-        .map(|info| {
-            (
-                info.id(),
-                info.name_as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect();
-    let runs = |id: u32, program: &str| names.iter().any(|(i, n)| *i == id && n == program);
-    if xdp_program.is_some_and(|id| runs(id, Hook::Xdp.program())) {
-        Some(Hook::Xdp)
-    } else if tcx_programs.iter().any(|&id| runs(id, Hook::Tc.program())) {
-        Some(Hook::Tc)
-    } else {
-        None
+
+    fn runs(&self, id: u32, hook: Hook) -> bool {
+        self.0.iter().any(|(i, n)| *i == id && n == hook.program())
+    }
+
+    /// The pod hook whose program runs on a device with this XDP program and these tcx programs.
+    pub fn pod_hook(&self, xdp_program: Option<u32>, tcx_programs: &[u32]) -> Option<Hook> {
+        if xdp_program.is_some_and(|id| self.runs(id, Hook::Xdp)) {
+            Some(Hook::Xdp)
+        } else if tcx_programs.iter().any(|&id| self.runs(id, Hook::Tc)) {
+            Some(Hook::Tc)
+        } else {
+            None
+        }
     }
 }

@@ -44,11 +44,7 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
 impl Maps {
     /// The maps pinned under `dir`.
     pub fn open(dir: &Path) -> Result<Self, DatapathError> {
-        let open = |name: &'static str| {
-            MapData::from_pin(dir.join(name))
-                .and_then(Map::from_map_data)
-                .map_err(map_err(name))
-        };
+        let open = |name| open_pinned(dir, name);
         Ok(Self {
             counters: open(COUNTERS)?,
             endpoints: open(ENDPOINTS)?,
@@ -237,22 +233,40 @@ impl Maps {
         Ok(())
     }
 
-    /// The ENDPOINTS entry of `ip`.
-    pub fn endpoint(&self, ip: Ipv4Addr) -> Result<Option<Endpoint>, DatapathError> {
-        let endpoints: HashMap<_, u32, Endpoint> =
-            HashMap::try_from(&self.endpoints).map_err(map_err(ENDPOINTS))?;
-        match endpoints.get(&u32::from_ne_bytes(ip.octets()), 0) {
-            Ok(e) => Ok(Some(e)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(map_err(ENDPOINTS)(source)),
-        }
-    }
-
     /// Every counter cell that has counted something, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<CounterRow>, DatapathError> {
-        let counters: PerCpuArray<_, Counter> =
-            PerCpuArray::try_from(&self.counters).map_err(map_err(COUNTERS))?;
-        counter_rows(&counters)
+        counters_in(&self.counters)
+    }
+}
+
+/// The map pinned under `dir` by `name`.
+fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, DatapathError> {
+    MapData::from_pin(dir.join(name))
+        .and_then(Map::from_map_data)
+        .map_err(map_err(name))
+}
+
+fn counters_in(map: &Map) -> Result<Vec<CounterRow>, DatapathError> {
+    let counters: PerCpuArray<_, Counter> =
+        PerCpuArray::try_from(map).map_err(map_err(COUNTERS))?;
+    counter_rows(&counters)
+}
+
+/// The counters pinned under `dir` (only that map is opened: `stats --watch` reads it every
+/// second).
+pub fn pinned_counters(dir: &Path) -> Result<Vec<CounterRow>, DatapathError> {
+    counters_in(&open_pinned(dir, COUNTERS)?)
+}
+
+/// The ENDPOINTS entry of `ip` in the maps pinned under `dir` (only that map is opened).
+pub fn pinned_endpoint(dir: &Path, ip: Ipv4Addr) -> Result<Option<Endpoint>, DatapathError> {
+    let map = open_pinned(dir, ENDPOINTS)?;
+    let endpoints: HashMap<_, u32, Endpoint> =
+        HashMap::try_from(&map).map_err(map_err(ENDPOINTS))?;
+    match endpoints.get(&u32::from_ne_bytes(ip.octets()), 0) {
+        Ok(e) => Ok(Some(e)),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(source) => Err(map_err(ENDPOINTS)(source)),
     }
 }
 
@@ -296,9 +310,4 @@ pub fn lock_pins(dir: &Path) -> Result<Flock<std::fs::File>, DatapathError> {
     };
     let file = std::fs::File::open(dir).map_err(err)?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| err(errno.into()))
-}
-
-/// The counters of the maps pinned under `dir`.
-pub fn pinned_counters(dir: &Path) -> Result<Vec<CounterRow>, DatapathError> {
-    Maps::open(dir)?.counters()
 }

@@ -1,5 +1,5 @@
-//! The eBPF datapath as the control plane drives it; the only module that touches aya's program
-//! and map handles. One job per file:
+//! The eBPF datapath as the control plane drives it; the only module of the library that touches
+//! aya's program and map handles (the benchmark's receiver, in `fastpath-bench`, has its own). One job per file:
 //!
 //! - `object`: the embedded object — its programs and the hooks they run at, its maps' names,
 //!   this build's identity;
@@ -27,10 +27,10 @@ mod run_stats;
 pub use counters::{CounterRow, packets};
 pub use entries::{EndpointEntry, OverlaySettings, PeerEntry};
 pub use links::{
-    PinnedAttach, PinnedLinkName, attach_pinned, detach_pinned, pinned_links, pod_hook_running,
+    LoadedPrograms, PinnedAttach, PinnedLinkName, attach_pinned, detach_pinned, pinned_links,
     run_in_link, tcx_ingress_program_ids,
 };
-pub use maps::{Maps, lock_pins, pinned_counters};
+pub use maps::{Maps, lock_pins, pinned_counters, pinned_endpoint};
 pub use object::{Hook, PIN_ROOT, TC_POD, TC_UNDERLAY, XDP_POD};
 pub use programs::{Datapath, ensure_pinned, pinned_program_id, program_pin, programs_pinned};
 pub use run_stats::{ProgramRuns, enable_run_time_stats, program_runs};

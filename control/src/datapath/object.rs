@@ -58,9 +58,7 @@ impl Hook {
     pub(super) const ALL: [Hook; 3] = [Hook::Xdp, Hook::Tc, Hook::TcUnderlay];
 }
 
-/// This build of the object, as 16 hex digits (a hash of its bytes): pinned programs carry it in
-/// their names, so a node keeps using its programs until a fastpath with other ones comes.
-pub(super) fn build_id() -> &'static str {
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.get_or_init(|| format!("{:016x}", crate::fnv::fnv1a_bytes(DATAPATH_OBJECT)))
-}
+/// This build of the object, as 16 hex digits (a hash of its bytes, taken by build.rs): pinned
+/// programs carry it in their names, so a node keeps using its programs until a fastpath with
+/// other ones comes.
+pub(super) const BUILD_ID: &str = env!("FASTPATH_DATAPATH_BUILD");

@@ -19,7 +19,7 @@ use aya::{
 
 use super::{
     maps::Maps,
-    object::{DATAPATH_OBJECT, Hook, MAPS, TC_POD, TC_UNDERLAY, XDP_POD, build_id},
+    object::{BUILD_ID, DATAPATH_OBJECT, Hook, MAPS, TC_POD, TC_UNDERLAY, XDP_POD},
 };
 use crate::{bpffs, error::DatapathError, netns::Netns};
 
@@ -277,7 +277,7 @@ where
 
 /// Where this build's program for `hook` is pinned under a node's or network's `dir`.
 pub fn program_pin(dir: &Path, hook: Hook) -> PathBuf {
-    dir.join(format!("prog-{}-{}", hook.name(), build_id()))
+    dir.join(format!("prog-{}-{BUILD_ID}", hook.name()))
 }
 
 /// Whether this build's programs are pinned under `dir`.
@@ -353,11 +353,11 @@ fn unpin_other_builds(dir: &Path) -> Result<(), DatapathError> {
 
 /// The kernel's id of this build's program for `hook` pinned under `dir`.
 pub fn pinned_program_id(dir: &Path, hook: Hook) -> Result<u32, DatapathError> {
-    let pin = program_pin(dir, hook);
-    let err = |source| DatapathError::Pin {
-        path: pin.display().to_string(),
-        source,
-    };
-    let program = crate::bpf_link::open_pinned(&pin).map_err(err)?;
-    crate::bpf_link::program_id(program.as_fd()).map_err(err)
+    let info = aya::programs::ProgramInfo::from_pin(program_pin(dir, hook)).map_err(|source| {
+        DatapathError::ProgramInfo {
+            program: hook.program(),
+            source: Box::new(source),
+        }
+    })?;
+    Ok(info.id())
 }
