@@ -9,7 +9,7 @@ use std::{
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -47,13 +47,17 @@ impl CniRow {
         }
     }
 
-    fn network(self) -> String {
-        let tag = match self {
+    /// The row in the names of its network and containers.
+    fn tag(self) -> &'static str {
+        match self {
             CniRow::BridgePlugin => "bridge",
             CniRow::Standalone => "standalone",
             CniRow::Chained => "chained",
-        };
-        format!("{NETWORK_PREFIX}{tag}")
+        }
+    }
+
+    fn network(self) -> String {
+        format!("{NETWORK_PREFIX}{}", self.tag())
     }
 
     fn subnet(self) -> &'static str {
@@ -72,6 +76,15 @@ pub enum CniOp {
     Del,
 }
 
+impl CniOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            CniOp::Add => "ADD",
+            CniOp::Del => "DEL",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct CniSample {
     pub pair: u32,
@@ -84,7 +97,6 @@ pub struct CniSample {
 struct CniHost {
     fastpath_cni: PathBuf,
     node: OwnedNetns,
-    dir: PathBuf,
 }
 
 /// Runs `pairs` ADD/DEL pairs per row, interleaved; removes everything it made, also on failure.
@@ -119,6 +131,10 @@ pub fn clean_leftovers() -> Result<()> {
     }
 }
 
+fn bridge_plugin() -> PathBuf {
+    Path::new(REFERENCE_PLUGINS).join("bridge")
+}
+
 fn state_dir() -> PathBuf {
     std::env::temp_dir().join("fpbench-cni")
 }
@@ -146,11 +162,7 @@ impl CniHost {
         let node = OwnedNetns::create(format!("{NETNS_PREFIX}node"))?;
         let dir = state_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self {
-            fastpath_cni,
-            node,
-            dir,
-        })
+        Ok(Self { fastpath_cni, node })
     }
 
     fn run(&self, pairs: u32, progress: &mut impl FnMut()) -> Result<Vec<CniSample>> {
@@ -163,7 +175,12 @@ impl CniHost {
         }
         let mut samples = Vec::new();
         for pair in 0..pairs {
-            for row in CniRow::ALL {
+            // Each pair starts with another row, so none always follows the same one; and its
+            // namespaces go after all of its rows, so no row's command meets the kernel
+            // tearing down another's (asynchronous, and under the RTNL lock).
+            let mut containers = Vec::new();
+            for i in 0..CniRow::ALL.len() {
+                let row = CniRow::ALL[(pair as usize + i) % CniRow::ALL.len()];
                 let id = format!("pair{pair}");
                 let container = self.container(row, &id)?;
                 let added = self.add(row, &id, &container)?;
@@ -171,6 +188,7 @@ impl CniHost {
                 for (op, ms) in [(CniOp::Add, added.ms), (CniOp::Del, deleted)] {
                     samples.push(CniSample { pair, row, op, ms });
                 }
+                containers.push(container);
                 progress();
             }
         }
@@ -178,18 +196,16 @@ impl CniHost {
     }
 
     fn container(&self, row: CniRow, id: &str) -> Result<OwnedNetns> {
-        let tag = match row {
-            CniRow::BridgePlugin => "b",
-            CniRow::Standalone => "s",
-            CniRow::Chained => "c",
-        };
-        Ok(OwnedNetns::create(format!("{NETNS_PREFIX}{tag}-{id}"))?)
+        Ok(OwnedNetns::create(format!(
+            "{NETNS_PREFIX}{}-{id}",
+            row.tag()
+        ))?)
     }
 
     fn ipam(&self, row: CniRow) -> Value {
         json!({
             "type": "host-local",
-            "dataDir": self.dir.join("ipam"),
+            "dataDir": state_dir().join("ipam"),
             "ranges": [[{ "subnet": row.subnet() }]],
             "routes": [{ "dst": "0.0.0.0/0" }],
         })
@@ -215,7 +231,7 @@ impl CniHost {
             "cniVersion": "1.0.0",
             "name": row.network(),
             "type": "fastpath-cni",
-            "dataDir": self.dir.join("fastpath"),
+            "dataDir": state_dir().join("fastpath"),
         });
         match prev {
             Some(prev) => conf["prevResult"] = prev.clone(),
@@ -229,7 +245,7 @@ impl CniHost {
 
     /// ADD: the timed plugin's time and the chain's result.
     fn add(&self, row: CniRow, id: &str, container: &OwnedNetns) -> Result<Timed> {
-        let bridge = Path::new(REFERENCE_PLUGINS).join("bridge");
+        let bridge = bridge_plugin();
         match row {
             CniRow::BridgePlugin => {
                 self.exec(&bridge, "ADD", id, container, &self.bridge_conf(row))
@@ -248,7 +264,7 @@ impl CniHost {
 
     /// DEL, in the chain's reverse order: the timed plugin's time.
     fn del(&self, row: CniRow, id: &str, container: &OwnedNetns, result: &Value) -> Result<f64> {
-        let bridge = Path::new(REFERENCE_PLUGINS).join("bridge");
+        let bridge = bridge_plugin();
         match row {
             CniRow::BridgePlugin => Ok(self
                 .exec(&bridge, "DEL", id, container, &self.bridge_conf(row))?
@@ -338,7 +354,7 @@ impl CniHost {
             Value::Null
         };
         Ok(Timed {
-            ms: ms(elapsed),
+            ms: elapsed.as_secs_f64() * 1e3,
             result,
         })
     }
@@ -347,8 +363,4 @@ impl CniHost {
 struct Timed {
     ms: f64,
     result: Value,
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }

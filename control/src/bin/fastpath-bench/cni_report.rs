@@ -117,7 +117,7 @@ impl CniReport {
                     } else {
                         "NOT MET"
                     },
-                    op_name(op),
+                    op.name(),
                     c.vs_bridge_plugin
                 );
             }
@@ -163,7 +163,7 @@ impl CniReport {
                 s,
                 r#"<text x="10" y="{}">{} · {}</text><rect x="{label_w}" y="{top}" width="{:.1}" height="{}" fill="{color}"/><text x="{:.1}" y="{}">{:.2}× ({:.1} ms)</text>"#,
                 top + bar_h - 3.0,
-                op_name(c.op),
+                c.op.name(),
                 c.row.name(),
                 x(c.vs_bridge_plugin) - label_w,
                 bar_h - 2.0,
@@ -174,12 +174,5 @@ impl CniReport {
             );
         }
         (s, block_h)
-    }
-}
-
-fn op_name(op: CniOp) -> &'static str {
-    match op {
-        CniOp::Add => "ADD",
-        CniOp::Del => "DEL",
     }
 }

@@ -38,13 +38,15 @@ use sink::BenchSink;
 /// containernetworking-plugins), then the speed targets. Builds its own namespaces (fpbench-*) and
 /// removes them, also on failure; the full run (five rounds) takes about fifteen minutes on two
 /// CPUs, --quick about one. Needs root.
-#[derive(Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(name = "fastpath bench", version)]
-struct Cli {
+struct Options {
     /// One short round: checks that every row and workload runs; not for comparisons.
     #[arg(long)]
     quick: bool,
     /// Rounds over all rows (default 5, or 1 with --quick).
+    // Five: on a two-CPU VM a row's UDP rate spreads up to 30% between rounds and its TCP rate up
+    // to 60%, and a median of five moves less than a median of three.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
     rounds: Option<u32>,
     /// ADD/DEL pairs per row of the CNI group (default 20, or 5 with --quick).
@@ -53,21 +55,20 @@ struct Cli {
     /// Write every sample, the medians, ratios and targets as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Write a chart of the ratios against the kernel rows (SVG).
+    /// Write a chart of the ratios against the kernel rows, and of fastpath-cni's command times
+    /// against the bridge plugin's (SVG).
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Show a progress bar on stderr (when it is a terminal).
+    #[arg(skip)]
+    progress: bool,
 }
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
     let options = Options {
-        quick: cli.quick,
-        rounds: cli.rounds,
-        cni_pairs: cli.cni_pairs,
-        json: cli.json,
-        svg: cli.svg,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..Options::parse()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -80,22 +81,6 @@ fn main() {
             std::process::exit(1);
         }
     }
-}
-
-#[derive(Clone, Debug)]
-struct Options {
-    /// Short workloads and one round: a check that everything runs, in about a minute.
-    pub quick: bool,
-    /// Rounds over all rows; default 5 (1 with `quick`): on a two-CPU VM a row's UDP rate spreads
-    /// up to 30% between rounds and its TCP rate up to 60%, and a median of five moves less than
-    /// a median of three.
-    pub rounds: Option<u32>,
-    pub json: Option<PathBuf>,
-    pub svg: Option<PathBuf>,
-    /// Show a progress bar on stderr.
-    pub progress: bool,
-    /// ADD/DEL pairs per row of the CNI group; default 20 (5 with `quick`).
-    pub cni_pairs: Option<u32>,
 }
 
 /// What is measured, one value per row and round.
