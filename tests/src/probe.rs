@@ -1,5 +1,6 @@
-//! Traffic that proves reachability: ping (the real binary, in the pod's namespace) and a TCP
-//! transfer checked byte for byte.
+//! Traffic that proves reachability — ping (the real binary, in the pod's namespace), a TCP
+//! transfer checked byte for byte, unprivileged UDP — and what an attacker inside a pod can do:
+//! raw frames, sysctls, neighbour entries it holds.
 
 use std::{
     io::{Read as _, Write as _},
@@ -118,6 +119,8 @@ pub fn time_to_first_reply(from: &Netns, to: Ipv4Addr) -> Duration {
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text
         .lines()
+        // Replies only: "From … icmp_seq=N Destination Host Unreachable" is not one.
+        .filter(|l| l.contains(" bytes from "))
         .find_map(|l| l.split("icmp_seq=").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|seq| seq.parse::<u64>().ok())

@@ -232,7 +232,12 @@ fn a_container_re_added_on_its_live_namespace_is_reachable_at_once() {
         host.run(&env, &serde_json::to_vec(&conf).unwrap())
             .expect_ok()
     };
-    let mac = |result: &Value| result["interfaces"][2]["mac"].clone();
+    let mac = |result: &Value| {
+        result["interfaces"][2]["mac"]
+            .as_str()
+            .expect("the container interface's MAC in the result")
+            .to_string()
+    };
 
     // c1 knows c2's MAC from before; the re-added c2 has the same one.
     assert!(probe::ping(c1.netns(), ip2, 2, &[]));

@@ -109,13 +109,7 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     assert_eq!(entries(&host), BTreeSet::from([A1, A2, ip1]));
 
     // Across nodes, both ways, through node a's encapsulation and decapsulation.
-    let counted = |hook: Hook, reason: Reason| {
-        datapath::packets(
-            &datapath::pinned_counters(&host.pin_dir()).unwrap(),
-            hook,
-            reason,
-        )
-    };
+    let counted = |hook: Hook, reason: Reason| host.packets(hook, reason);
     let (encap, decap) = (
         counted(Hook::Tc, REDIRECT_ENCAPSULATED),
         counted(Hook::TcUnderlay, REDIRECT_DECAPSULATED),

@@ -47,7 +47,7 @@ fn counters(tc: &TestCluster, node: &str) -> Vec<CounterRow> {
     datapath::pinned_counters(&tc.cluster.pin_dir(node)).unwrap_or_default()
 }
 
-/// Packets `program` on `node` counted under `reason`.
+/// Packets `hook`'s program on `node` counted under `reason`.
 fn counted(tc: &TestCluster, node: &str, hook: Hook, reason: Reason) -> u64 {
     datapath::packets(&counters(tc, node), hook, reason)
 }
