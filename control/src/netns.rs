@@ -214,6 +214,35 @@ impl Netns {
         let _guard = self.enter()?;
         Ok(f())
     }
+
+    /// Sets sysctls of this namespace (paths under /proc/sys, like `net/ipv4/ip_forward`) to the
+    /// values given, writing only those that differ; returns `net.ipv4.ip_forward=1` and the like
+    /// for each it changed. IPv6 ones are skipped on a kernel without IPv6.
+    pub fn ensure_sysctls(&self, wanted: &[(String, &str)]) -> io::Result<Vec<String>> {
+        let with_path = |e: io::Error, path: &Path| {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        };
+        self.run(|| {
+            let mut changed = Vec::new();
+            for (path, value) in wanted {
+                // /proc/sys/net belongs to the namespace of the thread that opens it.
+                let file = Path::new("/proc/sys").join(path);
+                let current = match std::fs::read_to_string(&file) {
+                    Ok(current) => current,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && path.contains("ipv6") => {
+                        continue;
+                    }
+                    Err(e) => return Err(with_path(e, &file)),
+                };
+                if current.trim() != *value {
+                    std::fs::write(&file, value).map_err(|e| with_path(e, &file))?;
+                    changed.push(format!("{}={value}", path.replace('/', ".")));
+                }
+            }
+            Ok(changed)
+        })
+        .map_err(io::Error::other)?
+    }
 }
 
 /// The namespace the process started in. Captured before any thread of ours first leaves it

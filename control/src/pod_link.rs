@@ -10,7 +10,6 @@
 use std::{
     io,
     net::Ipv4Addr,
-    path::Path,
     time::{Duration, Instant},
 };
 
@@ -38,31 +37,7 @@ pub fn harden(netns: &Netns, ifname: &str) -> io::Result<Vec<String>> {
         .map(|(path, value)| (path.replace("{}", ifname), *value))
         .chain(NAMESPACE_SYSCTLS.iter().map(|(p, v)| (p.to_string(), *v)));
     let wanted: Vec<(String, &str)> = wanted.collect();
-    netns
-        .run(|| {
-            let mut changed = Vec::new();
-            for (path, value) in &wanted {
-                // /proc/sys/net belongs to the namespace of the thread that opens it.
-                let file = Path::new("/proc/sys").join(path);
-                let current = match std::fs::read_to_string(&file) {
-                    Ok(current) => current,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && path.contains("ipv6") => {
-                        continue;
-                    }
-                    Err(e) => return Err(with_path(e, &file)),
-                };
-                if current.trim() != *value {
-                    std::fs::write(&file, value).map_err(|e| with_path(e, &file))?;
-                    changed.push(format!("{}={value}", path.replace('/', ".")));
-                }
-            }
-            Ok(changed)
-        })
-        .map_err(io::Error::other)?
-}
-
-fn with_path(e: io::Error, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    netns.ensure_sysctls(&wanted)
 }
 
 /// How long [`announce`] waits for the pod's veth to carry frames.

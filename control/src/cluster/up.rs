@@ -147,17 +147,11 @@ impl Reconciler<'_> {
 
     /// Nodes route between their pods, the VXLAN device and the underlay.
     fn ensure_forwarding(&mut self, netns: &Netns) -> Result<()> {
-        const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
         let label = netns.label().to_string();
-        let changed = netns.run(|| -> std::io::Result<bool> {
-            // /proc/sys/net belongs to the namespace of the thread that opens it.
-            if std::fs::read_to_string(IP_FORWARD)?.trim() == "1" {
-                return Ok(false);
-            }
-            std::fs::write(IP_FORWARD, "1")?;
-            Ok(true)
-        })?;
-        if changed.with_context(|| format!("enabling IPv4 forwarding in netns {label}"))? {
+        let changed = netns
+            .ensure_sysctls(&[("net/ipv4/ip_forward".to_string(), "1")])
+            .with_context(|| format!("enabling IPv4 forwarding in netns {label}"))?;
+        if !changed.is_empty() {
             self.changed(format!("enabled IPv4 forwarding in netns {label}"));
         }
         Ok(())
