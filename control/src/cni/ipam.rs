@@ -54,22 +54,46 @@ impl Ipam {
                     ),
                 )
             })?;
-        let mut ipam = Self {
+        Ok(Some(Self {
             plugin,
             binary,
             conf: raw_conf.clone(),
-        };
-        ipam.negotiate_version(env)?;
-        Ok(Some(ipam))
+        }))
     }
 
-    /// Results of 1.0.0 and 1.1.0 are the same; a plugin that knows only 1.0.0 (host-local of
-    /// Debian's plugins 1.1.1) is given the network's configuration as 1.0.0.
-    fn negotiate_version(&mut self, env: &Env) -> Result<(), CniError> {
-        let wanted = self.conf["cniVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+    /// Runs `command` with the network's configuration. A plugin that refuses its cniVersion
+    /// (code 1: host-local of Debian's plugins 1.1.1 knows only 1.0.0) is asked which versions it
+    /// speaks and gets the configuration again in the newest one both know; results of 1.0.0 and
+    /// 1.1.0 are the same. Asking only then spares every call an extra run of the plugin.
+    /// `None` when the version both know has no `command` (STATUS and GC came with 1.1.0).
+    fn call(&self, env: &Env, command: &str, conf: &Value) -> Result<Option<Value>, CniError> {
+        if !Self::known_in(command, &conf["cniVersion"]) {
+            return Ok(None);
+        }
+        let refused = match self.exec(env, command, conf) {
+            Err(e) if e.code == Code::IncompatibleVersion as u32 => e,
+            other => return other,
+        };
+        let version = self.negotiate_version(env, conf)?;
+        if version == conf["cniVersion"] {
+            return Err(refused);
+        }
+        if !Self::known_in(command, &version) {
+            return Ok(None);
+        }
+        let mut conf = conf.clone();
+        conf["cniVersion"] = version;
+        self.exec(env, command, &conf)
+    }
+
+    /// Whether `version` of the specification has `command`.
+    fn known_in(command: &str, version: &Value) -> bool {
+        !matches!(command, "STATUS" | "GC") || version == "1.1.0"
+    }
+
+    /// The newest version both this plugin and the IPAM plugin speak, preferring the network's.
+    fn negotiate_version(&self, env: &Env, conf: &Value) -> Result<Value, CniError> {
+        let wanted = conf["cniVersion"].as_str().unwrap_or_default();
         let reply = self.exec(env, "VERSION", &serde_json::json!({ "cniVersion": wanted }))?;
         let theirs: Vec<&str> = reply
             .as_ref()
@@ -77,12 +101,12 @@ impl Ipam {
             .and_then(Value::as_array)
             .map(|v| v.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let pick = if theirs.contains(&wanted.as_str()) {
-            wanted.clone()
-        } else if let Some(v) = SUPPORTED_VERSIONS.iter().rev().find(|v| theirs.contains(v)) {
-            v.to_string()
-        } else {
-            return Err(CniError::new(
+        if theirs.contains(&wanted) {
+            return Ok(Value::String(wanted.to_string()));
+        }
+        match SUPPORTED_VERSIONS.iter().rev().find(|v| theirs.contains(v)) {
+            Some(v) => Ok(Value::String(v.to_string())),
+            None => Err(CniError::new(
                 Code::IncompatibleVersion,
                 format!(
                     "IPAM plugin '{}' supports none of {} (it supports {})",
@@ -90,14 +114,12 @@ impl Ipam {
                     SUPPORTED_VERSIONS.join(", "),
                     theirs.join(", ")
                 ),
-            ));
-        };
-        self.conf["cniVersion"] = Value::String(pick);
-        Ok(())
+            )),
+        }
     }
 
     pub fn add(&self, env: &Env) -> Result<CniResult, CniError> {
-        let out = self.exec(env, "ADD", &self.conf)?.ok_or_else(|| {
+        let out = self.call(env, "ADD", &self.conf)?.ok_or_else(|| {
             CniError::new(
                 Code::Failed,
                 format!("IPAM plugin '{}' returned no result", self.plugin),
@@ -111,37 +133,26 @@ impl Ipam {
 
     /// Releases what ADD allocated for `env`'s container and interface; idempotent.
     pub fn del(&self, env: &Env) -> Result<(), CniError> {
-        self.exec(env, "DEL", &self.conf).map(drop)
-    }
-
-    /// STATUS and GC came with 1.1.0: a plugin that speaks only 1.0.0 has neither.
-    fn speaks_1_1(&self) -> bool {
-        self.conf["cniVersion"] == "1.1.0"
+        self.call(env, "DEL", &self.conf).map(drop)
     }
 
     /// The plugin's STATUS (when it has one): its unavailability is the network's.
     pub fn status(&self, env: &Env) -> Result<(), CniError> {
-        if !self.speaks_1_1() {
-            return Ok(());
-        }
-        self.exec(env, "STATUS", &self.conf).map(drop)
+        self.call(env, "STATUS", &self.conf).map(drop)
     }
 
     /// Passes GC on, with the same valid attachments, so the plugin releases what it holds for
     /// attachments this plugin has no record of.
     pub fn gc(&self, env: &Env, valid_attachments: &Value) -> Result<(), CniError> {
-        if !self.speaks_1_1() {
-            return Ok(());
-        }
         let mut conf = self.conf.clone();
         conf["cni.dev/valid-attachments"] = valid_attachments.clone();
-        self.exec(env, "GC", &conf).map(drop)
+        self.call(env, "GC", &conf).map(drop)
     }
 
     pub fn check(&self, env: &Env, prev_result: &Value) -> Result<(), CniError> {
         let mut conf = self.conf.clone();
         conf["prevResult"] = prev_result.clone();
-        self.exec(env, "CHECK", &conf).map(drop)
+        self.call(env, "CHECK", &conf).map(drop)
     }
 
     /// Runs the plugin; its error object, if it fails, comes back with its code and the plugin's
