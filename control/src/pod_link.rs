@@ -9,7 +9,6 @@
 
 use std::{
     io,
-    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -19,11 +18,14 @@ use crate::{netlink::Netlink, netns::Netns};
 /// its routes from fastpath, never from a neighbour: CVE-2020-10749), no redirects, and the
 /// link-local address derived from the MAC (EUI-64), which is the one IPv6 source address the
 /// programs let a pod use until fastpath gives pods IPv6 addresses.
-const INTERFACE_SYSCTLS: [(&str, &str); 4] = [
+/// `arp_notify` has the kernel announce the pod's address whenever the interface comes up or its
+/// MAC is set (see [`announce`]).
+const INTERFACE_SYSCTLS: [(&str, &str); 5] = [
     ("net/ipv6/conf/{}/accept_ra", "0"),
     ("net/ipv6/conf/{}/accept_redirects", "0"),
     ("net/ipv6/conf/{}/addr_gen_mode", "0"),
     ("net/ipv4/conf/{}/accept_redirects", "0"),
+    ("net/ipv4/conf/{}/arp_notify", "1"),
 ];
 /// IPv4 takes a redirect when either `all` or the interface says so (on a host that does not
 /// forward), so `all` says no too.
@@ -43,16 +45,19 @@ pub fn harden(netns: &Netns, ifname: &str) -> io::Result<Vec<String>> {
 /// How long [`announce`] waits for the pod's veth to carry frames.
 const READY_WITHIN: Duration = Duration::from_secs(1);
 
-/// Sends a gratuitous ARP (an announcement, RFC 5227) for `ip` at `mac` out of the pod's
-/// interface `ifname` (in the namespace of `pod`) once the veth carries frames both ways:
-/// neighbours that still hold another MAC for the address take this one. `host_veth` (in the
-/// namespace of `host`) is the other end, a bridge port or not.
+/// Has the kernel send a gratuitous ARP (an announcement, RFC 5227) for the addresses of the
+/// pod's interface `ifname` (in the namespace of `pod`) at `mac`, its MAC, once the veth carries
+/// frames both ways: neighbours that still hold another MAC for an address take this one.
+/// `host_veth` (in the namespace of `host`) is the other end, a bridge port or not.
+///
+/// Setting the MAC it already has is how: with `arp_notify` on (see [`harden`]) the kernel
+/// announces every address of an interface whose MAC is set, at once. A packet socket would do
+/// too, but closing one waits for an RCU grace period, about ten milliseconds of every CNI ADD.
 pub async fn announce(
     host: &Netlink,
     host_veth: &str,
     pod: &Netlink,
     ifname: &str,
-    ip: Ipv4Addr,
     mac: [u8; 6],
 ) -> io::Result<()> {
     let start = Instant::now();
@@ -87,68 +92,5 @@ pub async fn announce(
         // The kernel's link watch enables the port within milliseconds: look again soon.
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    send_frame(pod.netns(), ifname, &gratuitous_arp(ip, mac))
-}
-
-fn gratuitous_arp(ip: Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(42);
-    frame.extend_from_slice(&[0xff; 6]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&0x0806u16.to_be_bytes());
-    // Ethernet, IPv4, 6-byte and 4-byte addresses, request.
-    frame.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&ip.octets());
-    frame.extend_from_slice(&[0; 6]);
-    frame.extend_from_slice(&ip.octets());
-    frame
-}
-
-/// Sends one Ethernet frame, as it is, out of `dev` in `netns` (an AF_PACKET socket).
-pub fn send_frame(netns: &Netns, dev: &str, frame: &[u8]) -> io::Result<()> {
-    if frame.len() < 14 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("a frame of {} bytes has no Ethernet header", frame.len()),
-        ));
-    }
-    let name = std::ffi::CString::new(dev)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "device name with a NUL"))?;
-    netns
-        .run(|| {
-            // SAFETY: plain socket calls on a descriptor this closure owns and closes.
-            unsafe {
-                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-                addr.sll_family = libc::AF_PACKET as u16;
-                addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
-                if addr.sll_ifindex == 0 {
-                    libc::close(fd);
-                    return Err(io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("no device {dev} in netns {}", netns.label()),
-                    ));
-                }
-                addr.sll_halen = 6;
-                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-                let sent = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                let err = io::Error::last_os_error();
-                libc::close(fd);
-                if sent != frame.len() as isize {
-                    return Err(err);
-                }
-                Ok(())
-            }
-        })
-        .map_err(io::Error::other)?
+    pod.set_mac(ifname, mac).await.map_err(io::Error::other)
 }

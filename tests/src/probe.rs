@@ -3,7 +3,7 @@
 //! raw frames, sysctls, neighbour entries it holds.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::{self, Read as _, Write as _},
     net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
     process::Command,
     time::Duration,
@@ -78,8 +78,56 @@ pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: Ipv4Addr, len: usize) -> Ve
 /// Sends one raw Ethernet frame out of `dev` in `netns` (an AF_PACKET socket), bypassing the
 /// pod's IP stack: the way a misbehaving pod forges a source.
 pub fn send_raw_frame(netns: &Netns, dev: &str, frame: &[u8]) {
-    control::pod_link::send_frame(netns, dev, frame)
+    send_frame(netns, dev, frame)
         .unwrap_or_else(|e| panic!("sending a raw frame out of {dev} in {}: {e}", netns.label()));
+}
+
+fn send_frame(netns: &Netns, dev: &str, frame: &[u8]) -> io::Result<()> {
+    if frame.len() < 14 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a frame of {} bytes has no Ethernet header", frame.len()),
+        ));
+    }
+    let name = std::ffi::CString::new(dev)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "device name with a NUL"))?;
+    netns
+        .run(|| {
+            // SAFETY: plain socket calls on a descriptor this closure owns and closes.
+            unsafe {
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+                addr.sll_family = libc::AF_PACKET as u16;
+                addr.sll_ifindex = libc::if_nametoindex(name.as_ptr()) as i32;
+                if addr.sll_ifindex == 0 {
+                    libc::close(fd);
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("no device {dev} in netns {}", netns.label()),
+                    ));
+                }
+                addr.sll_halen = 6;
+                addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+                let sent = libc::sendto(
+                    fd,
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&raw const addr).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if sent != frame.len() as isize {
+                    return Err(err);
+                }
+                Ok(())
+            }
+        })
+        .map_err(io::Error::other)?
 }
 
 /// Sends `payload` in one UDP datagram to `to` from `netns`, through a plain UDP socket of an
