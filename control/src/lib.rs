@@ -16,6 +16,7 @@ pub mod netlink;
 pub mod netns;
 pub mod ownership;
 pub mod pod_link;
+pub mod pod_veth;
 pub mod reach;
 pub mod report;
 pub mod topology;

@@ -142,6 +142,18 @@ impl From<&LinkMessage> for LinkView {
     }
 }
 
+/// A veth pair to create: the end here and its peer, in another namespace.
+pub struct VethPair<'a> {
+    pub name: &'a str,
+    /// The bridge (index) the end here joins.
+    pub master: Option<u32>,
+    /// Of both ends.
+    pub mtu: Option<u32>,
+    pub peer: &'a str,
+    pub peer_netns: &'a Netns,
+    pub peer_mac: Option<[u8; 6]>,
+}
+
 /// Settings of a VXLAN device fastpath creates.
 pub struct VxlanSpec {
     pub vni: u32,
@@ -247,37 +259,45 @@ impl Netlink {
         peer: &str,
         peer_netns: &Netns,
     ) -> Result<(), NetlinkError> {
-        self.create_veth_with_peer_mac(name, peer, peer_netns, None)
-            .await
+        self.create_veth_pair(&VethPair {
+            name,
+            master: None,
+            mtu: None,
+            peer,
+            peer_netns,
+            peer_mac: None,
+        })
+        .await
     }
 
-    /// As [`Netlink::create_veth`], with the peer's MAC set in the same request when given: the
-    /// peer never exists with another.
-    pub async fn create_veth_with_peer_mac(
-        &self,
-        name: &str,
-        peer: &str,
-        peer_netns: &Netns,
-        peer_mac: Option<[u8; 6]>,
-    ) -> Result<(), NetlinkError> {
-        let peer_fd = peer_netns.open()?;
-        let mut peer_builder = LinkMessageBuilder::<LinkUnspec>::new()
-            .name(peer.to_string())
+    /// Creates the veth pair `pair` describes, both ends down, in one request: neither end ever
+    /// exists with another MTU, MAC or bridge. (The kernel takes no alias in a creation.)
+    pub async fn create_veth_pair(&self, pair: &VethPair<'_>) -> Result<(), NetlinkError> {
+        let peer_fd = pair.peer_netns.open()?;
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(pair.peer.to_string())
             .setns_by_fd(peer_fd.as_raw_fd());
-        if let Some(mac) = peer_mac {
-            peer_builder = peer_builder.address(mac.to_vec());
+        let mut host = LinkVeth::new(pair.name, pair.peer);
+        if let Some(mac) = pair.peer_mac {
+            peer = peer.address(mac.to_vec());
         }
-        let peer_msg = peer_builder.build();
-        let msg = LinkVeth::new(name, peer)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        if let Some(mtu) = pair.mtu {
+            peer = peer.mtu(mtu);
+            host = host.mtu(mtu);
+        }
+        if let Some(master) = pair.master {
+            host = host.controller(master);
+        }
+        let msg = host
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
             .build();
         match self.handle.link().add(msg).execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Err(NetlinkError::DeviceExists {
-                dev: format!("{name}' or '{peer}"),
+                dev: format!("{}' or '{}", pair.name, pair.peer),
                 netns: self.netns.label().to_string(),
             }),
-            Err(e) => Err(self.request_error("create veth", name)(e)),
+            Err(e) => Err(self.request_error("create veth", pair.name)(e)),
         }
     }
 

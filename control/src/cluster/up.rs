@@ -14,7 +14,7 @@ use crate::{
     guard::{self, Guard},
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
-    pod_link,
+    pod_veth::{PodAddressing, PodVeth},
 };
 
 /// Brings the cluster to the state its config describes; returns what was changed.
@@ -509,67 +509,48 @@ impl Reconciler<'_> {
         let inside = self
             .existing_link(&nl_pod, true, POD_IFNAME, "veth")
             .await?;
-        let mac = config::pod_mac(pod.address);
         let created = host.is_none() || inside.is_none();
+        let alias = self.cluster.ownership.device_alias();
+        let veth = PodVeth {
+            host: &nl_node,
+            host_veth: &host_end,
+            alias: &alias,
+            bridge: nl_node.index(&node.bridge).await?,
+            pod: &nl_pod,
+            ifname: POD_IFNAME,
+            mtu: config::node_pod_mtu(node),
+            napi: true,
+        };
+        let addressing = PodAddressing {
+            address: Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix"),
+            routes: vec![(
+                Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0"),
+                config::node_gateway(node),
+            )],
+        };
+        let mut changes = Vec::new();
         if created {
             nl_node.delete_link(&host_end).await?;
             nl_pod.delete_link(POD_IFNAME).await?;
-            nl_node
-                .create_veth_with_peer_mac(&host_end, POD_IFNAME, &pod_ns, Some(mac))
-                .await?;
-            self.mark_created(&nl_node, &host_end, &format!("veth for pod {}", pod.name))
-                .await?;
-        } else if inside.as_ref().and_then(|v| v.mac.as_deref()) != Some(&config::format_mac(&mac))
-        {
-            nl_pod.set_mac(POD_IFNAME, mac).await?;
+            veth.create(Some(addressing.mac())).await?;
             self.changed(format!(
-                "set MAC of pod {}'s {POD_IFNAME} to {} (derived from its address)",
+                "created veth for pod {} {host_end} in netns {}",
                 pod.name,
-                config::format_mac(&mac)
+                nl_node.netns().label()
             ));
+        } else {
+            veth.converge_host(&mut changes).await?;
         }
-        let hardened = pod_link::harden(&pod_ns, POD_IFNAME)
-            .with_context(|| format!("pod {}: {POD_IFNAME} settings", pod.name))?;
-        if !hardened.is_empty() {
-            self.changed(format!("pod {}: set {}", pod.name, hardened.join(" ")));
-        }
-        let mtu = config::node_pod_mtu(node);
-        let bridge = nl_node.index(&node.bridge).await?;
-        let host = nl_node
-            .link_view(&host_end)
-            .await?
-            .context("pod veth vanished")?;
-        if host.master != Some(bridge) {
-            nl_node.set_master(&host_end, bridge).await?;
-            self.changed(format!("attached {host_end} to bridge {}", node.bridge));
-        }
-        self.converge_link(&nl_node, &host_end, mtu, None).await?;
-        let addr = Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix");
-        self.converge_link(&nl_pod, POD_IFNAME, mtu, Some(&[addr]))
-            .await?;
-        self.ensure_napi([(&nl_node, host_end.as_str()), (&nl_pod, POD_IFNAME)])?;
-        let gateway = config::node_gateway(node);
-        let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0");
-        let eth0 = nl_pod.index(POD_IFNAME).await?;
-        if !nl_pod
-            .ipv4_routes(eth0)
-            .await?
-            .contains(&(default, Some(gateway)))
-        {
-            nl_pod
-                .replace_route(default, Some(gateway), POD_IFNAME, false)
-                .await?;
-            self.changed(format!(
-                "set default route of pod {} via {gateway}",
-                pod.name
-            ));
-        }
-        if created {
-            // Neighbours that knew the pod's address at another MAC (from before an upgrade that
-            // made MACs follow addresses) learn this one now, not when their entry times out.
-            pod_link::announce(&nl_node, &host_end, &nl_pod, POD_IFNAME, pod.address, mac)
-                .await
-                .with_context(|| format!("announcing pod {}'s address", pod.name))?;
+        veth.configure_pod(&addressing, &mut changes)
+            .await
+            .with_context(|| format!("pod {}", pod.name))?;
+        // Neighbours that knew the pod's address at another MAC (from before an upgrade that
+        // made MACs follow addresses) learn this one now, not when their entry times out.
+        veth.open(addressing.mac(), created, &mut changes)
+            .await
+            .with_context(|| format!("pod {}", pod.name))?;
+        for change in changes {
+            self.changed(change);
         }
         Ok(())
     }

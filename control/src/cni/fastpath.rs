@@ -27,6 +27,7 @@ pub fn pin_dir(network: &str) -> PathBuf {
 }
 
 /// A network's pinned maps and links, and whose they are.
+#[derive(Clone)]
 pub enum Pins {
     /// The network's own, under [`PIN_ROOT`]: made by its first attachment, removed with its
     /// last.
@@ -44,9 +45,9 @@ impl Pins {
         }
     }
 
-    /// Attaches tc_pod to `host_veth` (in this process's namespace). The network's own maps get
-    /// the node settings (its bridge as gateway); a node's maps have them from `fastpath up`.
-    pub fn attach(&self, gateway_mac: [u8; 6], gateway: Ipv4Addr, host_veth: &str) -> Result<()> {
+    /// Attaches tc_pod to `host_veth` (in this process's namespace), loading and pinning the
+    /// programs first for a network's first pod (or a node brought up by another build).
+    pub fn attach(&self, host_veth: &str) -> Result<()> {
         let dir = self.dir();
         if let Pins::Node(node) = self
             && !dir.exists()
@@ -57,12 +58,17 @@ impl Pins {
                 dir.display()
             );
         }
-        // Loads only for a network's first pod (or a node brought up by another build).
         datapath::ensure_pinned(dir)?;
-        if let Pins::Own(_) = self {
+        datapath::attach_pinned(dir, Hook::Tc, &Netns::host(), host_veth)?;
+        Ok(())
+    }
+
+    /// Gives the network's own maps its gateway (the bridge); a node's maps have it from
+    /// `fastpath up`.
+    pub fn set_gateway(&self, gateway_mac: [u8; 6], gateway: Ipv4Addr) -> Result<()> {
+        if let Pins::Own(dir) = self {
             Maps::open(dir)?.set_node(gateway_mac, gateway, None)?;
         }
-        datapath::attach_pinned(dir, Hook::Tc, &Netns::host(), host_veth)?;
         Ok(())
     }
 

@@ -134,10 +134,18 @@ impl Settings {
     }
 }
 
-/// Fault injection for the crash tests: with `FASTPATH_CNI_KILL_AT=STEP` in its environment, the
-/// plugin kills itself (SIGKILL, nothing cleaned up) at that step of ADD, as a runtime's timeout
-/// or an OOM kill would. Runtimes pass only the CNI variables, so this never fires in use.
+/// When the invocation started, for the step times in the debug log.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// A step of ADD reached. Logged at debug level with the time since the plugin started
+/// (`RUST_LOG=debug`: where an ADD's milliseconds go). Fault injection for the crash tests: with
+/// `FASTPATH_CNI_KILL_AT=STEP` in its environment, the plugin kills itself (SIGKILL, nothing
+/// cleaned up) at that step, as a runtime's timeout or an OOM kill would. Runtimes pass only the
+/// CNI variables, so this never fires in use.
 fn crash_point(step: &str) {
+    if let Some(started) = STARTED.get() {
+        log::debug!("{step} after {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    }
     if std::env::var("FASTPATH_CNI_KILL_AT").is_ok_and(|s| s == step) {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
@@ -146,8 +154,8 @@ fn crash_point(step: &str) {
 /// The steps of ADD where [`crash_point`] can stop it, in order.
 pub const CRASH_POINTS: [&str; 6] = [
     "record-written",
-    "ipam-added",
     "veth-created",
+    "ipam-added",
     "container-configured",
     "attached",
     "record-complete",
@@ -156,6 +164,7 @@ pub const CRASH_POINTS: [&str; 6] = [
 /// The plugin's entry point: the CNI protocol when CNI_COMMAND is set, else a small CLI
 /// (`--help`, `show`) for people.
 pub fn main() -> ExitCode {
+    STARTED.get_or_init(std::time::Instant::now);
     if std::env::var_os("CNI_COMMAND").is_none() {
         return show::cli(std::env::args().skip(1).collect());
     }
@@ -313,22 +322,44 @@ impl Plugin<'_> {
         store.put(&record)?;
         crash_point("record-written");
         let host_veth = record.host_veth.clone();
+        let standalone = Standalone {
+            network: net,
+            container_id: id,
+            ifname,
+            container: netns,
+            bridge: &self.settings.bridge,
+            mtu: self.settings.mtu,
+            host_veth: &host_veth,
+            node: self.settings.node.as_ref(),
+        };
         let made = async {
-            let assigned = ipam.add(self.env)?;
+            let links = standalone.create().await.map_err(failed)?;
+            crash_point("veth-created");
+            // The kernel's tcx attach waits for an RCU grace period, as long as IPAM's run of
+            // its plugin or longer: the two overlap. Nothing here changes links meanwhile (the
+            // attach holds the RTNL lock while it waits).
+            let attaching = (self.settings.mode == Mode::Tc).then(|| {
+                let (pins, host_veth) = (self.settings.pins(), host_veth.clone());
+                std::thread::spawn(move || {
+                    pins.attach(&host_veth)
+                        .with_context(|| format!("attaching the fast path to {host_veth}"))
+                })
+            });
+            let assigned = ipam.add(self.env);
+            let attached = attaching
+                .map(|thread| thread.join().expect("the attach thread does not panic"))
+                .transpose();
+            let assigned = assigned?;
             crash_point("ipam-added");
-            let standalone = Standalone {
-                network: net,
-                container_id: id,
-                ifname,
-                container: netns,
-                bridge: &self.settings.bridge,
-                mtu: self.settings.mtu,
-                host_veth: &host_veth,
-                node: self.settings.node.as_ref(),
-            };
-            let (attachment, result) = standalone.create(&assigned).await.map_err(failed)?;
+            let (attachment, result) = standalone
+                .configure(&links, &assigned)
+                .await
+                .map_err(failed)?;
+            crash_point("container-configured");
+            attached.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
-            standalone.open(&attachment).await.map_err(failed)?;
+            standalone.open(&links, &attachment).await.map_err(failed)?;
+            crash_point("opened");
             Ok::<_, CniError>(result)
         }
         .await;
@@ -391,12 +422,14 @@ impl Plugin<'_> {
             node.check_address(a.address, a.gateway)?;
         }
         if self.settings.mode == Mode::Tc {
+            let pins = self.settings.pins();
+            if !record.owns_veth {
+                pins.attach(&a.host_veth)
+                    .with_context(|| format!("attaching the fast path to {}", a.host_veth))
+                    .map_err(failed)?;
+            }
             let mac = config::parse_mac(&a.bridge_mac).map_err(failed)?;
-            self.settings
-                .pins()
-                .attach(mac, a.gateway, &a.host_veth)
-                .with_context(|| format!("attaching the fast path to {}", a.host_veth))
-                .map_err(failed)?;
+            pins.set_gateway(mac, a.gateway).map_err(failed)?;
         }
         crash_point("attached");
         record.address = Some(a.address);

@@ -14,7 +14,7 @@ use crate::{
     config, fnv,
     netlink::{LinkView, Netlink},
     netns::Netns,
-    pod_link,
+    pod_veth::{PodAddressing, PodVeth},
 };
 
 /// What the fast path needs to know about an attachment.
@@ -84,60 +84,59 @@ pub struct Standalone<'a> {
     pub node: Option<&'a JoinedNode>,
 }
 
+/// The netlink connections of a standalone attachment, and the bridge its veth is a port of.
+pub struct StandaloneLinks {
+    host: Netlink,
+    inside: Netlink,
+    bridge: LinkView,
+    alias: String,
+}
+
 impl Standalone<'_> {
-    /// Makes the bridge (with the gateway address) if needed, the veth pair into the container,
-    /// its addresses and routes; returns the attachment and the result to print.
-    pub async fn create(&self, ipam: &CniResult) -> Result<(Attachment, CniResult)> {
-        let (address, gateway) = ipv4_of(ipam, None)?;
+    /// Makes the bridge if needed, and the veth pair into the container, both ends down: what
+    /// needs no address yet, so the fast path's program can be attached while IPAM runs.
+    pub async fn create(&self) -> Result<StandaloneLinks> {
         let host = Netlink::open(&Netns::host())?;
-        let bridge = self.ensure_bridge(&host, gateway, address).await?;
-        let bridge_mac = bridge
-            .mac
-            .clone()
-            .with_context(|| format!("bridge {} has no MAC", self.bridge))?;
-
-        let mac = config::pod_mac(address.addr());
-        host.create_veth_with_peer_mac(self.host_veth, self.ifname, self.container, Some(mac))
-            .await
-            .with_context(|| {
-                format!(
-                    "creating veth {} with '{}' in {}",
-                    self.host_veth,
-                    self.ifname,
-                    self.container.label()
-                )
-            })?;
-        super::crash_point("veth-created");
-        host.set_alias(
-            self.host_veth,
-            &veth_alias(self.network, self.container_id, self.ifname),
-        )
-        .await?;
-        host.set_mtu(self.host_veth, self.mtu).await?;
-        // The host end stays down until `open`: a live container (a runtime's DEL and ADD on a
-        // running one) must not send through the bridge before its checks are in place.
-        host.set_master(self.host_veth, bridge.index).await?;
-
         let inside = Netlink::open(self.container)?;
-        pod_link::harden(self.container, self.ifname).with_context(|| {
-            format!("settings of {} in {}", self.ifname, self.container.label())
-        })?;
-        inside.set_up("lo").await?;
-        inside.set_mtu(self.ifname, self.mtu).await?;
-        inside
-            .add_address(self.ifname, address.addr().into(), address.prefix_len())
-            .await?;
-        inside.set_up(self.ifname).await?;
-        if self.node.is_some() {
-            // A node in xdp mode redirects its pods' frames to this pod as XDP frames, which a
-            // veth takes only when the receiving end runs NAPI, that is GRO on (see ethtool.rs).
-            crate::ethtool::set_gro(self.container, self.ifname, true).with_context(|| {
-                format!(
-                    "turning GRO on for {} in {}",
-                    self.ifname,
-                    self.container.label()
-                )
-            })?;
+        let bridge = self.ensure_bridge(&host).await?;
+        let links = StandaloneLinks {
+            host,
+            inside,
+            bridge,
+            alias: veth_alias(self.network, self.container_id, self.ifname),
+        };
+        // The MAC follows the address, which IPAM gives later.
+        self.veth(&links).create(None).await?;
+        Ok(links)
+    }
+
+    fn veth<'l>(&'l self, links: &'l StandaloneLinks) -> PodVeth<'l> {
+        PodVeth {
+            host: &links.host,
+            host_veth: self.host_veth,
+            alias: &links.alias,
+            bridge: links.bridge.index,
+            pod: &links.inside,
+            ifname: self.ifname,
+            mtu: self.mtu,
+            napi: self.node.is_some(),
+        }
+    }
+
+    /// Gives the bridge the gateway address and the container its address, MAC and routes;
+    /// returns the attachment and the result to print.
+    pub async fn configure(
+        &self,
+        links: &StandaloneLinks,
+        ipam: &CniResult,
+    ) -> Result<(Attachment, CniResult)> {
+        let (address, gateway) = ipv4_of(ipam, None)?;
+        if self.node.is_none() {
+            links
+                .host
+                .add_address(self.bridge, gateway.into(), address.prefix_len())
+                .await
+                .with_context(|| format!("gateway {gateway} on bridge {}", self.bridge))?;
         }
         let mut routes = Vec::new();
         for route in &ipam.routes {
@@ -150,25 +149,23 @@ impl Standalone<'_> {
                     .with_context(|| format!("route to {dst}: gateway '{gw}' is not IPv4"))?,
                 None => gateway,
             };
-            inside
-                .replace_route(dst, Some(gw), self.ifname, false)
-                .await
-                .with_context(|| {
-                    format!("route to {dst} via {gw} in {}", self.container.label())
-                })?;
-            routes.push(Route {
-                dst: dst.to_string(),
-                gw: Some(gw.to_string()),
-            });
+            routes.push((dst, gw));
         }
-        super::crash_point("container-configured");
-        let container_mac = inside
-            .link_view(self.ifname)
+        let addressing = PodAddressing { address, routes };
+        self.veth(links)
+            .configure_pod(&addressing, &mut Vec::new())
+            .await?;
+        let container_mac = config::format_mac(&addressing.mac());
+        let bridge_mac = links
+            .bridge
+            .mac
+            .clone()
+            .with_context(|| format!("bridge {} has no MAC", self.bridge))?;
+        let host_mac = links
+            .host
+            .link_view(self.host_veth)
             .await?
-            .and_then(|l| l.mac)
-            .with_context(|| format!("{} has no MAC in {}", self.ifname, self.container.label()))?;
-        let host_mac = host.link_view(self.host_veth).await?.and_then(|l| l.mac);
-
+            .and_then(|l| l.mac);
         let result = CniResult {
             cni_version: String::new(),
             interfaces: vec![
@@ -194,7 +191,14 @@ impl Standalone<'_> {
                 gateway: Some(gateway.to_string()),
                 interface: Some(2),
             }],
-            routes,
+            routes: addressing
+                .routes
+                .iter()
+                .map(|(dst, gw)| Route {
+                    dst: dst.to_string(),
+                    gw: Some(gw.to_string()),
+                })
+                .collect(),
             dns: ipam.dns.clone(),
         };
         Ok((
@@ -214,31 +218,14 @@ impl Standalone<'_> {
     /// what it sends, and announces its address: a container re-created with it (a runtime's DEL
     /// and ADD on a live namespace) has the same MAC, and this covers neighbours that knew the
     /// address at another.
-    pub async fn open(&self, attachment: &Attachment) -> Result<()> {
-        let host = Netlink::open(&Netns::host())?;
-        host.set_up(self.host_veth).await?;
-        let mac = config::parse_mac(&attachment.container_mac)?;
-        let inside = Netlink::open(self.container)?;
-        let ip = attachment.address.addr();
-        pod_link::announce(&host, self.host_veth, &inside, self.ifname, ip, mac)
-            .await
-            .with_context(|| {
-                format!(
-                    "gratuitous ARP from {} in {}",
-                    self.ifname,
-                    self.container.label()
-                )
-            })
+    pub async fn open(&self, links: &StandaloneLinks, attachment: &Attachment) -> Result<()> {
+        let mac = config::pod_mac(attachment.address.addr());
+        self.veth(links).open(mac, true, &mut Vec::new()).await
     }
 
-    /// The network's bridge, up, holding the gateway address; created when missing. A joined
-    /// node's bridge is `fastpath up`'s to make and configure: it must be there.
-    async fn ensure_bridge(
-        &self,
-        host: &Netlink,
-        gateway: Ipv4Addr,
-        subnet: Ipv4Net,
-    ) -> Result<LinkView> {
+    /// The network's bridge, up; created when missing (its gateway address comes with IPAM). A
+    /// joined node's bridge is `fastpath up`'s to make and configure: it must be there.
+    async fn ensure_bridge(&self, host: &Netlink) -> Result<LinkView> {
         if let Some(node) = self.node {
             return match host.link_view(self.bridge).await? {
                 Some(link) if link.kind.as_deref() == Some("bridge") => Ok(link),
@@ -255,6 +242,7 @@ impl Standalone<'_> {
                 self.bridge,
                 link.kind.as_deref().unwrap_or("no kind")
             ),
+            Some(link) if link.up => return Ok(link),
             Some(_) => {}
             None => match host
                 .create_bridge(self.bridge, Some(bridge_mac(self.network)))
@@ -270,9 +258,6 @@ impl Standalone<'_> {
             },
         }
         host.set_up(self.bridge).await?;
-        host.add_address(self.bridge, gateway.into(), subnet.prefix_len())
-            .await
-            .with_context(|| format!("gateway {gateway} on bridge {}", self.bridge))?;
         host.link_view(self.bridge)
             .await?
             .with_context(|| format!("bridge {} vanished", self.bridge))

@@ -1,0 +1,220 @@
+//! A pod's veth pair, made and configured one way for every pod: a node's (`fastpath up`) and a
+//! standalone CNI network's (`fastpath-cni`). The two differ only in what they say: names, alias,
+//! addresses, routes, whether the pod may receive XDP redirects. `up` also corrects a pair that
+//! exists, and is told what it changed; the CNI always makes a new one.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, Result};
+use ipnet::Ipv4Net;
+
+use crate::{
+    config, ethtool,
+    netlink::{LinkView, Netlink, VethPair},
+    pod_link,
+};
+
+/// One pod's veth pair: the host end (a port of the pod network's bridge) and the pod's
+/// interface.
+pub struct PodVeth<'a> {
+    /// The namespace of the host end: a node's, or the host's for a CNI network.
+    pub host: &'a Netlink,
+    pub host_veth: &'a str,
+    /// Marks the host end as its maker's.
+    pub alias: &'a str,
+    /// Index of the bridge the host end is a port of.
+    pub bridge: u32,
+    /// The pod's namespace and its interface there.
+    pub pod: &'a Netlink,
+    pub ifname: &'a str,
+    pub mtu: u32,
+    /// NAPI (GRO) on both ends: a pod of a node that may run in xdp mode receives other pods'
+    /// frames as XDP frames, which a veth takes only when the receiving end runs NAPI (see
+    /// ethtool.rs).
+    pub napi: bool,
+}
+
+/// The pod's addressing: its address, the MAC derived from it, its routes (destination and
+/// gateway).
+pub struct PodAddressing {
+    pub address: Ipv4Net,
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+}
+
+impl PodAddressing {
+    pub fn mac(&self) -> [u8; 6] {
+        config::pod_mac(self.address.addr())
+    }
+}
+
+impl PodVeth<'_> {
+    /// Creates the pair, both ends down, in one request (names, the pod's namespace, MTU, the
+    /// pod's MAC when known, the bridge), then labels the host end.
+    pub async fn create(&self, mac: Option<[u8; 6]>) -> Result<()> {
+        self.host
+            .create_veth_pair(&VethPair {
+                name: self.host_veth,
+                master: Some(self.bridge),
+                mtu: Some(self.mtu),
+                peer: self.ifname,
+                peer_netns: self.pod.netns(),
+                peer_mac: mac,
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "creating veth {} with '{}' in {}",
+                    self.host_veth,
+                    self.ifname,
+                    self.pod.netns().label()
+                )
+            })?;
+        self.host.set_alias(self.host_veth, self.alias).await?;
+        Ok(())
+    }
+
+    /// Corrects the host end of an existing pair: its bridge and MTU.
+    pub async fn converge_host(&self, changes: &mut Vec<String>) -> Result<()> {
+        let host = self.view(self.host, self.host_veth).await?;
+        if host.master != Some(self.bridge) {
+            self.host.set_master(self.host_veth, self.bridge).await?;
+            changes.push(format!(
+                "attached {} in netns {} to its bridge",
+                self.host_veth,
+                self.host.netns().label()
+            ));
+        }
+        converge_mtu(self.host, &host, self.mtu, changes).await
+    }
+
+    /// Makes the pod's side what `addressing` says: MAC, the pod settings
+    /// ([`pod_link::harden`]), loopback up, MTU, exactly its address, up, GRO, its routes. The
+    /// host end is not touched: traffic flows once [`PodVeth::open`] brings it up.
+    pub async fn configure_pod(
+        &self,
+        addressing: &PodAddressing,
+        changes: &mut Vec<String>,
+    ) -> Result<()> {
+        let (pod, ifname) = (self.pod, self.ifname);
+        let ns = pod.netns().label().to_string();
+        let view = self.view(pod, ifname).await?;
+        let mac = addressing.mac();
+        if view.mac.as_deref() != Some(config::format_mac(&mac).as_str()) {
+            pod.set_mac(ifname, mac).await?;
+            changes.push(format!(
+                "set MAC of {ifname} in netns {ns} to {} (derived from its address)",
+                config::format_mac(&mac)
+            ));
+        }
+        let hardened = pod_link::harden(pod.netns(), ifname)
+            .with_context(|| format!("settings of {ifname} in {ns}"))?;
+        if !hardened.is_empty() {
+            changes.push(format!("netns {ns}: set {}", hardened.join(" ")));
+        }
+        if pod.link_view("lo").await?.is_some_and(|lo| !lo.up) {
+            pod.set_up("lo").await?;
+        }
+        converge_mtu(pod, &view, self.mtu, changes).await?;
+        let present = pod.ipv4_addresses(view.index).await?;
+        for addr in present.iter().filter(|a| **a != addressing.address) {
+            pod.del_ipv4_address(ifname, *addr).await?;
+            changes.push(format!("removed address {addr} from {ifname} in netns {ns}"));
+        }
+        if !present.contains(&addressing.address) {
+            let address = addressing.address;
+            pod.add_address(ifname, address.addr().into(), address.prefix_len())
+                .await?;
+            changes.push(format!("added address {address} to {ifname} in netns {ns}"));
+        }
+        if !view.up {
+            pod.set_up(ifname).await?;
+            changes.push(format!("brought {ifname} in netns {ns} up"));
+        }
+        if self.napi {
+            ensure_gro(pod, ifname, changes)?;
+        }
+        // Routes through a gateway need the interface up, not its carrier.
+        let routes = pod.ipv4_routes(view.index).await?;
+        for &(dst, gateway) in &addressing.routes {
+            if !routes.contains(&(dst, Some(gateway))) {
+                pod.replace_route(dst, Some(gateway), ifname, false)
+                    .await
+                    .with_context(|| format!("route to {dst} via {gateway} in {ns}"))?;
+                changes.push(format!("set route to {dst} via {gateway} in netns {ns}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the host end up: from here the pod's frames flow, so its checks (the fast path's
+    /// program and entries, or the node's guard) must be in place. With `announce`, the pod's
+    /// address is announced once both ends carry frames (see [`pod_link::announce`]).
+    pub async fn open(
+        &self,
+        mac: [u8; 6],
+        announce: bool,
+        changes: &mut Vec<String>,
+    ) -> Result<()> {
+        let host = self.view(self.host, self.host_veth).await?;
+        if !host.up {
+            self.host.set_up(self.host_veth).await?;
+            changes.push(format!(
+                "brought {} in netns {} up",
+                self.host_veth,
+                self.host.netns().label()
+            ));
+        }
+        if self.napi {
+            ensure_gro(self.host, self.host_veth, changes)?;
+        }
+        if announce {
+            pod_link::announce(self.host, self.host_veth, self.pod, self.ifname, mac)
+                .await
+                .with_context(|| {
+                    format!(
+                        "announcing the address of {} in {}",
+                        self.ifname,
+                        self.pod.netns().label()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn view(&self, nl: &Netlink, name: &str) -> Result<LinkView> {
+        nl.link_view(name)
+            .await?
+            .with_context(|| format!("device '{name}' vanished from {}", nl.netns().label()))
+    }
+}
+
+async fn converge_mtu(
+    nl: &Netlink,
+    view: &LinkView,
+    mtu: u32,
+    changes: &mut Vec<String>,
+) -> Result<()> {
+    if view.mtu != mtu {
+        nl.set_mtu(&view.name, mtu).await?;
+        changes.push(format!(
+            "set MTU of {} in netns {} to {mtu} (was {})",
+            view.name,
+            nl.netns().label(),
+            view.mtu
+        ));
+    }
+    Ok(())
+}
+
+/// GRO on, for NAPI: the kernel starts NAPI only for a veth that is up when GRO is turned on.
+fn ensure_gro(nl: &Netlink, dev: &str, changes: &mut Vec<String>) -> Result<()> {
+    if ethtool::set_gro(nl.netns(), dev, true)
+        .with_context(|| format!("turning GRO on for {dev} in {}", nl.netns().label()))?
+    {
+        changes.push(format!(
+            "turned GRO on for {dev} in netns {}",
+            nl.netns().label()
+        ));
+    }
+    Ok(())
+}
