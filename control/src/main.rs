@@ -395,7 +395,7 @@ async fn watch(
         }
     }
     for e in datapath.detach_all() {
-        eprintln!("fastpath: warning: {e}");
+        eprintln!("fastpath: warning: {}", control::error::chain(&e));
     }
     Ok(())
 }
