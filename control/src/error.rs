@@ -1,6 +1,21 @@
-//! Typed errors for the places where callers branch on what went wrong.
+//! Typed errors for the places where callers branch on what went wrong. A message describes
+//! only its own layer and keeps the cause as its `source`: `{e:#}` (anyhow) or [`chain`] prints
+//! each cause once.
 
-use std::io;
+use std::{error::Error, io};
+
+/// `e` and every cause under it, joined with ": ", as anyhow's `{e:#}` prints them: for a typed
+/// error printed on its own, whose `{e}` names only its own layer.
+pub fn chain(e: &dyn Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
@@ -10,7 +25,7 @@ pub enum NetnsError {
     Exists { name: String },
     #[error("network namespace '{name}' belongs to someone else: fastpath does not delete it")]
     Foreign { name: String },
-    #[error("cannot {op} network namespace '{name}': {source}")]
+    #[error("cannot {op} network namespace '{name}'")]
     Io {
         op: &'static str,
         name: String,
@@ -25,7 +40,7 @@ pub enum NetlinkError {
     DeviceNotFound { dev: String, netns: String },
     #[error("device '{dev}' already exists in network namespace '{netns}'")]
     DeviceExists { dev: String, netns: String },
-    #[error("netlink: cannot {op} '{target}' in network namespace '{netns}': {source}")]
+    #[error("netlink: cannot {op} '{target}' in network namespace '{netns}'")]
     Request {
         op: &'static str,
         target: String,
@@ -39,7 +54,7 @@ pub enum NetlinkError {
     Unsupported { what: String, netns: String },
     #[error(transparent)]
     Netns(#[from] NetnsError),
-    #[error("cannot open a netlink socket in network namespace '{netns}': {source}")]
+    #[error("cannot open a netlink socket in network namespace '{netns}'")]
     Socket {
         netns: String,
         #[source]
@@ -51,19 +66,19 @@ pub enum NetlinkError {
 pub enum DatapathError {
     #[error("device '{dev}' not found in network namespace '{netns}'")]
     DeviceNotFound { dev: String, netns: String },
-    #[error("the embedded eBPF object does not load: {0}")]
+    #[error("the embedded eBPF object does not load")]
     Object(#[source] Box<aya::EbpfError>),
     #[error("program '{program}' is missing from the eBPF object or has the wrong type")]
     MissingProgram { program: &'static str },
     #[error("map '{map}' is missing from the eBPF object or has the wrong type")]
     MissingMap { map: &'static str },
-    #[error("the kernel rejected program '{program}': {source}")]
+    #[error("the kernel rejected program '{program}'")]
     Load {
         program: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("cannot attach '{program}' to '{dev}' in network namespace '{netns}': {source}")]
+    #[error("cannot attach '{program}' to '{dev}' in network namespace '{netns}'")]
     Attach {
         program: &'static str,
         dev: String,
@@ -71,7 +86,7 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("cannot detach '{program}' from '{dev}' in network namespace '{netns}': {source}")]
+    #[error("cannot detach '{program}' from '{dev}' in network namespace '{netns}'")]
     Detach {
         program: &'static str,
         dev: String,
@@ -79,26 +94,26 @@ pub enum DatapathError {
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("cannot test-run '{program}': {source}")]
+    #[error("cannot test-run '{program}'")]
     TestRun {
         program: &'static str,
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("cannot list the tcx programs of '{dev}' in network namespace '{netns}': {source}")]
+    #[error("cannot list the tcx programs of '{dev}' in network namespace '{netns}'")]
     Query {
         dev: String,
         netns: String,
         #[source]
         source: Box<aya::programs::ProgramError>,
     },
-    #[error("map '{map}': {source}")]
+    #[error("map '{map}'")]
     Map {
         map: &'static str,
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("cannot add ifindex {ifindex} to the XDP redirect map: {source}")]
+    #[error("cannot add ifindex {ifindex} to the XDP redirect map")]
     DevMap {
         ifindex: u32,
         #[source]
@@ -112,27 +127,27 @@ pub enum DatapathError {
         ip: std::net::Ipv4Addr,
         ifindex: u32,
     },
-    #[error("cannot lock {path}: {source}")]
+    #[error("cannot lock {path}")]
     Lock {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error("pinned link {path}: {source}")]
+    #[error("pinned link {path}")]
     Pin {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error("bpffs at {path}: {source}")]
+    #[error("bpffs at {path}")]
     Bpffs {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error("cannot turn on the kernel's BPF run-time statistics: {0}")]
+    #[error("cannot turn on the kernel's BPF run-time statistics")]
     Stats(#[source] Box<aya::sys::SyscallError>),
-    #[error("cannot read the kernel's information about program '{program}': {source}")]
+    #[error("cannot read the kernel's information about program '{program}'")]
     ProgramInfo {
         program: &'static str,
         #[source]
@@ -168,4 +183,37 @@ pub enum GuardError {
     Listing(String),
     #[error(transparent)]
     Netns(#[from] NetnsError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bpffs_missing() -> DatapathError {
+        DatapathError::Bpffs {
+            path: "/x".into(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io_text = io::Error::from(io::ErrorKind::NotFound).to_string();
+        let e = anyhow::Error::new(bpffs_missing()).context("pinning the programs");
+        let text = format!("{e:#}");
+        assert_eq!(text.matches(&io_text).count(), 1, "{text}");
+        assert_eq!(
+            text,
+            format!("pinning the programs: bpffs at /x: {io_text}")
+        );
+    }
+
+    #[test]
+    fn chain_prints_what_anyhow_prints() {
+        let e = bpffs_missing();
+        let typed = chain(&e);
+        assert_eq!(typed, format!("{:#}", anyhow::Error::new(bpffs_missing())));
+        // Wrapped in an io::Error (as `Netns::run`'s callers do), the chain is the same.
+        assert_eq!(chain(&io::Error::other(e)), typed);
+    }
 }

@@ -1,19 +1,14 @@
 //! `fastpath`: the command-line face of the control plane.
 
-mod stats;
+use std::path::PathBuf;
 
-use std::{os::unix::process::CommandExt as _, path::PathBuf, time::Duration};
-
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use control::{
-    cluster::{self, Cluster, DEFAULT_PREFIX},
-    config::{ClusterConfig, Mode},
-    datapath::{Datapath, Hook},
-    demo::{self, DemoOptions},
-    netns::Netns,
-    ownership::Ownership,
-    report,
+    cluster::{self, DEFAULT_PREFIX},
+    commands::{self, demo::DemoOptions},
+    config::Mode,
+    datapath::Hook,
 };
 
 /// fastpath: an eBPF datapath for container networking.
@@ -150,7 +145,7 @@ fn main() {
     let cli = Cli::parse();
     // exec replaces this process, so it runs before any runtime thread exists.
     if let Command::Exec { pod, command } = &cli.command {
-        let e = exec_in_pod(&cli.prefix, pod, command);
+        let e = commands::exec::run(&cli.prefix, pod, command);
         eprintln!("fastpath: error: {e:#}");
         std::process::exit(1);
     }
@@ -169,53 +164,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("fastpath needs root (it creates devices and loads eBPF programs)");
     }
+    let prefix = &cli.prefix;
     match cli.command {
-        Command::Up { config, mode } => {
-            let mut cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
-            cluster.mode_override = mode;
-            let changes = cluster::up(&cluster).await?;
-            if changes.is_empty() {
-                println!("nothing to change: the cluster already matches the config");
-            } else {
-                println!("{} changes:", changes.len());
-                for change in &changes {
-                    println!("  {change}");
-                }
-            }
-            print_reachability(&cluster);
-            Ok(())
-        }
-        Command::Down => {
-            let removed = cluster::down(&Ownership::new(&cli.prefix)).await?;
-            if removed.is_empty() {
-                println!("nothing to remove");
-            } else {
-                println!("removed {}", removed.join(", "));
-            }
-            Ok(())
-        }
+        Command::Up { config, mode } => commands::up::run(prefix, config.as_deref(), mode).await,
+        Command::Down => commands::down::run(prefix).await,
         Command::Status { config, json } => {
-            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
-            let status = cluster::status(&cluster).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", cluster::render_status(&status));
-            }
-            Ok(())
+            commands::status::run(prefix, config.as_deref(), json).await
         }
-        Command::Check { config, json } => {
-            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
-            check(&cluster, json)
-        }
+        Command::Check { config, json } => commands::check::run(prefix, config.as_deref(), json),
         Command::Stats {
             config,
             json,
             watch,
-        } => {
-            let cluster = Cluster::new(ClusterConfig::load(config.as_deref())?, &cli.prefix);
-            stats::run(&cluster, json, watch).await
-        }
+        } => commands::stats::run(prefix, config.as_deref(), json, watch).await,
         Command::Exec { .. } => unreachable!("handled before the runtime starts"),
         Command::Demo {
             hooks,
@@ -223,7 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rate,
             json,
         } => {
-            demo::run(DemoOptions {
+            commands::demo::run(DemoOptions {
                 hooks,
                 seconds,
                 packets_per_second: rate,
@@ -238,164 +199,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             hooks,
             seconds,
             json,
-        } => watch(&dev, netns, &hooks, seconds, json, cli.ebpf_log).await,
-        Command::Bench { args } => {
-            // The benchmark is a binary of its own, so this one carries none of its code.
-            let bench = std::env::current_exe()
-                .context("finding this binary")?
-                .with_file_name("fastpath-bench");
-            let err = std::process::Command::new(&bench).args(&args).exec();
-            bail!(
-                "running {}: {err} (it is built beside fastpath: `cargo xtask build`)",
-                bench.display()
-            )
-        }
-        Command::Cleanup => {
-            let removed = demo::cleanup()?;
-            if removed.is_empty() {
-                println!("nothing to clean up");
-            } else {
-                println!("removed: {}", removed.join(", "));
-            }
-            Ok(())
-        }
+        } => commands::watch::run(&dev, netns, &hooks, seconds, json, cli.ebpf_log).await,
+        Command::Bench { args } => commands::bench::run(&args),
+        Command::Cleanup => commands::cleanup::run(),
     }
-}
-
-fn check(cluster: &Cluster, json: bool) -> anyhow::Result<()> {
-    let probes = control::reach::check_all(cluster, Duration::from_secs(1));
-    let failed = probes.iter().filter(|p| p.rtt_us.is_none()).count();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&probes)?);
-    } else {
-        let rows: Vec<Vec<String>> = probes
-            .iter()
-            .map(|p| {
-                let result = match (p.rtt_us, &p.error) {
-                    (Some(us), _) => format!("ok {:.3} ms", us as f64 / 1000.0),
-                    (None, Some(e)) => format!("FAILED: {e}"),
-                    (None, None) => "FAILED: no reply within 1 s".into(),
-                };
-                vec![
-                    p.from.clone(),
-                    format!("{} ({})", p.to, p.to_address),
-                    result,
-                ]
-            })
-            .collect();
-        print!("{}", report::table(&["FROM", "TO", "ICMP ECHO"], &rows, 3));
-        println!(
-            "{} of {} pod pairs reachable",
-            probes.len() - failed,
-            probes.len()
-        );
-    }
-    if failed > 0 {
-        bail!(
-            "{failed} of {} pod pairs cannot reach each other",
-            probes.len()
-        );
-    }
-    Ok(())
-}
-
-/// How to reach every pod, for the end of `up`.
-fn print_reachability(cluster: &Cluster) {
-    println!("\npods:");
-    let all: Vec<_> = cluster
-        .config
-        .nodes
-        .iter()
-        .flat_map(|n| n.pods.iter().map(move |p| (n, p)))
-        .collect();
-    for (node, pod) in &all {
-        println!(
-            "  {:<6} {:<15} node {:<4} netns {}",
-            pod.name,
-            pod.address,
-            node.name,
-            cluster.pod_netns(node, pod).label()
-        );
-    }
-    if let [(_, first), .., (_, last)] = all.as_slice() {
-        println!(
-            "\ntry: fastpath exec {} -- ping -c 3 {}",
-            first.name, last.address
-        );
-    }
-}
-
-/// Enters the namespace of `pod` and replaces this process with `command`. Returns only on error.
-fn exec_in_pod(prefix: &str, pod: &str, command: &[String]) -> anyhow::Error {
-    let ownership = Ownership::new(prefix);
-    let candidates: Vec<String> = match ownership.claimed_netns() {
-        Ok(names) => names
-            .into_iter()
-            .filter(|n| n.ends_with(&format!("-{pod}")))
-            .collect(),
-        Err(e) => return anyhow::anyhow!("reading fastpath's ownership records: {e}"),
-    };
-    let netns = match candidates.as_slice() {
-        [one] => Netns::named(one.clone()),
-        [] => {
-            return anyhow::anyhow!(
-                "no pod '{pod}' is up under prefix '{prefix}' (see `fastpath status`)"
-            );
-        }
-        many => return anyhow::anyhow!("pod name '{pod}' is ambiguous: {}", many.join(", ")),
-    };
-    let guard = match netns.enter() {
-        Ok(guard) => guard,
-        Err(e) => return e.into(),
-    };
-    // The guard is never dropped: the process becomes `command` inside the namespace.
-    std::mem::forget(guard);
-    let err = std::process::Command::new(&command[0])
-        .args(&command[1..])
-        .exec();
-    anyhow::anyhow!("running '{}' in pod {pod}: {err}", command[0])
-}
-
-async fn watch(
-    dev: &str,
-    netns: Option<String>,
-    hooks: &[Hook],
-    seconds: Option<u64>,
-    json: bool,
-    ebpf_log: Option<log::Level>,
-) -> anyhow::Result<()> {
-    let netns = netns.map_or_else(Netns::host, Netns::named);
-    let mut datapath = Datapath::load(ebpf_log)?;
-    for &hook in hooks {
-        datapath
-            .attach(hook, &netns, dev)
-            .with_context(|| format!("watching {dev}"))?;
-    }
-    let mut ticks = tokio::time::interval(Duration::from_secs(1));
-    ticks.tick().await;
-    let mut elapsed = 0;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
-        }
-        elapsed += 1;
-        let rows = datapath.maps().counters()?;
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({ "second": elapsed, "counters": rows })
-            );
-        } else {
-            println!("after {elapsed} s on {dev} (netns {}):", netns.label());
-            print!("{}", report::counters_table(&rows));
-        }
-        if seconds.is_some_and(|s| elapsed >= s) {
-            break;
-        }
-    }
-    for e in datapath.detach_all() {
-        eprintln!("fastpath: warning: {e}");
-    }
-    Ok(())
 }

@@ -344,7 +344,7 @@ impl OwnedNetns {
 impl Drop for OwnedNetns {
     fn drop(&mut self) {
         if let Err(e) = self.0.delete() {
-            log::warn!("{e}");
+            log::warn!("{}", crate::error::chain(&e));
         }
     }
 }

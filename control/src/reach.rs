@@ -148,7 +148,7 @@ pub fn check_all(cluster: &Cluster, timeout: Duration) -> Vec<Probe> {
             id = id.wrapping_add(1);
             let (rtt_us, error) = match echo(from_ns, to.address, id, timeout) {
                 Ok(rtt) => (rtt.map(|d| d.as_micros() as u64), None),
-                Err(e) => (None, Some(e.to_string())),
+                Err(e) => (None, Some(crate::error::chain(&e))),
             };
             probes.push(Probe {
                 from: from.name.clone(),

@@ -304,7 +304,7 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, node_mac: [u8; 6], rx_index: u3
         for frame in &case.frames {
             let (verdict, _) = dp
                 .run_on_frame_from(Hook::TcUnderlay, frame, rx_index)
-                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                .unwrap_or_else(|e| panic!("{}: {}", case.name, control::error::chain(&e)));
             drops += u64::from(verdict == DROP);
         }
         assert_eq!(drops, case.dropped, "{}: dropped", case.name);

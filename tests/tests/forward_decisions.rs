@@ -232,7 +232,7 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, hook: Hook, rx_index: u32) {
         for frame in &case.frames {
             let (verdict, _) = dp
                 .run_on_frame(hook, frame)
-                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+                .unwrap_or_else(|e| panic!("{}: {}", case.name, control::error::chain(&e)));
             drops += u64::from(verdict == v.drop);
         }
         let after = datapath::packets(&dp.maps().counters().unwrap(), hook, name);

@@ -3,7 +3,9 @@
 
 use anyhow::{Result, bail};
 
-use crate::{datapath::PIN_ROOT, guard, netlink::Netlink, netns::Netns, ownership::Ownership};
+use crate::{
+    datapath::PIN_ROOT, error::chain, guard, netlink::Netlink, netns::Netns, ownership::Ownership,
+};
 
 /// Removes the namespaces this instance claimed and the devices it marked in this namespace;
 /// returns what was removed.
@@ -43,7 +45,7 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
     match guard::remove(&Netns::host(), &table) {
         Ok(true) => removed.push(format!("nftables tables {table}")),
         Ok(false) => {}
-        Err(e) => errors.push(e.to_string()),
+        Err(e) => errors.push(chain(&e)),
     }
     // A real node's bridge, VXLAN device and pod veths live in this namespace, marked by alias.
     // Their routes, neighbour and FDB entries go with them.
@@ -57,13 +59,13 @@ pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
                 {
                     match nl.delete_link(&link.name).await {
                         Ok(()) => removed.push(format!("device {}", link.name)),
-                        Err(e) => errors.push(e.to_string()),
+                        Err(e) => errors.push(chain(&e)),
                     }
                 }
             }
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(chain(&e)),
         },
-        Err(e) => errors.push(e.to_string()),
+        Err(e) => errors.push(chain(&e)),
     }
     if !errors.is_empty() {
         bail!(

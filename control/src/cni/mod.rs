@@ -29,7 +29,7 @@ use self::{
     spec::{CniResult, Command, Env, NetConf, VersionInfo},
     store::{Record, Store},
 };
-use crate::{config, netns::Netns};
+use crate::{config, error::chain, netns::Netns};
 
 /// The bridge of a standalone network whose configuration names none.
 pub const DEFAULT_BRIDGE: &str = "fp-cni0";
@@ -271,7 +271,11 @@ impl Plugin<'_> {
         netns.open().map_err(|e| {
             CniError::new(
                 Code::UnknownContainer,
-                format!("the container's network namespace {}: {e}", path.display()),
+                format!(
+                    "the container's network namespace {}: {}",
+                    path.display(),
+                    chain(&e)
+                ),
             )
         })?;
         Ok(netns)
@@ -635,7 +639,7 @@ impl Plugin<'_> {
             // onto the fast path: say so when there are any.
             let dir = self.settings.data_dir.join(&self.settings.network);
             let attached = store::read_records(&dir).is_ok_and(|r| r.iter().any(|r| r.complete));
-            let msg = format!("the fast-path programs do not load: {e}");
+            let msg = format!("the fast-path programs do not load: {}", chain(&e));
             return Err(if attached {
                 CniError::new(Code::UnavailableExistingLimited, msg)
             } else {
@@ -667,7 +671,9 @@ impl Plugin<'_> {
             if !keep && let Err(e) = self.undo(&store, &record).await {
                 left.push(format!(
                     "{} {}: {}",
-                    record.container_id, record.ifname, e.msg
+                    record.container_id,
+                    record.ifname,
+                    e.text()
                 ));
             }
         }
@@ -679,17 +685,22 @@ impl Plugin<'_> {
             .map_err(failed)?;
         for link in stray {
             if let Err(e) = crate::datapath::detach_pinned(pins.dir(), &link) {
-                left.push(format!("{} link on {}: {e}", link.hook.program(), link.dev));
+                left.push(format!(
+                    "{} link on {}: {}",
+                    link.hook.program(),
+                    link.dev,
+                    chain(&e)
+                ));
             }
         }
         if let Err(e) = self.sync(&store, None).await {
-            left.push(e.msg);
+            left.push(e.text());
         }
         if self.conf.prev_result.is_none()
             && let Some(ipam) = Ipam::find(self.env, self.raw)?
             && let Err(e) = ipam.gc(self.env, listed)
         {
-            left.push(e.msg);
+            left.push(e.text());
         }
         if left.is_empty() {
             Ok(())

@@ -65,6 +65,16 @@ impl CniError {
         let causes: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
         Self::new(Code::Failed, e.to_string()).with_details(causes.join(": "))
     }
+
+    /// The message followed by the details, for an error reported inside another's message: the
+    /// causes of a failed operation are in the details.
+    pub fn text(&self) -> String {
+        if self.details.is_empty() {
+            self.msg.clone()
+        } else {
+            format!("{}: {}", self.msg, self.details)
+        }
+    }
 }
 
 impl fmt::Display for CniError {

@@ -82,7 +82,10 @@ impl Datapath {
             Some(_) => match aya_log::EbpfLogger::init(&mut ebpf) {
                 Ok(logger) => Some(logger),
                 Err(e) => {
-                    log::warn!("eBPF log messages will not be shown: {e}");
+                    log::warn!(
+                        "eBPF log messages will not be shown: {}",
+                        crate::error::chain(&e)
+                    );
                     None
                 }
             },
@@ -261,7 +264,7 @@ impl Datapath {
 impl Drop for Datapath {
     fn drop(&mut self) {
         for e in self.detach_all() {
-            log::warn!("{e}");
+            log::warn!("{}", crate::error::chain(&e));
         }
     }
 }

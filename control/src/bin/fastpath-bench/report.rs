@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::{
-    Durations, Metric, ProgramCost, Sample,
     cni_report::CniReport,
+    cost::ProgramCost,
+    metric::{Metric, Sample},
     rows::{self, Group, Kind, Row},
+    run::Durations,
     system::Host,
 };
 

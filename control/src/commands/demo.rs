@@ -1,5 +1,5 @@
-//! The demo `cargo xtask run` starts: two namespaces joined by a veth pair, the counting programs
-//! attached to one end, a bounded UDP load across, and the counters printed as they move.
+//! `fastpath demo`: two namespaces joined by a veth pair, the counting programs attached to one
+//! end, a bounded UDP load across, and the counters printed as they move.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},

@@ -1,10 +1,11 @@
 //! `fastpath stats`: the pinned counters of every node, as totals or (with --watch) rates.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::Result;
-use control::{cluster::Cluster, config::NodeConfig, datapath, guard, report};
 use serde::Serialize;
+
+use crate::{cluster::Cluster, config::NodeConfig, datapath, guard, report};
 
 #[derive(Serialize)]
 struct NodeCounters {
@@ -76,11 +77,12 @@ fn guard_rows(cluster: &Cluster, node: &NodeConfig) -> Result<Vec<CounterLine>> 
         .collect())
 }
 
-pub async fn run(cluster: &Cluster, json: bool, watch: bool) -> Result<()> {
+pub async fn run(prefix: &str, config: Option<&Path>, json: bool, watch: bool) -> Result<()> {
+    let cluster = super::load_cluster(config, prefix)?;
     let mut previous: HashMap<(String, &'static str, &'static str), u64> = HashMap::new();
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let nodes = read(cluster)?;
+        let nodes = read(&cluster)?;
         if json {
             println!("{}", serde_json::to_string(&nodes)?);
         } else {

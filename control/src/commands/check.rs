@@ -1,0 +1,46 @@
+//! `fastpath check`: one ICMP echo from every pod to every other; fails when any pair cannot
+//! reach the other.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Result, bail};
+
+use crate::{reach, report};
+
+pub fn run(prefix: &str, config: Option<&Path>, json: bool) -> Result<()> {
+    let cluster = super::load_cluster(config, prefix)?;
+    let probes = reach::check_all(&cluster, Duration::from_secs(1));
+    let failed = probes.iter().filter(|p| p.rtt_us.is_none()).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&probes)?);
+    } else {
+        let rows: Vec<Vec<String>> = probes
+            .iter()
+            .map(|p| {
+                let result = match (p.rtt_us, &p.error) {
+                    (Some(us), _) => format!("ok {:.3} ms", us as f64 / 1000.0),
+                    (None, Some(e)) => format!("FAILED: {e}"),
+                    (None, None) => "FAILED: no reply within 1 s".into(),
+                };
+                vec![
+                    p.from.clone(),
+                    format!("{} ({})", p.to, p.to_address),
+                    result,
+                ]
+            })
+            .collect();
+        print!("{}", report::table(&["FROM", "TO", "ICMP ECHO"], &rows, 3));
+        println!(
+            "{} of {} pod pairs reachable",
+            probes.len() - failed,
+            probes.len()
+        );
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} pod pairs cannot reach each other",
+            probes.len()
+        );
+    }
+    Ok(())
+}
