@@ -118,7 +118,9 @@ impl PodVeth<'_> {
         let present = pod.ipv4_addresses(view.index).await?;
         for addr in present.iter().filter(|a| **a != addressing.address) {
             pod.del_ipv4_address(ifname, *addr).await?;
-            changes.push(format!("removed address {addr} from {ifname} in netns {ns}"));
+            changes.push(format!(
+                "removed address {addr} from {ifname} in netns {ns}"
+            ));
         }
         if !present.contains(&addressing.address) {
             let address = addressing.address;

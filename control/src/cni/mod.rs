@@ -144,7 +144,10 @@ static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::n
 /// CNI variables, so this never fires in use.
 fn crash_point(step: &str) {
     if let Some(started) = STARTED.get() {
-        log::debug!("{step} after {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+        log::debug!(
+            "{step} after {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
     }
     if std::env::var("FASTPATH_CNI_KILL_AT").is_ok_and(|s| s == step) {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
