@@ -559,14 +559,14 @@ fn an_add_killed_at_each_step_is_undone_by_del_gc_or_a_retried_add() {
             // What the step had done is there, for the cleanup to find.
             assert_eq!(host.records().len(), 1, "{step}: the record");
             assert_eq!(
-                host.allocations().len(),
+                host.links_named("fpc").len(),
                 usize::from(i >= 1),
-                "{step}: address"
+                "{step}: veth"
             );
             assert_eq!(
-                host.links_named("fpc").len(),
+                host.allocations().len(),
                 usize::from(i >= 2),
-                "{step}: veth"
+                "{step}: address"
             );
             match cleanup {
                 "DEL" => host.exec("DEL", &id, Some(c.netns()), &conf).expect_ok(),

@@ -61,15 +61,12 @@ impl Ipam {
         }))
     }
 
-    /// Runs `command` with the network's configuration. A plugin that refuses its cniVersion
-    /// (code 1: host-local of Debian's plugins 1.1.1 knows only 1.0.0) is asked which versions it
-    /// speaks and gets the configuration again in the newest one both know; results of 1.0.0 and
-    /// 1.1.0 are the same. Asking only then spares every call an extra run of the plugin.
-    /// `None` when the version both know has no `command` (STATUS and GC came with 1.1.0).
+    /// Runs `command` (ADD, DEL, CHECK) with the network's configuration. A plugin that refuses
+    /// its cniVersion (code 1: host-local of Debian's plugins 1.1.1 knows only 1.0.0) is asked
+    /// which versions it speaks and gets the configuration again in the newest one both know;
+    /// results of 1.0.0 and 1.1.0 are the same. Asking only then spares every ADD and DEL an
+    /// extra run of the plugin.
     fn call(&self, env: &Env, command: &str, conf: &Value) -> Result<Option<Value>, CniError> {
-        if !Self::known_in(command, &conf["cniVersion"]) {
-            return Ok(None);
-        }
         let refused = match self.exec(env, command, conf) {
             Err(e) if e.code == Code::IncompatibleVersion as u32 => e,
             other => return other,
@@ -78,17 +75,18 @@ impl Ipam {
         if version == conf["cniVersion"] {
             return Err(refused);
         }
-        if !Self::known_in(command, &version) {
-            return Ok(None);
-        }
         let mut conf = conf.clone();
         conf["cniVersion"] = version;
         self.exec(env, command, &conf)
     }
 
-    /// Whether `version` of the specification has `command`.
-    fn known_in(command: &str, version: &Value) -> bool {
-        !matches!(command, "STATUS" | "GC") || version == "1.1.0"
+    /// Runs STATUS or GC, which came with 1.1.0, when the plugin speaks 1.1.0 (asked first: an
+    /// older plugin takes them for another command and fails). `None` when it does not.
+    fn call_1_1(&self, env: &Env, command: &str, conf: &Value) -> Result<Option<Value>, CniError> {
+        if conf["cniVersion"] != "1.1.0" || self.negotiate_version(env, conf)? != "1.1.0" {
+            return Ok(None);
+        }
+        self.exec(env, command, conf)
     }
 
     /// The newest version both this plugin and the IPAM plugin speak, preferring the network's.
@@ -138,7 +136,7 @@ impl Ipam {
 
     /// The plugin's STATUS (when it has one): its unavailability is the network's.
     pub fn status(&self, env: &Env) -> Result<(), CniError> {
-        self.call(env, "STATUS", &self.conf).map(drop)
+        self.call_1_1(env, "STATUS", &self.conf).map(drop)
     }
 
     /// Passes GC on, with the same valid attachments, so the plugin releases what it holds for
@@ -146,7 +144,7 @@ impl Ipam {
     pub fn gc(&self, env: &Env, valid_attachments: &Value) -> Result<(), CniError> {
         let mut conf = self.conf.clone();
         conf["cni.dev/valid-attachments"] = valid_attachments.clone();
-        self.call(env, "GC", &conf).map(drop)
+        self.call_1_1(env, "GC", &conf).map(drop)
     }
 
     pub fn check(&self, env: &Env, prev_result: &Value) -> Result<(), CniError> {
