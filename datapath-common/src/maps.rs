@@ -11,8 +11,9 @@ pub const MAX_ENDPOINTS: u32 = 16384;
 pub struct Endpoint {
     /// The pod's host-side veth: where frames for the pod are redirected.
     pub ifindex: u32,
-    /// `ENDPOINT_*` flags.
-    pub flags: u32,
+    /// Who wrote the entry (the control plane's `Owner` id; 0 before owners were recorded). The
+    /// programs never read it: several writers share a node's maps, and each keeps only its own.
+    pub owner: u32,
     /// The MAC of the pod's own interface (eth0 inside the pod).
     pub mac: [u8; 6],
     pub _pad: [u8; 2],

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use control::{
     config,
-    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, PeerEntry},
+    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, Owner, PeerEntry},
 };
 use datapath_common::reasons::*;
 use tests::{
@@ -119,7 +119,7 @@ fn every_underlay_decision() {
         mac: PEER_MAC,
     };
     dp.maps_mut()
-        .sync_endpoints(ns.netns(), &[pod], None, &[])
+        .sync_endpoints(ns.netns(), Owner::node(ns.netns().label()), &[pod], None)
         .unwrap();
 
     let good = vxlan::frame(&outer(PEER), FLAG_I, VNI, &good_inner());

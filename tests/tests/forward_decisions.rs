@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use control::{
     config,
-    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings},
+    datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, Owner},
 };
 use datapath_common::reasons::*;
 use tests::{
@@ -98,14 +98,14 @@ fn decisions(hook: Hook) {
     ];
     assert_eq!(
         dp.maps_mut()
-            .sync_endpoints(ns.netns(), &entries, None, &[])
+            .sync_endpoints(ns.netns(), Owner::node(ns.netns().label()), &entries, None)
             .unwrap(),
         6,
         "2 endpoints, 2 sources, 2 devmap"
     );
     assert_eq!(
         dp.maps_mut()
-            .sync_endpoints(ns.netns(), &entries, None, &[])
+            .sync_endpoints(ns.netns(), Owner::node(ns.netns().label()), &entries, None)
             .unwrap(),
         0,
         "a second sync changes nothing"
@@ -194,7 +194,12 @@ fn decisions(hook: Hook) {
 
     // A frame from a device that is not a registered pod veth is left to the kernel.
     dp.maps_mut()
-        .sync_endpoints(ns.netns(), &entries[1..], None, &[])
+        .sync_endpoints(
+            ns.netns(),
+            Owner::node(ns.netns().label()),
+            &entries[1..],
+            None,
+        )
         .unwrap();
     let (verdict, _) = dp
         .run_on_frame(hook, &from_sender(PEER_MAC, ip(RECEIVER)))

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use super::{Cluster, POD_IFNAME, up::Reconciler};
 use crate::{
     config::{self, Mode, NodeConfig},
-    datapath::{self, EndpointEntry, Hook, Maps, OverlaySettings, PeerEntry, PinnedAttach},
+    datapath::{self, EndpointEntry, Hook, Maps, OverlaySettings, Owner, PeerEntry, PinnedAttach},
     ethtool,
     netlink::Netlink,
 };
@@ -88,17 +88,13 @@ impl Reconciler<'_> {
                     mac: config::pod_mac(pod.address),
                 });
             }
-            // Devices that are neither this node's pod veths nor its underlay: the pods a CNI
-            // network joined to this node put into the same maps (see `cni`).
-            let foreign: Vec<u32> = nl
-                .links()
-                .await?
-                .into_iter()
-                .filter(|l| !is_node_device(&l.name, underlay))
-                .map(|l| l.index)
-                .collect();
             let n = maps.sync_peers(&peers)?
-                + maps.sync_endpoints(&node_ns, &entries, underlay_index, &foreign)?;
+                + maps.sync_endpoints(
+                    &node_ns,
+                    Owner::node(node_ns.label()),
+                    &entries,
+                    underlay_index,
+                )?;
             if n > 0 {
                 self.changed(format!(
                     "updated {n} fast-path map entries of node {}",

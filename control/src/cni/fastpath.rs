@@ -14,7 +14,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{network, node::JoinedNode, store::Record};
 use crate::{
     config,
-    datapath::{self, EndpointEntry, Hook, Maps, PinnedLinkName},
+    datapath::{self, EndpointEntry, Hook, Maps, Owner, PinnedLinkName},
     netlink::Netlink,
     netns::Netns,
 };
@@ -72,18 +72,11 @@ impl Pins {
         Ok(())
     }
 
-    /// Makes the endpoint maps hold exactly the complete records whose host veth exists (none
-    /// without `fast_path`: a network in kernel mode). In a joined node's maps, the entries of
-    /// every other existing device stay: the node's pods and underlay, other networks' pods.
-    /// `released` is a host veth whose record is gone and whose entry goes with it (a chained
-    /// attachment's veth outlives its DEL here). With no record left, the network's own pins go:
-    /// the maps are freed with their last program.
-    pub async fn sync(
-        &self,
-        records: &[Record],
-        released: Option<&str>,
-        fast_path: bool,
-    ) -> Result<()> {
+    /// Makes `owner`'s (the network's) endpoint entries exactly the complete records whose host
+    /// veth exists (none without `fast_path`: a network in kernel mode). In a joined node's maps,
+    /// the other owners' entries stay: the node's pods, other networks' pods. With no record
+    /// left, the network's own pins go: the maps are freed with their last program.
+    pub async fn sync(&self, owner: Owner, records: &[Record], fast_path: bool) -> Result<()> {
         let dir = self.dir();
         if records.is_empty()
             && let Pins::Own(dir) = self
@@ -116,18 +109,7 @@ impl Pins {
                 mac: config::parse_mac(mac)?,
             });
         }
-        let foreign: Vec<u32> = match self {
-            Pins::Own(_) => Vec::new(),
-            Pins::Node(_) => links
-                .iter()
-                .filter(|l| {
-                    Some(l.name.as_str()) != released
-                        && !records.iter().any(|r| r.host_veth == l.name)
-                })
-                .map(|l| l.index)
-                .collect(),
-        };
-        Maps::open(dir)?.sync_endpoints(&Netns::host(), &entries, None, &foreign)?;
+        Maps::open(dir)?.sync_endpoints(&Netns::host(), owner, &entries, None)?;
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use self::{
     spec::{CniResult, Command, Env, NetConf, VersionInfo},
     store::{Record, Store},
 };
-use crate::{config, error::chain, netns::Netns};
+use crate::{config, datapath::Owner, error::chain, netns::Netns};
 
 /// The bridge of a standalone network whose configuration names none.
 pub const DEFAULT_BRIDGE: &str = "fp-cni0";
@@ -137,12 +137,12 @@ impl Settings {
 /// When the invocation started, for the step times in the debug log.
 static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
 
-/// A step of ADD reached. Logged at debug level with the time since the plugin started
-/// (`RUST_LOG=debug`: where an ADD's milliseconds go). Fault injection for the crash tests: with
+/// A step of ADD or DEL reached. Logged at debug level with the time since the plugin started
+/// (`RUST_LOG=debug`: where a command's milliseconds go). Fault injection for the crash tests: with
 /// `FASTPATH_CNI_KILL_AT=STEP` in its environment, the plugin kills itself (SIGKILL, nothing
 /// cleaned up) at that step, as a runtime's timeout or an OOM kill would. Runtimes pass only the
 /// CNI variables, so this never fires in use.
-fn crash_point(step: &str) {
+fn step(step: &str) {
     if let Some(started) = STARTED.get() {
         log::debug!(
             "{step} after {:.1} ms",
@@ -154,7 +154,7 @@ fn crash_point(step: &str) {
     }
 }
 
-/// The steps of ADD where [`crash_point`] can stop it, in order.
+/// The steps of ADD where [`step`] can stop it (the crash tests do), in order.
 pub const CRASH_POINTS: [&str; 6] = [
     "record-written",
     "veth-created",
@@ -327,7 +327,7 @@ impl Plugin<'_> {
         );
         // Written before anything changes: whatever happens next, DEL and GC can find it.
         store.put(&record)?;
-        crash_point("record-written");
+        step("record-written");
         let host_veth = record.host_veth.clone();
         let standalone = Standalone {
             network: net,
@@ -341,7 +341,7 @@ impl Plugin<'_> {
         };
         let made = async {
             let links = standalone.create().await.map_err(failed)?;
-            crash_point("veth-created");
+            step("veth-created");
             // The kernel's tcx attach waits for an RCU grace period, as long as IPAM's run of
             // its plugin or longer: the two overlap. Nothing here changes links meanwhile (the
             // attach holds the RTNL lock while it waits).
@@ -357,16 +357,16 @@ impl Plugin<'_> {
                 .map(|thread| thread.join().expect("the attach thread does not panic"))
                 .transpose();
             let assigned = assigned?;
-            crash_point("ipam-added");
+            step("ipam-added");
             let (attachment, result) = standalone
                 .configure(&links, &assigned)
                 .await
                 .map_err(failed)?;
-            crash_point("container-configured");
+            step("container-configured");
             attached.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
             standalone.open(&links, &attachment).await.map_err(failed)?;
-            crash_point("opened");
+            step("opened");
             Ok::<_, CniError>(result)
         }
         .await;
@@ -438,14 +438,14 @@ impl Plugin<'_> {
             let mac = config::parse_mac(&a.bridge_mac).map_err(failed)?;
             pins.set_gateway(mac, a.gateway).map_err(failed)?;
         }
-        crash_point("attached");
+        step("attached");
         record.address = Some(a.address);
         record.gateway = Some(a.gateway);
         record.mac = Some(a.container_mac.clone());
         record.pin_dir = Some(self.settings.pins().dir().to_path_buf());
         record.complete = true;
         store.put(record)?;
-        crash_point("record-complete");
+        step("record-complete");
         self.sync(store, None).await
     }
 
@@ -463,8 +463,8 @@ impl Plugin<'_> {
         self.settings
             .pins()
             .sync(
+                Owner::cni_network(&self.settings.network),
                 &records,
-                released.map(|r| r.host_veth.as_str()),
                 self.settings.mode == Mode::Tc,
             )
             .await
@@ -495,7 +495,9 @@ impl Plugin<'_> {
                 .await
                 .map_err(failed)?;
         }
+        step("veth-removed");
         fastpath::detach(dir, &record.host_veth).map_err(failed)?;
+        step("detached");
         if record.ipam
             && let Some(ipam) = Ipam::find(self.env, self.raw)?
         {
@@ -504,8 +506,10 @@ impl Plugin<'_> {
             env.ifname = record.ifname.clone();
             env.netns = None;
             ipam.del(&env)?;
+            step("ipam-released");
         }
         self.sync(store, Some(record)).await?;
+        step("entries-synced");
         store.remove(&record.container_id, &record.ifname)
     }
 

@@ -39,6 +39,36 @@ impl PeerEntry {
     }
 }
 
+/// Who wrote an endpoint entry. Several writers share one node's maps: the node's `fastpath up`
+/// (its own pods) and every CNI network joined to the node (their pods). The rule, the only one:
+/// each writer adds, changes and removes only the entries that carry its id, and an address held
+/// by another writer's live device is refused, never taken over. The id is stored in each entry,
+/// so no writer has to guess from device names whose an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner(u32);
+
+impl Owner {
+    /// The pods of node `netns` (its namespace's label: unique among nodes).
+    pub fn node(netns: &str) -> Self {
+        Self::named(&["node ", netns])
+    }
+
+    /// The pods of CNI network `network`.
+    pub fn cni_network(network: &str) -> Self {
+        Self::named(&["cni ", network])
+    }
+
+    fn named(parts: &[&str]) -> Self {
+        let hash = crate::fnv::fnv1a(parts);
+        // 0 is what entries from before owners were recorded hold: nobody's.
+        Self(((hash >> 32) as u32 ^ hash as u32).max(1))
+    }
+
+    pub fn id(self) -> u32 {
+        self.0
+    }
+}
+
 /// A local pod as the maps describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointEntry {
@@ -49,11 +79,11 @@ pub struct EndpointEntry {
 }
 
 impl EndpointEntry {
-    /// The ENDPOINTS entry: the pod's address → where its frames go.
-    pub(super) fn endpoint(&self) -> (u32, Endpoint) {
+    /// The ENDPOINTS entry: the pod's address → where its frames go, and who says so.
+    pub(super) fn endpoint(&self, owner: Owner) -> (u32, Endpoint) {
         let value = Endpoint {
             ifindex: self.ifindex,
-            flags: 0,
+            owner: owner.id(),
             mac: self.mac,
             _pad: [0; 2],
         };

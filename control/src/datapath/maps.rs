@@ -19,7 +19,7 @@ use datapath_common::{
 
 use super::{
     counters::{CounterRow, counter_rows},
-    entries::{EndpointEntry, OverlaySettings, PeerEntry},
+    entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry},
     object::{COUNTERS, DEVMAP, ENDPOINTS, NODE, PEERS, REMOTES, SOURCES},
 };
 use nix::fcntl::{Flock, FlockArg};
@@ -138,28 +138,34 @@ impl Maps {
         Ok(changed)
     }
 
-    /// Makes the endpoint, source and redirect maps hold exactly `entries`, apart from the entries
-    /// of the devices in `foreign`; returns how many entries were added or removed. `foreign`
-    /// names the devices of another owner of the same maps (a node's own pods, or the pods a CNI
-    /// network joined to that node): their entries are that owner's to keep true and stay as
-    /// they are. Redirect targets are ifindexes of `netns`, so the devmap is written from inside
-    /// it.
+    /// Makes `owner`'s entries in the endpoint, source and redirect maps exactly `entries`
+    /// (see [`Owner`] for the rule); returns how many entries were added or removed. Another
+    /// owner's entry for one of these addresses is an error while its device exists, and is
+    /// replaced once it is gone. A node (the owner that passes `underlay_ifindex`) also keeps
+    /// the redirect map to what some endpoint or its underlay needs. Redirect targets are
+    /// ifindexes of `netns`, so the maps are written from inside it.
     pub fn sync_endpoints(
         &mut self,
         netns: &Netns,
+        owner: Owner,
         entries: &[EndpointEntry],
         underlay_ifindex: Option<u32>,
-        foreign: &[u32],
     ) -> Result<usize, DatapathError> {
         let _inside = netns.enter()?;
         let mut changed = 0;
 
         let mut endpoints: HashMap<_, u32, Endpoint> =
             HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
-        let want: Vec<(u32, Endpoint)> = entries.iter().map(EndpointEntry::endpoint).collect();
+        let present: Vec<(u32, Endpoint)> = endpoints
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(ENDPOINTS))?;
+        let want: Vec<(u32, Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
         for (key, _) in &want {
-            if let Ok(held) = endpoints.get(key, 0)
-                && foreign.contains(&held.ifindex)
+            if let Some((_, held)) = present.iter().find(|(k, _)| k == key)
+                && held.owner != owner.id()
+                && held.owner != 0
+                && device_exists(held.ifindex)
             {
                 return Err(DatapathError::AddressHeld {
                     ip: Ipv4Addr::from(key.to_ne_bytes()),
@@ -167,14 +173,24 @@ impl Maps {
                 });
             }
         }
-        changed += sync_hash(&mut endpoints, &want, |_, e| foreign.contains(&e.ifindex))
-            .map_err(map_err(ENDPOINTS))?;
+        // This owner's entries, and those from before owners whose device is gone: the devices
+        // they named until now lose their sources and redirect targets with them.
+        let mine =
+            |e: &Endpoint| e.owner == owner.id() || (e.owner == 0 && !device_exists(e.ifindex));
+        let mine_before: Vec<u32> = present
+            .iter()
+            .filter(|(_, e)| mine(e))
+            .map(|(_, e)| e.ifindex)
+            .collect();
+        changed += sync_hash(&mut endpoints, &want, |_, e| !mine(e)).map_err(map_err(ENDPOINTS))?;
 
         let mut sources: HashMap<_, u32, Source> =
             HashMap::try_from(&mut self.sources).map_err(map_err(SOURCES))?;
         let want: Vec<(u32, Source)> = entries.iter().map(EndpointEntry::source).collect();
-        changed += sync_hash(&mut sources, &want, |ifindex, _| foreign.contains(ifindex))
-            .map_err(map_err(SOURCES))?;
+        changed += sync_hash(&mut sources, &want, |ifindex, _| {
+            !mine_before.contains(ifindex)
+        })
+        .map_err(map_err(SOURCES))?;
 
         // Pods' veths, and the underlay device encapsulated frames leave by.
         let targets: Vec<u32> = entries
@@ -182,15 +198,26 @@ impl Maps {
             .map(|e| e.ifindex)
             .chain(underlay_ifindex)
             .collect();
+        let needed: Vec<u32> = match underlay_ifindex {
+            // The node's sync also clears targets nobody's entry needs any more.
+            Some(_) => endpoints
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(_, e)| e.ifindex)
+                .chain(targets.iter().copied())
+                .collect(),
+            None => Vec::new(),
+        };
         let mut devmap = DevMapHash::try_from(&mut self.devmap).map_err(map_err(DEVMAP))?;
         let present: Vec<u32> = devmap
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(DEVMAP))?;
-        for key in present
-            .iter()
-            .filter(|k| !targets.contains(k) && !foreign.contains(k))
-        {
+        let stale = |k: &u32| match underlay_ifindex {
+            Some(_) => !needed.contains(k),
+            None => mine_before.contains(k) && !targets.contains(k),
+        };
+        for key in present.iter().filter(|k| stale(k)) {
             devmap.remove(*key).map_err(map_err(DEVMAP))?;
             changed += 1;
         }
@@ -211,12 +238,13 @@ impl Maps {
     /// traffic. The next `sync_endpoints`/`sync_peers` removes them.
     pub fn insert_unrouted(
         &mut self,
+        owner: Owner,
         endpoints: &[EndpointEntry],
         remotes: &[PeerEntry],
     ) -> Result<(), DatapathError> {
         let mut map: HashMap<_, u32, Endpoint> =
             HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
-        for (key, value) in endpoints.iter().map(EndpointEntry::endpoint) {
+        for (key, value) in endpoints.iter().map(|e| e.endpoint(owner)) {
             map.insert(key, value, 0).map_err(map_err(ENDPOINTS))?;
         }
         let mut map: HashMap<_, u32, Source> =
@@ -300,9 +328,9 @@ where
 }
 
 /// Serializes the owners of the maps pinned in `dir` (a node's `up` and the CNI networks joined
-/// to it): each lists the devices that are not its own, then rewrites the maps around them, and
-/// a device made by another owner in between must not be taken for a stale one. The lock is an
-/// flock on the directory itself, released when the value is dropped.
+/// to it): each checks that no other holds its addresses, then writes its entries, and two must
+/// not claim one address at once. The lock is an flock on the directory itself, released when
+/// the value is dropped.
 pub fn lock_pins(dir: &Path) -> Result<Flock<std::fs::File>, DatapathError> {
     let err = |source| DatapathError::Lock {
         path: dir.display().to_string(),
@@ -310,4 +338,11 @@ pub fn lock_pins(dir: &Path) -> Result<Flock<std::fs::File>, DatapathError> {
     };
     let file = std::fs::File::open(dir).map_err(err)?;
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| err(errno.into()))
+}
+
+/// Whether a device with `ifindex` exists in this thread's namespace.
+fn device_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: the buffer has the IF_NAMESIZE bytes if_indextoname writes at most.
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
 }

@@ -25,7 +25,7 @@ mod programs;
 mod run_stats;
 
 pub use counters::{CounterRow, packets};
-pub use entries::{EndpointEntry, OverlaySettings, PeerEntry};
+pub use entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry};
 pub use links::{
     LoadedPrograms, PinnedAttach, PinnedLinkName, attach_pinned, detach_pinned, pinned_links,
     run_in_link, tcx_ingress_program_ids,

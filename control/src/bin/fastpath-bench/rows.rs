@@ -14,7 +14,7 @@ use super::{
 use control::{
     cluster::{self, Cluster, POD_IFNAME},
     config::{self, ClusterConfig, Mode, NodeConfig, PodConfig},
-    datapath::{self, EndpointEntry, Maps, PeerEntry},
+    datapath::{self, EndpointEntry, Maps, Owner, PeerEntry},
     guard,
     netlink::Netlink,
     netns::{self, Netns},
@@ -397,7 +397,11 @@ impl Topology {
                 })
                 .collect();
             Maps::open(&self.cluster.pin_dir(node))?
-                .insert_unrouted(&endpoints, &remotes)
+                .insert_unrouted(
+                    Owner::node(self.cluster.node_netns(node).label()),
+                    &endpoints,
+                    &remotes,
+                )
                 .with_context(|| format!("filling the maps of bench node '{}'", node.name))?;
         }
         Ok(())
