@@ -1,6 +1,7 @@
 //! bpf(2) commands on pinned links and programs that aya does not offer on a pinned link's
 //! descriptor: make a link run another program (BPF_LINK_UPDATE, atomic: the device is never
-//! without one), and read which program it runs and a program's id, to compare them first.
+//! without one), detach it now (BPF_LINK_DETACH: removing the pin releases the link later, from a
+//! kernel work queue), and read which program it runs and a program's id, to compare them first.
 
 use std::{
     ffi::CString,
@@ -16,6 +17,7 @@ use std::{
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_UPDATE: libc::c_long = 29;
+const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// `union bpf_attr` as BPF_OBJ_GET reads it. The kernel refuses non-zero bytes after the last
 /// field it knows, so the tail padding is a field too, zeroed.
@@ -45,8 +47,17 @@ struct LinkUpdate {
     old_prog_fd: u32,
 }
 
+/// `union bpf_attr` as BPF_LINK_DETACH reads it.
+#[repr(C)]
+struct LinkDetach {
+    link_fd: u32,
+}
+
 const _: () = assert!(
-    size_of::<ObjGet>() == 24 && size_of::<InfoByFd>() == 16 && size_of::<LinkUpdate>() == 16
+    size_of::<ObjGet>() == 24
+        && size_of::<InfoByFd>() == 16
+        && size_of::<LinkUpdate>() == 16
+        && size_of::<LinkDetach>() == 4
 );
 
 /// bpf(2) with `attr`; the kernel reads `attr` during the call only.
@@ -117,6 +128,18 @@ impl PinnedLink {
                 new_prog_fd: program.as_raw_fd() as u32,
                 flags: 0,
                 old_prog_fd: 0,
+            },
+        )
+        .map(|_| ())
+    }
+
+    /// Takes the link's program off its device now; the link stays (defunct) until its last
+    /// reference goes. A link whose device is gone is defunct already, and this does nothing.
+    pub fn detach(&self) -> io::Result<()> {
+        bpf(
+            BPF_LINK_DETACH,
+            &LinkDetach {
+                link_fd: self.0.as_raw_fd() as u32,
             },
         )
         .map(|_| ())

@@ -122,10 +122,17 @@ pub fn run_in_link(pin: &Path, program: BorrowedFd<'_>) -> Result<bool, Datapath
     Ok(true)
 }
 
-/// Detaches `link`'s program from its device by removing the link's pin (the kernel drops the link with its last
-/// reference). Returns false when there was none.
+/// Detaches `link`'s program from its device, now, and removes the link's pin. Returns false
+/// when there was none.
 pub fn detach_pinned(pin_dir: &Path, link: &PinnedLinkName) -> Result<bool, DatapathError> {
     let pin = link.hook.link_pin(pin_dir, &link.dev, link.ifindex);
+    // Removing the pin alone would leave the program running until the kernel's work queue
+    // releases the link: whoever detaches expects it gone on return.
+    match bpf_link::PinnedLink::open(&pin) {
+        Ok(opened) => opened.detach().map_err(pin_err(&pin))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(pin_err(&pin)(source)),
+    }
     match std::fs::remove_file(&pin) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
