@@ -12,6 +12,7 @@ pub mod error;
 pub mod ethtool;
 pub mod fnv;
 pub mod guard;
+pub mod mac;
 pub mod netlink;
 pub mod netns;
 pub mod ownership;

@@ -26,7 +26,7 @@ use rtnetlink::{
 };
 use serde::Serialize;
 
-use crate::{error::NetlinkError, netns::Netns};
+use crate::{error::NetlinkError, mac::Mac, netns::Netns};
 
 /// What fastpath reads back about a link.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct LinkView {
     /// until then the bridge drops what the port receives, without a counter.
     pub bridge_forwarding: Option<bool>,
     pub alias: Option<String>,
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     /// VXLAN id, local address, UDP port and underlay ifindex, for VXLAN devices.
     pub vxlan: Option<VxlanView>,
     /// Id of the attached XDP program, as `ip link` shows it.
@@ -88,7 +88,7 @@ impl From<&LinkMessage> for LinkView {
                 LinkAttribute::Mtu(mtu) => view.mtu = *mtu,
                 LinkAttribute::Controller(index) => view.master = Some(*index),
                 LinkAttribute::IfAlias(alias) => view.alias = Some(alias.clone()),
-                LinkAttribute::Address(mac) => view.mac = Some(crate::config::format_mac(mac)),
+                LinkAttribute::Address(mac) => view.mac = Mac::try_from(mac.as_slice()).ok(),
                 LinkAttribute::Xdp(xdp) => {
                     view.xdp_program = xdp.iter().find_map(|x| match x {
                         LinkXdp::ProgId(id) if *id != 0 => Some(*id),
@@ -151,7 +151,7 @@ pub struct VethPair<'a> {
     pub mtu: Option<u32>,
     pub peer: &'a str,
     pub peer_netns: &'a Netns,
-    pub peer_mac: Option<[u8; 6]>,
+    pub peer_mac: Option<Mac>,
 }
 
 /// Settings of a VXLAN device fastpath creates.
@@ -279,7 +279,7 @@ impl Netlink {
             .setns_by_fd(peer_fd.as_raw_fd());
         let mut host = LinkVeth::new(pair.name, pair.peer);
         if let Some(mac) = pair.peer_mac {
-            peer = peer.address(mac.to_vec());
+            peer = peer.address(mac.0.to_vec());
         }
         if let Some(mtu) = pair.mtu {
             peer = peer.mtu(mtu);
@@ -408,14 +408,10 @@ impl Netlink {
     /// Creates a bridge, down; with `mac`, the bridge has that MAC from its first moment (a
     /// bridge left to itself takes the lowest MAC of its ports, which changes as they come and
     /// go).
-    pub async fn create_bridge(
-        &self,
-        name: &str,
-        mac: Option<[u8; 6]>,
-    ) -> Result<(), NetlinkError> {
+    pub async fn create_bridge(&self, name: &str, mac: Option<Mac>) -> Result<(), NetlinkError> {
         let mut builder = LinkBridge::new(name);
         if let Some(mac) = mac {
-            builder = builder.address(mac.to_vec());
+            builder = builder.address(mac.0.to_vec());
         }
         self.add_link(name, builder.build()).await
     }
@@ -455,13 +451,13 @@ impl Netlink {
         .await
     }
 
-    pub async fn set_mac(&self, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
+    pub async fn set_mac(&self, name: &str, mac: Mac) -> Result<(), NetlinkError> {
         let index = self.index(name).await?;
         self.set_link(
             name,
             "set the MAC of",
             LinkUnspec::new_with_index(index)
-                .address(mac.to_vec())
+                .address(mac.0.to_vec())
                 .build(),
         )
         .await
@@ -616,13 +612,13 @@ impl Netlink {
         &self,
         dev: &str,
         ip: Ipv4Addr,
-        mac: [u8; 6],
+        mac: Mac,
     ) -> Result<(), NetlinkError> {
         let index = self.index(dev).await?;
         self.handle
             .neighbours()
             .add(index, IpAddr::V4(ip))
-            .link_layer_address(&mac)
+            .link_layer_address(&mac.0)
             .replace()
             .execute()
             .await
@@ -633,13 +629,13 @@ impl Netlink {
     pub async fn replace_vxlan_fdb(
         &self,
         dev: &str,
-        mac: [u8; 6],
+        mac: Mac,
         dst: Ipv4Addr,
     ) -> Result<(), NetlinkError> {
         let index = self.index(dev).await?;
         self.handle
             .neighbours()
-            .add_bridge(index, &mac)
+            .add_bridge(index, &mac.0)
             .flags(NeighbourFlags::Own)
             .destination(IpAddr::V4(dst))
             .replace()

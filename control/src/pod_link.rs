@@ -1,7 +1,7 @@
 //! What every pod interface gets, whoever made it (`fastpath up`, `fastpath-cni` standalone or
 //! chained after `bridge`): settings that keep a pod's stack from taking another pod's word for
 //! its routes, and a gratuitous ARP when it comes up (its MAC, which survives its re-creation, is
-//! `config::pod_mac`).
+//! `Mac::pod`).
 //!
 //! The programs do not rely on these: they drop router advertisements, redirects and forged
 //! neighbour discovery from pods themselves (`datapath-ebpf/src/nd.rs`). These settings also
@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{netlink::Netlink, netns::Netns};
+use crate::{mac::Mac, netlink::Netlink, netns::Netns};
 
 /// Per-interface sysctls, `{}` standing for the interface: no router advertisements (a pod takes
 /// its routes from fastpath, never from a neighbour: CVE-2020-10749), no redirects, and the
@@ -58,7 +58,7 @@ pub async fn announce(
     host_veth: &str,
     pod: &Netlink,
     ifname: &str,
-    mac: [u8; 6],
+    mac: Mac,
 ) -> io::Result<()> {
     let start = Instant::now();
     loop {

@@ -9,7 +9,8 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 
 use crate::{
-    config, ethtool,
+    ethtool,
+    mac::Mac,
     netlink::{LinkView, Netlink, VethPair},
     pod_link,
 };
@@ -42,15 +43,15 @@ pub struct PodAddressing {
 }
 
 impl PodAddressing {
-    pub fn mac(&self) -> [u8; 6] {
-        config::pod_mac(self.address.addr())
+    pub fn mac(&self) -> Mac {
+        Mac::pod(self.address.addr())
     }
 }
 
 impl PodVeth<'_> {
     /// Creates the pair, both ends down, in one request (names, the pod's namespace, MTU, the
     /// pod's MAC when known, the bridge), then labels the host end.
-    pub async fn create(&self, mac: Option<[u8; 6]>) -> Result<()> {
+    pub async fn create(&self, mac: Option<Mac>) -> Result<()> {
         self.host
             .create_veth_pair(&VethPair {
                 name: self.host_veth,
@@ -99,11 +100,11 @@ impl PodVeth<'_> {
         let ns = pod.netns().label().to_string();
         let view = self.view(pod, ifname).await?;
         let mac = addressing.mac();
-        if view.mac.as_deref() != Some(config::format_mac(&mac).as_str()) {
+        if view.mac != Some(mac) {
             pod.set_mac(ifname, mac).await?;
             changes.push(format!(
                 "set MAC of {ifname} in netns {ns} to {} (derived from its address)",
-                config::format_mac(&mac)
+                mac
             ));
         }
         let hardened = pod_link::harden(pod.netns(), ifname)
@@ -151,12 +152,7 @@ impl PodVeth<'_> {
     /// Brings the host end up: from here the pod's frames flow, so its checks (the fast path's
     /// program and entries, or the node's guard) must be in place. With `announce`, the pod's
     /// address is announced once both ends carry frames (see [`pod_link::announce`]).
-    pub async fn open(
-        &self,
-        mac: [u8; 6],
-        announce: bool,
-        changes: &mut Vec<String>,
-    ) -> Result<()> {
+    pub async fn open(&self, mac: Mac, announce: bool, changes: &mut Vec<String>) -> Result<()> {
         let host = self.view(self.host, self.host_veth).await?;
         if !host.up {
             self.host.set_up(self.host_veth).await?;

@@ -208,10 +208,9 @@ pub fn mac_of(rt: &tokio::runtime::Runtime, netns: &Netns, dev: &str) -> [u8; 6]
         .block_on(async { control::netlink::Netlink::open(netns) })
         .unwrap();
     let view = rt.block_on(nl.link_view(dev)).unwrap();
-    let mac = view
-        .and_then(|v| v.mac)
-        .unwrap_or_else(|| panic!("{dev} in {} has no MAC", netns.label()));
-    control::config::parse_mac(&mac).unwrap()
+    view.and_then(|v| v.mac)
+        .unwrap_or_else(|| panic!("{dev} in {} has no MAC", netns.label()))
+        .octets()
 }
 
 impl Drop for TestCluster {

@@ -228,7 +228,7 @@ pub fn hold_neighbour(netns: &Netns, ip: Ipv4Addr, mac: [u8; 6]) {
     let status = Command::new("ip")
         .args(["-n", netns.name().expect("named netns"), "neigh", "replace"])
         .arg(ip.to_string())
-        .args(["lladdr", &control::config::format_mac(&mac)])
+        .args(["lladdr", &control::mac::Mac(mac).to_string()])
         .args(["dev", "eth0", "nud", "reachable"])
         .status()
         .expect("ip runs");

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use control::{config, config::Mode, netns::Netns, traffic::UdpSink};
+use control::{config::Mode, mac::Mac, netns::Netns, traffic::UdpSink};
 use datapath_common::reasons::DROP_POD_VXLAN;
 use serde_json::Value;
 use tests::{
@@ -204,7 +204,7 @@ fn a_pod_of_a_network_joined_to_a_node_reaches_none_of_the_nodes_pods_as_someone
         victim: &tc.pod_netns("a2"),
         victim_ip: Ipv4Addr::new(198, 18, 1, 3),
         gateway: (&tc.node_netns("a"), "fp-br0", Ipv4Addr::new(198, 18, 1, 1)),
-        overlay: Some(config::vtep_mac(node_a.underlay.address.addr())),
+        overlay: Some(Mac::vtep(node_a.underlay.address.addr()).octets()),
         pins,
     }
     .run();

@@ -8,8 +8,8 @@
 use std::net::Ipv4Addr;
 
 use control::{
-    config,
     datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, Owner, PeerEntry},
+    mac::Mac,
 };
 use datapath_common::reasons::*;
 use tests::{
@@ -48,7 +48,7 @@ fn outer(src: Ipv4Addr, node_mac: [u8; 6]) -> vxlan::Outer {
 /// A UDP datagram from a pod behind PEER to LOCAL_POD, as PEER's VXLAN device frames it.
 fn inner(src: Ipv4Addr, dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
     let mut f = vxlan::inner_udp(
-        (config::vtep_mac(PEER), dst_mac),
+        (Mac::vtep(PEER).octets(), dst_mac),
         src,
         LOCAL_POD,
         9,
@@ -62,7 +62,7 @@ fn inner(src: Ipv4Addr, dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
 }
 
 fn good_inner() -> Vec<u8> {
-    inner(REMOTE_POD, config::vtep_mac(SELF), 64)
+    inner(REMOTE_POD, Mac::vtep(SELF).octets(), 64)
 }
 
 /// The outer IPv4 header replaced by `h` (its addresses and flags), MACs, UDP and the rest kept.
@@ -88,7 +88,7 @@ fn every_underlay_decision() {
     let outer = |src| outer(src, node_mac);
     let mut dp = Datapath::load(None).unwrap();
     let overlay = OverlaySettings {
-        vtep_mac: config::vtep_mac(SELF),
+        vtep_mac: Mac::vtep(SELF),
         vni: VNI,
         port: PORT,
         underlay_ifindex: 1,
@@ -96,12 +96,12 @@ fn every_underlay_decision() {
         underlay_mtu: 1500,
     };
     dp.maps_mut()
-        .set_node(GW_MAC, GATEWAY, Some(&overlay))
+        .set_node(Mac(GW_MAC), GATEWAY, Some(&overlay))
         .unwrap();
     let peers = [PeerEntry {
         pod_cidr: "198.18.1.0/24".parse().unwrap(),
         underlay_ip: PEER,
-        vtep_mac: config::vtep_mac(PEER),
+        vtep_mac: Mac::vtep(PEER),
     }];
     assert_eq!(
         dp.maps_mut().sync_peers(&peers).unwrap(),
@@ -116,7 +116,7 @@ fn every_underlay_decision() {
     let pod = EndpointEntry {
         ip: LOCAL_POD,
         ifindex: rx_index,
-        mac: PEER_MAC,
+        mac: Mac(PEER_MAC),
     };
     dp.maps_mut()
         .sync_endpoints(ns.netns(), Owner::node(ns.netns().label()), &[pod], None)
@@ -223,7 +223,7 @@ fn every_underlay_decision() {
                 &outer(PEER),
                 FLAG_I,
                 VNI,
-                &inner(Ipv4Addr::new(198, 18, 3, 3), config::vtep_mac(SELF), 64),
+                &inner(Ipv4Addr::new(198, 18, 3, 3), Mac::vtep(SELF).octets(), 64),
             ),
             DROP,
         ),
@@ -233,7 +233,7 @@ fn every_underlay_decision() {
                 &outer(PEER),
                 FLAG_I,
                 VNI,
-                &inner(REMOTE_POD, config::vtep_mac(SELF), 1),
+                &inner(REMOTE_POD, Mac::vtep(SELF).octets(), 1),
             ),
             PASS,
         ),
@@ -281,11 +281,11 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, node_mac: [u8; 6], rx_index: u3
     let scene = UnderlayScene {
         peer_ip: PEER,
         peer_mac: OTHER_MAC,
-        peer_vtep_mac: config::vtep_mac(PEER),
+        peer_vtep_mac: Mac::vtep(PEER).octets(),
         peer_pod: REMOTE_POD,
         node_ip: SELF,
         node_mac,
-        node_vtep_mac: config::vtep_mac(SELF),
+        node_vtep_mac: Mac::vtep(SELF).octets(),
         gateway_ip: GATEWAY,
         stranger_ip: STRANGER,
         forged_pod: Ipv4Addr::new(198, 18, 2, 3),

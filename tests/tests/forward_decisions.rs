@@ -6,8 +6,8 @@
 use std::net::Ipv4Addr;
 
 use control::{
-    config,
     datapath::{self, Datapath, EndpointEntry, Hook, OverlaySettings, Owner},
+    mac::Mac,
 };
 use datapath_common::reasons::*;
 use tests::{
@@ -74,7 +74,7 @@ fn decisions(hook: Hook) {
     // With the overlay's settings: the VXLAN port is one of the things a pod's frames are checked
     // against.
     let overlay = OverlaySettings {
-        vtep_mac: config::vtep_mac(UNDERLAY),
+        vtep_mac: Mac::vtep(UNDERLAY),
         vni: VNI,
         port: VXLAN_PORT,
         underlay_ifindex: rx_index,
@@ -82,18 +82,18 @@ fn decisions(hook: Hook) {
         underlay_mtu: 1500,
     };
     dp.maps_mut()
-        .set_node(GW_MAC, GATEWAY, Some(&overlay))
+        .set_node(Mac(GW_MAC), GATEWAY, Some(&overlay))
         .unwrap();
     let entries = [
         EndpointEntry {
             ip: SENDER.into(),
             ifindex: 1,
-            mac: POD_MAC,
+            mac: Mac(POD_MAC),
         },
         EndpointEntry {
             ip: RECEIVER.into(),
             ifindex: rx_index,
-            mac: PEER_MAC,
+            mac: Mac(PEER_MAC),
         },
     ];
     assert_eq!(
@@ -224,7 +224,7 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, hook: Hook, rx_index: u32) {
         forged_ip: Ipv4Addr::new(198, 18, 1, 99),
         gateway_mac: GW_MAC,
         gateway_ip: GATEWAY,
-        vtep_mac: config::vtep_mac(UNDERLAY),
+        vtep_mac: Mac::vtep(UNDERLAY).octets(),
         vni: VNI,
         vxlan_port: VXLAN_PORT,
         same_node: true,
@@ -267,4 +267,89 @@ fn xdp_makes_every_forwarding_decision() {
 #[test]
 fn tc_makes_every_forwarding_decision() {
     decisions(Hook::Tc);
+}
+
+/// The endpoint maps' writers (a node, the CNI networks joined to it) keep each other's entries:
+/// each sync changes only its owner's, an address another owner's live device holds is refused,
+/// and one whose device is gone is taken over.
+#[test]
+fn map_writers_keep_each_others_entries() {
+    let rt = runtime();
+    let TestRunNetns { ns, rx_index } = TestRunNetns::new(&rt, "owners");
+    let mut dp = Datapath::load(None).unwrap();
+    let (node, network) = (Owner::node("node-a"), Owner::cni_network("net-1"));
+    assert_ne!(node, network);
+    let entry = |ip: [u8; 4], ifindex: u32| EndpointEntry {
+        ip: ip.into(),
+        ifindex,
+        mac: Mac(POD_MAC),
+    };
+    let held = |dp: &Datapath| -> Vec<(Ipv4Addr, u32, u32)> {
+        let mut held: Vec<_> = dp
+            .maps()
+            .endpoints()
+            .unwrap()
+            .into_iter()
+            .map(|(ip, e)| (ip, e.ifindex, e.owner))
+            .collect();
+        held.sort();
+        held
+    };
+    let maps = dp.maps_mut();
+    maps.sync_endpoints(ns.netns(), node, &[entry(SENDER, 1)], Some(rx_index))
+        .unwrap();
+    maps.sync_endpoints(ns.netns(), network, &[entry(RECEIVER, rx_index)], None)
+        .unwrap();
+    let both = vec![
+        (SENDER.into(), 1, node.id()),
+        (RECEIVER.into(), rx_index, network.id()),
+    ];
+    assert_eq!(held(&dp), both, "each owner's entry is there");
+    // Each owner's sync again (the node's with nothing new) leaves the other's alone.
+    let maps = dp.maps_mut();
+    assert_eq!(
+        maps.sync_endpoints(ns.netns(), node, &[entry(SENDER, 1)], Some(rx_index))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        maps.sync_endpoints(ns.netns(), network, &[entry(RECEIVER, rx_index)], None)
+            .unwrap(),
+        0
+    );
+    assert_eq!(held(&dp), both);
+
+    // The network claims the node's pod's address: refused while that device lives.
+    let err = dp
+        .maps_mut()
+        .sync_endpoints(ns.netns(), network, &[entry(SENDER, rx_index)], None)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            control::error::DatapathError::AddressHeld { ifindex: 1, .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(held(&dp), both, "a refused sync changes nothing");
+
+    // The node's pod moves to a device that no longer exists: its address can be taken.
+    const GONE: u32 = 999_999;
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), node, &[entry(SENDER, GONE)], Some(rx_index))
+        .unwrap();
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), network, &[entry(SENDER, rx_index)], None)
+        .unwrap();
+    assert_eq!(held(&dp), vec![(SENDER.into(), rx_index, network.id())]);
+
+    // An owner with nothing left removes only its own.
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), node, &[], Some(rx_index))
+        .unwrap();
+    assert_eq!(held(&dp), vec![(SENDER.into(), rx_index, network.id())]);
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), network, &[], None)
+        .unwrap();
+    assert_eq!(held(&dp), vec![]);
 }

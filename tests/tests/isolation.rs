@@ -16,6 +16,7 @@ use control::{
     config::{self, ClusterConfig, Mode},
     datapath::{self, Hook},
     guard,
+    mac::Mac,
     netns::Netns,
     traffic::UdpSink,
 };
@@ -90,7 +91,7 @@ fn pod_scene(tc: &TestCluster, victim: &str) -> PodScene {
         forged_ip: if same_node { B2 } else { A2 },
         gateway_mac,
         gateway_ip: GATEWAY_A,
-        vtep_mac: config::vtep_mac(UNDERLAY_A),
+        vtep_mac: Mac::vtep(UNDERLAY_A).octets(),
         vni: VNI,
         vxlan_port: VXLAN_PORT,
         same_node,
@@ -155,7 +156,7 @@ fn vxlan_from_a_pod_socket_reaches_nobody(mode: Mode) {
     let payload = |decapsulator: Ipv4Addr, victim: Ipv4Addr| {
         let inner = vxlan::inner_udp(
             // From a MAC that is not the decapsulating device's own (it drops those as looped).
-            ([0x02, 0, 0, 0, 0, 0x42], config::vtep_mac(decapsulator)),
+            ([0x02, 0, 0, 0, 0, 0x42], Mac::vtep(decapsulator).octets()),
             B2,
             victim,
             PORT,
@@ -223,11 +224,11 @@ fn underlay_scene(tc: &TestCluster) -> UnderlayScene {
     UnderlayScene {
         peer_ip: UNDERLAY_A,
         peer_mac: tc.mac_of(&tc.node_netns("a"), UNDERLAY_DEV),
-        peer_vtep_mac: config::vtep_mac(UNDERLAY_A),
+        peer_vtep_mac: Mac::vtep(UNDERLAY_A).octets(),
         peer_pod: A1,
         node_ip: UNDERLAY_B,
         node_mac: tc.mac_of(&tc.node_netns("b"), UNDERLAY_DEV),
-        node_vtep_mac: config::vtep_mac(UNDERLAY_B),
+        node_vtep_mac: Mac::vtep(UNDERLAY_B).octets(),
         gateway_ip: GATEWAY_B,
         stranger_ip: Ipv4Addr::new(198, 18, 0, 99),
         forged_pod: B2,

@@ -10,8 +10,9 @@ use std::{
 };
 
 use control::{
-    config::{self, Mode},
+    config::Mode,
     datapath::{self, CounterRow, Hook},
+    mac::Mac,
     netns::Netns,
     traffic::{self, UdpSink},
 };
@@ -234,7 +235,10 @@ fn underlay_carries_standard_vxlan_within_the_mtu(mode: Mode) {
         "{mode}: {} VXLAN frames",
         received.len()
     );
-    let (vtep_a, vtep_b) = (config::vtep_mac(UNDERLAY_A), config::vtep_mac(UNDERLAY_B));
+    let (vtep_a, vtep_b) = (
+        Mac::vtep(UNDERLAY_A).octets(),
+        Mac::vtep(UNDERLAY_B).octets(),
+    );
     let mut protocols = std::collections::BTreeSet::new();
     for f in &received {
         let p = vxlan::parse(f).unwrap_or_else(|e| panic!("{mode}: not standard VXLAN: {e}"));
@@ -380,7 +384,10 @@ fn vxlan_not_from_a_peer_or_not_well_formed_never_reaches_a_pod() {
         dst: UNDERLAY_B,
         port: PORT,
     };
-    let vteps = (config::vtep_mac(UNDERLAY_A), config::vtep_mac(UNDERLAY_B));
+    let vteps = (
+        Mac::vtep(UNDERLAY_A).octets(),
+        Mac::vtep(UNDERLAY_B).octets(),
+    );
     let inner =
         |src: Ipv4Addr| vxlan::inner_udp(vteps, src, B1, sink.local_addr().port(), b"fastpath");
     let good = vxlan::frame(&outer(UNDERLAY_A), FLAG_I, VNI, &inner(A1));

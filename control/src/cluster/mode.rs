@@ -12,6 +12,7 @@ use crate::{
     config::{self, Mode, NodeConfig},
     datapath::{self, EndpointEntry, Hook, Maps, OverlaySettings, Owner, PeerEntry, PinnedAttach},
     ethtool,
+    mac::Mac,
     netlink::Netlink,
 };
 
@@ -57,18 +58,14 @@ impl Reconciler<'_> {
                 .and_then(|b| b.mac)
                 .with_context(|| format!("bridge {} has no MAC", node.bridge))?;
             let overlay = underlay_index.map(|ifindex| OverlaySettings {
-                vtep_mac: config::vtep_mac(node.underlay.address.addr()),
+                vtep_mac: Mac::vtep(node.underlay.address.addr()),
                 vni: cluster.config.vxlan.vni,
                 port: cluster.config.vxlan.port,
                 underlay_ifindex: ifindex,
                 underlay_ip: node.underlay.address.addr(),
                 underlay_mtu: node.underlay.mtu,
             });
-            maps.set_node(
-                config::parse_mac(&bridge_mac)?,
-                config::node_gateway(node),
-                overlay.as_ref(),
-            )?;
+            maps.set_node(bridge_mac, config::node_gateway(node), overlay.as_ref())?;
             let peers: Vec<PeerEntry> = cluster
                 .config
                 .vxlan_peers_of(node)
@@ -85,7 +82,7 @@ impl Reconciler<'_> {
                     ip: pod.address,
                     ifindex: nl.index(veth).await?,
                     // `ensure_pod`, a step before, gave the pod this MAC.
-                    mac: config::pod_mac(pod.address),
+                    mac: Mac::pod(pod.address),
                 });
             }
             let n = maps.sync_peers(&peers)?

@@ -291,10 +291,7 @@ pub fn render(status: &ClusterStatus) -> String {
             let _ = writeln!(
                 out,
                 "  peer {} {} via {} (VTEP {})",
-                peer.name,
-                peer.pod_cidr,
-                peer.underlay_ip,
-                config::format_mac(&peer.vtep_mac)
+                peer.name, peer.pod_cidr, peer.underlay_ip, peer.vtep_mac
             );
         }
     }

@@ -12,6 +12,7 @@ use crate::{
     config::{self, NodeConfig, PodConfig, VXLAN_OVERHEAD},
     ethtool,
     guard::{self, Guard},
+    mac::Mac,
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
     pod_veth::{PodAddressing, PodVeth},
@@ -336,7 +337,7 @@ impl Reconciler<'_> {
         let owned = self.cluster.owns_node_netns(node);
         // The pods' gateway MAC is in the fast path's maps: it must not move when a port with a
         // lower MAC joins the bridge (a CNI network's pod, say).
-        let mac = config::bridge_mac(config::node_gateway(node));
+        let mac = Mac::node_bridge(config::node_gateway(node));
         match self
             .existing_link(&nl, owned, &node.bridge, "bridge")
             .await?
@@ -345,13 +346,13 @@ impl Reconciler<'_> {
                 nl.create_bridge(&node.bridge, Some(mac)).await?;
                 self.mark_created(&nl, &node.bridge, "bridge").await?;
             }
-            Some(view) if view.mac != Some(config::format_mac(&mac)) => {
+            Some(view) if view.mac != Some(mac) => {
                 nl.set_mac(&node.bridge, mac).await?;
                 self.changed(format!(
                     "set MAC of {} in netns {} to {}",
                     node.bridge,
                     nl.netns().label(),
-                    config::format_mac(&mac)
+                    mac
                 ));
             }
             Some(_) => {}
@@ -408,14 +409,10 @@ impl Reconciler<'_> {
                 })?;
             self.mark_created(&nl, &vx.device, "VXLAN device").await?;
         }
-        let mac = config::vtep_mac(spec.local);
-        if nl.link_view(&vx.device).await?.and_then(|v| v.mac) != Some(config::format_mac(&mac)) {
+        let mac = Mac::vtep(spec.local);
+        if nl.link_view(&vx.device).await?.and_then(|v| v.mac) != Some(mac) {
             nl.set_mac(&vx.device, mac).await?;
-            self.changed(format!(
-                "set MAC of {} to {}",
-                vx.device,
-                config::format_mac(&mac)
-            ));
+            self.changed(format!("set MAC of {} to {}", vx.device, mac));
         }
         // The VXLAN device carries the pod CIDR's network address, as flannel does: it is the
         // next hop peers route this node's pods through.

@@ -13,8 +13,8 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{network, node::JoinedNode, store::Record};
 use crate::{
-    config,
     datapath::{self, EndpointEntry, Hook, Maps, Owner, PinnedLinkName},
+    mac::Mac,
     netlink::Netlink,
     netns::Netns,
 };
@@ -65,7 +65,7 @@ impl Pins {
 
     /// Gives the network's own maps its gateway (the bridge); a node's maps have it from
     /// `fastpath up`.
-    pub fn set_gateway(&self, gateway_mac: [u8; 6], gateway: Ipv4Addr) -> Result<()> {
+    pub fn set_gateway(&self, gateway_mac: Mac, gateway: Ipv4Addr) -> Result<()> {
         if let Pins::Own(dir) = self {
             Maps::open(dir)?.set_node(gateway_mac, gateway, None)?;
         }
@@ -106,7 +106,7 @@ impl Pins {
             entries.push(EndpointEntry {
                 ip: address.addr(),
                 ifindex: link.index,
-                mac: config::parse_mac(mac)?,
+                mac: *mac,
             });
         }
         Maps::open(dir)?.sync_endpoints(&Netns::host(), owner, &entries, None)?;

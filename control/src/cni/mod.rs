@@ -29,7 +29,7 @@ use self::{
     spec::{CniResult, Command, Env, NetConf, VersionInfo},
     store::{Record, Store},
 };
-use crate::{config, datapath::Owner, error::chain, netns::Netns};
+use crate::{datapath::Owner, error::chain, netns::Netns};
 
 /// The bridge of a standalone network whose configuration names none.
 pub const DEFAULT_BRIDGE: &str = "fp-cni0";
@@ -435,13 +435,12 @@ impl Plugin<'_> {
                     .with_context(|| format!("attaching the fast path to {}", a.host_veth))
                     .map_err(failed)?;
             }
-            let mac = config::parse_mac(&a.bridge_mac).map_err(failed)?;
-            pins.set_gateway(mac, a.gateway).map_err(failed)?;
+            pins.set_gateway(a.bridge_mac, a.gateway).map_err(failed)?;
         }
         step("attached");
         record.address = Some(a.address);
         record.gateway = Some(a.gateway);
-        record.mac = Some(a.container_mac.clone());
+        record.mac = Some(a.container_mac);
         record.pin_dir = Some(self.settings.pins().dir().to_path_buf());
         record.complete = true;
         store.put(record)?;

@@ -11,7 +11,8 @@ use super::{
     spec::{CniResult, Interface, IpConfig, Route},
 };
 use crate::{
-    config, fnv,
+    fnv,
+    mac::Mac,
     netlink::{LinkView, Netlink},
     netns::Netns,
     pod_veth::{PodAddressing, PodVeth},
@@ -23,10 +24,10 @@ pub struct Attachment {
     pub host_veth: String,
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
-    pub container_mac: String,
+    pub container_mac: Mac,
     /// The bridge the host veth is a port of, and its MAC (the pods' gateway MAC).
     pub bridge: String,
-    pub bridge_mac: String,
+    pub bridge_mac: Mac,
 }
 
 /// The host-side veth of an attachment in standalone mode: derived from the network, container
@@ -34,13 +35,6 @@ pub struct Attachment {
 pub fn host_veth_name(network: &str, container_id: &str, ifname: &str) -> String {
     let hash = fnv::fnv1a(&[network, "/", container_id, "/", ifname]);
     format!("fpc{:010x}", hash & 0xff_ffff_ffff)
-}
-
-/// The MAC a standalone network's bridge gets. A bridge left to itself takes the lowest MAC of
-/// its ports, which changes as pods come and go; the fast path's gateway MAC must not.
-pub fn bridge_mac(network: &str) -> [u8; 6] {
-    let [a, b, c, d, ..] = fnv::fnv1a(&[network]).to_be_bytes();
-    [0x02, 0xfc, a, b, c, d]
 }
 
 /// The start of the alias of every device this plugin makes for `network`.
@@ -155,11 +149,10 @@ impl Standalone<'_> {
         self.veth(links)
             .configure_pod(&addressing, &mut Vec::new())
             .await?;
-        let container_mac = config::format_mac(&addressing.mac());
+        let container_mac = addressing.mac();
         let bridge_mac = links
             .bridge
             .mac
-            .clone()
             .with_context(|| format!("bridge {} has no MAC", self.bridge))?;
         let host_mac = links
             .host
@@ -171,17 +164,17 @@ impl Standalone<'_> {
             interfaces: vec![
                 Interface {
                     name: self.bridge.to_string(),
-                    mac: Some(bridge_mac.clone()),
+                    mac: Some(bridge_mac.to_string()),
                     ..Interface::default()
                 },
                 Interface {
                     name: self.host_veth.to_string(),
-                    mac: host_mac,
+                    mac: host_mac.map(|m| m.to_string()),
                     ..Interface::default()
                 },
                 Interface {
                     name: self.ifname.to_string(),
-                    mac: Some(container_mac.clone()),
+                    mac: Some(container_mac.to_string()),
                     mtu: Some(self.mtu),
                     sandbox: Some(self.container.label().to_string()),
                 },
@@ -219,7 +212,7 @@ impl Standalone<'_> {
     /// and ADD on a live namespace) has the same MAC, and this covers neighbours that knew the
     /// address at another.
     pub async fn open(&self, links: &StandaloneLinks, attachment: &Attachment) -> Result<()> {
-        let mac = config::pod_mac(attachment.address.addr());
+        let mac = Mac::pod(attachment.address.addr());
         self.veth(links).open(mac, true, &mut Vec::new()).await
     }
 
@@ -245,7 +238,7 @@ impl Standalone<'_> {
             Some(link) if link.up => return Ok(link),
             Some(_) => {}
             None => match host
-                .create_bridge(self.bridge, Some(bridge_mac(self.network)))
+                .create_bridge(self.bridge, Some(Mac::cni_bridge(self.network)))
                 .await
             {
                 Ok(()) => {
@@ -328,11 +321,12 @@ pub async fn find_chained(prev: &CniResult, ifname: &str) -> Result<Attachment> 
                 bridge.name
             )
         })?;
-    let container_mac = match &prev.interfaces[container].mac {
-        Some(mac) => mac.clone(),
+    let container_mac: Mac = match &prev.interfaces[container].mac {
+        Some(mac) => mac
+            .parse()
+            .with_context(|| format!("prevResult's MAC of '{ifname}'"))?,
         None => bail!("prevResult gives no MAC for '{ifname}'"),
     };
-    config::parse_mac(&container_mac)?;
     Ok(Attachment {
         host_veth: veth.name.clone(),
         address,
@@ -341,7 +335,6 @@ pub async fn find_chained(prev: &CniResult, ifname: &str) -> Result<Attachment> 
         bridge: bridge.name.clone(),
         bridge_mac: bridge
             .mac
-            .clone()
             .with_context(|| format!("bridge {} has no MAC", bridge.name))?,
     })
 }

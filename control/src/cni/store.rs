@@ -19,6 +19,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::spec::{CniError, Code};
+use crate::mac::Mac;
 
 /// Where networks keep their records unless the configuration's `dataDir` says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/fastpath/cni";
@@ -44,7 +45,7 @@ pub struct Record {
     pub address: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     /// The container interface's MAC.
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     /// Where the attachment's maps and link are pinned (the network's own directory, or the
     /// joined node's): for `show`, which has no configuration to derive it from.
     #[serde(default)]

@@ -8,6 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::mac::Mac;
+
 /// The demo cluster `fastpath up` builds when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
@@ -153,7 +155,7 @@ pub struct PeerConfig {
     pub pod_cidr: Ipv4Net,
     /// The MAC of the peer's VXLAN device; default: derived from its underlay address the way
     /// fastpath derives its own.
-    pub vtep_mac: Option<String>,
+    pub vtep_mac: Option<Mac>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -219,20 +221,14 @@ impl ClusterConfig {
                 name: n.name.clone(),
                 underlay_ip: n.underlay.address.addr(),
                 pod_cidr: n.pod_cidr,
-                vtep_mac: vtep_mac(n.underlay.address.addr()),
+                vtep_mac: Mac::vtep(n.underlay.address.addr()),
             })
             .collect();
-        peers.extend(self.peers.iter().map(|p| {
-            VxlanPeer {
-                name: p.name.clone(),
-                underlay_ip: p.underlay_ip,
-                pod_cidr: p.pod_cidr,
-                vtep_mac: p
-                    .vtep_mac
-                    .as_deref()
-                    .map(|m| parse_mac(m).expect("validated"))
-                    .unwrap_or_else(|| vtep_mac(p.underlay_ip)),
-            }
+        peers.extend(self.peers.iter().map(|p| VxlanPeer {
+            name: p.name.clone(),
+            underlay_ip: p.underlay_ip,
+            pod_cidr: p.pod_cidr,
+            vtep_mac: p.vtep_mac.unwrap_or_else(|| Mac::vtep(p.underlay_ip)),
         }));
         peers
     }
@@ -364,8 +360,10 @@ impl ClusterConfig {
                     peer.pod_cidr
                 );
             }
-            if let Some(mac) = &peer.vtep_mac {
-                parse_mac(mac).with_context(|| format!("{at}: vtep_mac = '{mac}'"))?;
+            if let Some(mac) = peer.vtep_mac
+                && (mac.0[0] & 1 != 0 || mac == Mac::default())
+            {
+                bail!("{at}: vtep_mac = '{mac}': must be a unicast address");
             }
             cidrs.push((at, peer.pod_cidr));
         }
@@ -449,53 +447,6 @@ fn is_host(net: Ipv4Net, addr: Ipv4Addr) -> bool {
     net.contains(&addr) && addr != net.network() && addr != net.broadcast()
 }
 
-/// A MAC fastpath derives from an IPv4 address: locally administered unicast (02), a second byte
-/// that says what it belongs to (fa VXLAN devices, fb node bridges, fd pods; fc is the standalone
-/// CNI bridges', from their network's name), then the address.
-fn derived_mac(kind: u8, ip: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = ip.octets();
-    [0x02, kind, a, b, c, d]
-}
-
-/// A node's bridge MAC: derived from its gateway address, fixed so that the pods' gateway MAC
-/// stays what the fast path's maps say.
-pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
-    derived_mac(0xfb, gateway)
-}
-
-/// A node's VXLAN MAC: derived from its underlay address so that peers can compute it without
-/// asking.
-pub fn vtep_mac(underlay_ip: Ipv4Addr) -> [u8; 6] {
-    derived_mac(0xfa, underlay_ip)
-}
-
-/// The MAC of a pod interface fastpath creates: derived from the pod's IPv4 address, so a pod
-/// re-created with the same address (a CNI DEL and ADD on a live container, `fastpath up`
-/// re-adding a pod) has the MAC its neighbours' ARP caches and the fast path's maps still hold.
-pub fn pod_mac(ip: Ipv4Addr) -> [u8; 6] {
-    derived_mac(0xfd, ip)
-}
-
-pub fn parse_mac(text: &str) -> Result<[u8; 6]> {
-    let parts: Vec<&str> = text.split(':').collect();
-    if parts.len() != 6 {
-        bail!("not a MAC address (six hex bytes separated by ':')");
-    }
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        *byte = u8::from_str_radix(part, 16)
-            .map_err(|_| anyhow::anyhow!("'{part}' is not a hex byte"))?;
-    }
-    Ok(mac)
-}
-
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 fn check_name(field: &str, name: &str, max: usize) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= max
@@ -531,7 +482,7 @@ pub struct VxlanPeer {
     pub name: String,
     pub underlay_ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
-    pub vtep_mac: [u8; 6],
+    pub vtep_mac: Mac,
 }
 
 #[cfg(test)]

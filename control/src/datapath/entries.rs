@@ -4,10 +4,12 @@ use std::net::Ipv4Addr;
 
 use datapath_common::maps::{Endpoint, Remote, Source};
 
+use crate::mac::Mac;
+
 /// The overlay part of a node's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OverlaySettings {
-    pub vtep_mac: [u8; 6],
+    pub vtep_mac: Mac,
     pub vni: u32,
     pub port: u16,
     pub underlay_ifindex: u32,
@@ -20,7 +22,7 @@ pub struct OverlaySettings {
 pub struct PeerEntry {
     pub pod_cidr: ipnet::Ipv4Net,
     pub underlay_ip: Ipv4Addr,
-    pub vtep_mac: [u8; 6],
+    pub vtep_mac: Mac,
 }
 
 impl PeerEntry {
@@ -28,7 +30,7 @@ impl PeerEntry {
     pub(super) fn remote(&self) -> (u32, u32, Remote) {
         let value = Remote {
             underlay_ip: u32::from_ne_bytes(self.underlay_ip.octets()),
-            vtep_mac: self.vtep_mac,
+            vtep_mac: self.vtep_mac.0,
             _pad: [0; 2],
         };
         (
@@ -75,7 +77,7 @@ pub struct EndpointEntry {
     pub ip: Ipv4Addr,
     /// The pod's host-side veth.
     pub ifindex: u32,
-    pub mac: [u8; 6],
+    pub mac: Mac,
 }
 
 impl EndpointEntry {
@@ -84,7 +86,7 @@ impl EndpointEntry {
         let value = Endpoint {
             ifindex: self.ifindex,
             owner: owner.id(),
-            mac: self.mac,
+            mac: self.mac.0,
             _pad: [0; 2],
         };
         (u32::from_ne_bytes(self.ip.octets()), value)
@@ -94,7 +96,7 @@ impl EndpointEntry {
     pub(super) fn source(&self) -> (u32, Source) {
         let value = Source {
             ip: u32::from_ne_bytes(self.ip.octets()),
-            mac: self.mac,
+            mac: self.mac.0,
             _pad: [0; 2],
         };
         (self.ifindex, value)

@@ -24,7 +24,7 @@ use super::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::{error::DatapathError, netns::Netns};
+use crate::{error::DatapathError, mac::Mac, netns::Netns};
 
 /// The maps of one node or network.
 pub struct Maps {
@@ -77,21 +77,21 @@ impl Maps {
     /// encapsulation and decapsulation.
     pub fn set_node(
         &mut self,
-        gateway_mac: [u8; 6],
+        gateway_mac: Mac,
         gateway_ip: Ipv4Addr,
         overlay: Option<&OverlaySettings>,
     ) -> Result<(), DatapathError> {
         let mut node: Array<_, NodeConfig> =
             Array::try_from(&mut self.node).map_err(map_err(NODE))?;
         let mut value = NodeConfig {
-            gateway_mac,
+            gateway_mac: gateway_mac.0,
             gateway_ip: u32::from_ne_bytes(gateway_ip.octets()),
             flags: NODE_FAST_PATH,
             ..NodeConfig::default()
         };
         if let Some(o) = overlay {
             value.flags |= NODE_OVERLAY;
-            value.vtep_mac = o.vtep_mac;
+            value.vtep_mac = o.vtep_mac.0;
             value.vxlan_port = o.port.to_be();
             value.vni = o.vni;
             value.underlay_ifindex = o.underlay_ifindex;
@@ -138,6 +138,17 @@ impl Maps {
         Ok(changed)
     }
 
+    /// Every endpoint entry: a pod's address, and the entry (device, MAC, owner id).
+    pub fn endpoints(&self) -> Result<Vec<(Ipv4Addr, Endpoint)>, DatapathError> {
+        let endpoints: HashMap<_, u32, Endpoint> =
+            HashMap::try_from(&self.endpoints).map_err(map_err(ENDPOINTS))?;
+        endpoints
+            .iter()
+            .map(|e| e.map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v)))
+            .collect::<Result<_, _>>()
+            .map_err(map_err(ENDPOINTS))
+    }
+
     /// Makes `owner`'s entries in the endpoint, source and redirect maps exactly `entries`
     /// (see [`Owner`] for the rule); returns how many entries were added or removed. Another
     /// owner's entry for one of these addresses is an error while its device exists, and is
@@ -161,34 +172,41 @@ impl Maps {
             .collect::<Result<_, _>>()
             .map_err(map_err(ENDPOINTS))?;
         let want: Vec<(u32, Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
+        // This owner's entries, and those from before owners whose device is gone.
+        let mine =
+            |e: &Endpoint| e.owner == owner.id() || (e.owner == 0 && !device_exists(e.ifindex));
+        // The devices the entries replaced or removed here named: their sources and redirect
+        // targets go with them.
+        let mut released: Vec<u32> = Vec::new();
         for (key, _) in &want {
-            if let Some((_, held)) = present.iter().find(|(k, _)| k == key)
-                && held.owner != owner.id()
-                && held.owner != 0
-                && device_exists(held.ifindex)
-            {
+            let Some((_, held)) = present.iter().find(|(k, _)| k == key) else {
+                continue;
+            };
+            if mine(held) {
+                continue;
+            }
+            if held.owner != 0 && device_exists(held.ifindex) {
                 return Err(DatapathError::AddressHeld {
                     ip: Ipv4Addr::from(key.to_ne_bytes()),
                     ifindex: held.ifindex,
                 });
             }
+            // Another owner's, for a device that is gone: taken over.
+            released.push(held.ifindex);
         }
-        // This owner's entries, and those from before owners whose device is gone: the devices
-        // they named until now lose their sources and redirect targets with them.
-        let mine =
-            |e: &Endpoint| e.owner == owner.id() || (e.owner == 0 && !device_exists(e.ifindex));
-        let mine_before: Vec<u32> = present
-            .iter()
-            .filter(|(_, e)| mine(e))
-            .map(|(_, e)| e.ifindex)
-            .collect();
+        released.extend(
+            present
+                .iter()
+                .filter(|(_, e)| mine(e))
+                .map(|(_, e)| e.ifindex),
+        );
         changed += sync_hash(&mut endpoints, &want, |_, e| !mine(e)).map_err(map_err(ENDPOINTS))?;
 
         let mut sources: HashMap<_, u32, Source> =
             HashMap::try_from(&mut self.sources).map_err(map_err(SOURCES))?;
         let want: Vec<(u32, Source)> = entries.iter().map(EndpointEntry::source).collect();
         changed += sync_hash(&mut sources, &want, |ifindex, _| {
-            !mine_before.contains(ifindex)
+            !released.contains(ifindex)
         })
         .map_err(map_err(SOURCES))?;
 
@@ -215,7 +233,7 @@ impl Maps {
             .map_err(map_err(DEVMAP))?;
         let stale = |k: &u32| match underlay_ifindex {
             Some(_) => !needed.contains(k),
-            None => mine_before.contains(k) && !targets.contains(k),
+            None => released.contains(k) && !targets.contains(k),
         };
         for key in present.iter().filter(|k| stale(k)) {
             devmap.remove(*key).map_err(map_err(DEVMAP))?;

@@ -16,6 +16,7 @@ use control::{
     config::{self, ClusterConfig, Mode, NodeConfig, PodConfig},
     datapath::{self, EndpointEntry, Maps, Owner, PeerEntry},
     guard,
+    mac::Mac,
     netlink::Netlink,
     netns::{self, Netns},
     ownership::Ownership,
@@ -381,7 +382,7 @@ impl Topology {
                         ip: Ipv4Addr::new(198, 19, hi, lo),
                         // No device has these: the entries are looked past, never used.
                         ifindex: 1_000_000 + n,
-                        mac: [0x02, 0xfb, 0, 0, hi, lo],
+                        mac: Mac([0x02, 0xfb, 0, 0, hi, lo]),
                     }
                 })
                 .collect();
@@ -393,7 +394,7 @@ impl Topology {
                     )
                     .expect("a /27"),
                     underlay_ip: peer.underlay.address.addr(),
-                    vtep_mac: config::vtep_mac(peer.underlay.address.addr()),
+                    vtep_mac: Mac::vtep(peer.underlay.address.addr()),
                 })
                 .collect();
             Maps::open(&self.cluster.pin_dir(node))?
