@@ -15,6 +15,7 @@ use crate::{
     mac::Mac,
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
+    pod_bridge::PodBridge,
     pod_veth::{PodAddressing, PodVeth},
 };
 
@@ -335,18 +336,24 @@ impl Reconciler<'_> {
     async fn ensure_bridge(&mut self, node: &NodeConfig) -> Result<()> {
         let nl = Netlink::open(&self.cluster.node_netns(node))?;
         let owned = self.cluster.owns_node_netns(node);
-        // The pods' gateway MAC is in the fast path's maps: it must not move when a port with a
-        // lower MAC joins the bridge (a CNI network's pod, say).
         let mac = Mac::node_bridge(config::node_gateway(node));
-        match self
-            .existing_link(&nl, owned, &node.bridge, "bridge")
-            .await?
-        {
-            None => {
-                nl.create_bridge(&node.bridge, Some(mac)).await?;
-                self.mark_created(&nl, &node.bridge, "bridge").await?;
-            }
-            Some(view) if view.mac != Some(mac) => {
+        // A device of the bridge's name that is fastpath's but no bridge goes first.
+        self.existing_link(&nl, owned, &node.bridge, "bridge")
+            .await?;
+        let alias = self.cluster.ownership.device_alias();
+        let bridge = PodBridge {
+            nl: &nl,
+            name: &node.bridge,
+            mac,
+            alias: &alias,
+        };
+        match bridge.ensure().await? {
+            (_, true) => self.changed(format!(
+                "created bridge {} in netns {}",
+                node.bridge,
+                nl.netns().label()
+            )),
+            (view, false) if view.mac != Some(mac) => {
                 nl.set_mac(&node.bridge, mac).await?;
                 self.changed(format!(
                     "set MAC of {} in netns {} to {}",
@@ -355,7 +362,7 @@ impl Reconciler<'_> {
                     mac
                 ));
             }
-            Some(_) => {}
+            (_, false) => {}
         }
         let gateway = Ipv4Net::new(config::node_gateway(node), node.pod_cidr.prefix_len())
             .expect("valid prefix");

@@ -84,10 +84,8 @@ impl Settings {
             Some(node) => node.bridge.clone(),
             None => conf.bridge.clone().unwrap_or_else(|| DEFAULT_BRIDGE.into()),
         };
-        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ':', ' ']) {
-            return Err(invalid(format!(
-                "\"bridge\": \"{bridge}\" is not a valid interface name"
-            )));
+        if let Err(e) = crate::ifname::check(&bridge) {
+            return Err(invalid(format!("\"bridge\": \"{bridge}\": {e}")));
         }
         let mtu = match &node {
             Some(node) => node.mtu,

@@ -15,6 +15,7 @@ use crate::{
     mac::Mac,
     netlink::{LinkView, Netlink},
     netns::Netns,
+    pod_bridge::PodBridge,
     pod_veth::{PodAddressing, PodVeth},
 };
 
@@ -229,31 +230,17 @@ impl Standalone<'_> {
                 ),
             };
         }
-        match host.link_view(self.bridge).await? {
-            Some(link) if link.kind.as_deref() != Some("bridge") => bail!(
-                "device {} exists and is not a bridge ({}); name another in \"bridge\"",
-                self.bridge,
-                link.kind.as_deref().unwrap_or("no kind")
-            ),
-            Some(link) if link.up => return Ok(link),
-            Some(_) => {}
-            None => match host
-                .create_bridge(self.bridge, Some(Mac::cni_bridge(self.network)))
-                .await
-            {
-                Ok(()) => {
-                    host.set_alias(self.bridge, &network_alias(self.network))
-                        .await?;
-                }
-                // Another invocation (of another network on the same bridge) made it just now.
-                Err(crate::error::NetlinkError::DeviceExists { .. }) => {}
-                Err(e) => return Err(e.into()),
-            },
-        }
-        host.set_up(self.bridge).await?;
-        host.link_view(self.bridge)
-            .await?
-            .with_context(|| format!("bridge {} vanished", self.bridge))
+        let bridge = PodBridge {
+            nl: host,
+            name: self.bridge,
+            mac: Mac::cni_bridge(self.network),
+            alias: &network_alias(self.network),
+        };
+        let (link, _) = bridge
+            .ensure()
+            .await
+            .with_context(|| format!("the network's bridge (\"bridge\": \"{}\")", self.bridge))?;
+        Ok(link)
     }
 }
 

@@ -193,21 +193,8 @@ fn validate_container_id(id: &str) -> Result<(), CniError> {
     }
 }
 
-/// A Linux interface name: at most 15 bytes, not `.` or `..`, no `/`, `:` or whitespace.
 fn validate_ifname(name: &str) -> Result<(), CniError> {
-    let ok = name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid_env(format!(
-            "CNI_IFNAME '{name}' is not a valid interface name (at most 15 bytes; no '/', ':' or spaces)"
-        )))
-    }
+    crate::ifname::check(name).map_err(|e| invalid_env(format!("CNI_IFNAME '{name}': {e}")))
 }
 
 /// CNI_ARGS: `KEY=VALUE;KEY=VALUE`.

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::mac::Mac;
+use crate::{ifname, mac::Mac};
 
 /// The demo cluster `fastpath up` builds when no file is given.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
@@ -18,9 +18,6 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// Smallest MTU fastpath accepts anywhere (IPv4 hosts must take 576-byte datagrams).
 const MIN_MTU: u32 = 576;
-
-/// Longest device name Linux takes (IFNAMSIZ - 1).
-const MAX_IFNAME: usize = 15;
 
 /// Host-side pod veths are named `fp-<pod>`.
 pub const POD_VETH_PREFIX: &str = "fp-";
@@ -311,7 +308,11 @@ impl ClusterConfig {
             }
             let mut addresses = HashSet::from([gateway]);
             for pod in &node.pods {
-                check_name("pod.name", &pod.name, MAX_IFNAME - POD_VETH_PREFIX.len())?;
+                check_name(
+                    "pod.name",
+                    &pod.name,
+                    ifname::MAX_LEN - POD_VETH_PREFIX.len(),
+                )?;
                 if !pod_names.insert(&pod.name) {
                     bail!(
                         "pod.name = '{}': two pods have this name (pod names are cluster-wide)",
@@ -463,17 +464,7 @@ fn check_name(field: &str, name: &str, max: usize) -> Result<()> {
 }
 
 fn check_ifname(field: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_IFNAME
-        && name != "."
-        && name != ".."
-        && !name
-            .bytes()
-            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control());
-    if !ok {
-        bail!("{field} = '{name}': not a device name (1..15 characters, no '/', ':' or spaces)");
-    }
-    Ok(())
+    ifname::check(name).map_err(|e| anyhow::anyhow!("{field} = '{name}': {e}"))
 }
 
 /// A node reached over VXLAN, with everything the routes and FDB need.
