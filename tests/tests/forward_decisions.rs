@@ -333,11 +333,17 @@ fn map_writers_keep_each_others_entries() {
     );
     assert_eq!(held(&dp), both, "a refused sync changes nothing");
 
-    // The node's pod moves to a device that no longer exists: its address can be taken.
-    const GONE: u32 = 999_999;
-    dp.maps_mut()
-        .sync_endpoints(ns.netns(), node, &[entry(SENDER, GONE)], Some(rx_index))
+    // The node's pod moves to another device, which then goes: its address can be taken.
+    let nl = rt
+        .block_on(async { control::netlink::Netlink::open(ns.netns()) })
         .unwrap();
+    rt.block_on(nl.create_veth("gone0", "gone1", ns.netns()))
+        .unwrap();
+    let gone = rt.block_on(nl.index("gone0")).unwrap();
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), node, &[entry(SENDER, gone)], Some(rx_index))
+        .unwrap();
+    rt.block_on(nl.delete_link("gone0")).unwrap();
     dp.maps_mut()
         .sync_endpoints(ns.netns(), network, &[entry(SENDER, rx_index)], None)
         .unwrap();
