@@ -52,6 +52,7 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
             r.ensure_unlinked_underlay(node).await?;
         }
     }
+    r.create_pod_namespaces()?;
     for node in &cluster.config.nodes {
         r.ensure_bridge(node).await?;
         r.ensure_vxlan(node).await?;
@@ -110,6 +111,45 @@ impl Reconciler<'_> {
                 self.changed(format!(
                     "removed pins of node {name} (no longer in the config)"
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the pods' missing namespaces, several at once: the kernel takes about ten
+    /// milliseconds to make one, mostly waiting, and the waits overlap (a hundred pods' take a
+    /// second one by one). `ensure_pod` then finds them there.
+    fn create_pod_namespaces(&mut self) -> Result<()> {
+        const AT_ONCE: usize = 8;
+        let missing: Vec<Netns> = self
+            .cluster
+            .config
+            .nodes
+            .iter()
+            .flat_map(|node| node.pods.iter().map(|pod| self.cluster.pod_netns(node, pod)))
+            .filter(|netns| !netns.exists())
+            .collect();
+        for batch in missing.chunks(AT_ONCE) {
+            for netns in batch {
+                let name = netns.name().expect("pod namespaces are named");
+                self.cluster
+                    .ownership
+                    .claim_netns(name)
+                    .with_context(|| format!("recording ownership of netns {name}"))?;
+            }
+            let made: Vec<_> = std::thread::scope(|scope| {
+                let threads: Vec<_> = batch
+                    .iter()
+                    .map(|netns| scope.spawn(|| netns.create()))
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("namespace creation does not panic"))
+                    .collect()
+            });
+            for (netns, made) in batch.iter().zip(made) {
+                made?;
+                self.changed(format!("created netns {}", netns.label()));
             }
         }
         Ok(())

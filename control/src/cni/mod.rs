@@ -341,25 +341,31 @@ impl Plugin<'_> {
             let links = standalone.create().await.map_err(failed)?;
             step("veth-created");
             // The kernel's tcx attach waits for an RCU grace period, as long as IPAM's run of
-            // its plugin or longer: the two overlap. Nothing here changes links meanwhile (the
-            // attach holds the RTNL lock while it waits).
+            // its plugin or longer: the two overlap. (The container's configuration after IPAM
+            // needs the RTNL lock, which the attach holds while it waits.)
             let attaching = (self.settings.mode == Mode::Tc).then(|| {
                 let (pins, host_veth) = (self.settings.pins(), host_veth.clone());
                 std::thread::spawn(move || {
-                    pins.attach(&host_veth)
-                        .with_context(|| format!("attaching the fast path to {host_veth}"))
+                    let attached = pins
+                        .attach(&host_veth)
+                        .with_context(|| format!("attaching the fast path to {host_veth}"));
+                    step("program-attached");
+                    attached
                 })
             });
-            let assigned = ipam.add(self.env);
+            let configured = async {
+                let assigned = ipam.add(self.env)?;
+                step("ipam-added");
+                standalone
+                    .configure(&links, &assigned)
+                    .await
+                    .map_err(failed)
+            }
+            .await;
             let attached = attaching
                 .map(|thread| thread.join().expect("the attach thread does not panic"))
                 .transpose();
-            let assigned = assigned?;
-            step("ipam-added");
-            let (attachment, result) = standalone
-                .configure(&links, &assigned)
-                .await
-                .map_err(failed)?;
+            let (attachment, result) = configured?;
             step("container-configured");
             attached.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
@@ -477,34 +483,43 @@ impl Plugin<'_> {
         // Where ADD pinned the link, should the configuration have moved the network since.
         let pins = self.settings.pins();
         let dir = record.pin_dir.as_deref().unwrap_or(pins.dir());
+        // The address is released while the veth goes: the kernel takes its time removing a
+        // device (RCU grace periods), the IPAM plugin runs meanwhile.
+        let ipam = match record.ipam {
+            true => Ipam::find(self.env, self.raw)?,
+            false => None,
+        };
+        let releasing = ipam.map(|ipam| {
+            let mut env = self.env.clone();
+            env.container_id = record.container_id.clone();
+            env.ifname = record.ifname.clone();
+            env.netns = None;
+            std::thread::spawn(move || {
+                let released = ipam.del(&env);
+                step("ipam-released");
+                released
+            })
+        });
         // The veth stops carrying before its checks go: a running container being removed never
         // sends past an unchecked veth. The previous plugin's veth (chained) is that plugin's to
         // delete; it is only taken down.
-        if record.owns_veth {
+        let removed = if record.owns_veth {
             network::delete_veth(
                 &record.host_veth,
                 &network::veth_alias(net, &record.container_id, &record.ifname),
             )
             .await
-            .map_err(failed)?;
         } else {
-            network::take_down(&record.host_veth)
-                .await
-                .map_err(failed)?;
-        }
+            network::take_down(&record.host_veth).await
+        };
+        let released = releasing
+            .map(|thread| thread.join().expect("the IPAM thread does not panic"))
+            .transpose();
+        removed.map_err(failed)?;
         step("veth-removed");
+        released?;
         fastpath::detach(dir, &record.host_veth).map_err(failed)?;
         step("detached");
-        if record.ipam
-            && let Some(ipam) = Ipam::find(self.env, self.raw)?
-        {
-            let mut env = self.env.clone();
-            env.container_id = record.container_id.clone();
-            env.ifname = record.ifname.clone();
-            env.netns = None;
-            ipam.del(&env)?;
-            step("ipam-released");
-        }
         self.sync(store, Some(record)).await?;
         step("entries-synced");
         store.remove(&record.container_id, &record.ifname)
