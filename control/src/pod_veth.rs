@@ -50,7 +50,10 @@ impl PodAddressing {
 
 impl PodVeth<'_> {
     /// Creates the pair, both ends down, in one request (names, the pod's namespace, MTU, the
-    /// pod's MAC when known, the bridge), then labels the host end.
+    /// pod's MAC when known, the bridge), labels the host end and gives the pod's interface its
+    /// settings ([`pod_link::harden`]). The settings come now, before anything may hold the RTNL
+    /// lock for long (a program attach does): the kernel takes IPv6 ones only with that lock,
+    /// and retries the write until it gets it.
     pub async fn create(&self, mac: Option<Mac>) -> Result<()> {
         self.host
             .create_veth_pair(&VethPair {
@@ -71,6 +74,13 @@ impl PodVeth<'_> {
                 )
             })?;
         self.host.set_alias(self.host_veth, self.alias).await?;
+        pod_link::harden(self.pod.netns(), self.ifname).with_context(|| {
+            format!(
+                "settings of {} in {}",
+                self.ifname,
+                self.pod.netns().label()
+            )
+        })?;
         Ok(())
     }
 

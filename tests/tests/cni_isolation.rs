@@ -38,6 +38,13 @@ fn assert_pod_settings(netns: &Netns) {
             netns.label()
         );
     }
+    // The kernel announces the pod's address when its interface comes up or its MAC is set.
+    assert_eq!(
+        probe::sysctl(netns, "net/ipv4/conf/eth0/arp_notify", None),
+        "1",
+        "arp_notify in {}",
+        netns.label()
+    );
 }
 
 /// The pod corpus from `attacker` against `victim` (listening on `victim_ip`), counted in the maps

@@ -126,7 +126,11 @@ impl Reconciler<'_> {
             .config
             .nodes
             .iter()
-            .flat_map(|node| node.pods.iter().map(|pod| self.cluster.pod_netns(node, pod)))
+            .flat_map(|node| {
+                node.pods
+                    .iter()
+                    .map(|pod| self.cluster.pod_netns(node, pod))
+            })
             .filter(|netns| !netns.exists())
             .collect();
         for batch in missing.chunks(AT_ONCE) {
