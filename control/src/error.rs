@@ -120,12 +120,12 @@ pub enum DatapathError {
         source: Box<aya::maps::xdp::XdpMapError>,
     },
     #[error(
-        "{ip} is already in the fast-path maps for ifindex {ifindex}, a device of another owner \
-         of these maps (a node's pod, or a CNI network's): two pods cannot share an address"
+        "{ip} is already in the fast-path maps for {device}, a device of another owner of these \
+         maps (a node's pod, or a CNI network's): two pods cannot share an address"
     )]
     AddressHeld {
         ip: std::net::Ipv4Addr,
-        ifindex: u32,
+        device: String,
     },
     #[error("cannot lock {path}")]
     Lock {

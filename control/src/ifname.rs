@@ -1,5 +1,6 @@
 //! The one rule for the names of network devices fastpath is given (a config file's bridge,
-//! underlay and VXLAN devices; a CNI network's bridge and CNI_IFNAME): what the kernel accepts.
+//! underlay and VXLAN devices; a CNI network's bridge and CNI_IFNAME): what the kernel accepts
+//! (`dev_valid_name`), less control bytes, which nobody means in a name.
 
 /// The longest device name the kernel takes (IFNAMSIZ less its NUL).
 pub const MAX_LEN: usize = 15;
@@ -16,7 +17,14 @@ pub fn check(name: &str) -> Result<(), InvalidIfname> {
         && name != ".."
         && !name
             .bytes()
-            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b.is_ascii_control());
+            // The kernel's isspace also takes 0xa0 (no-break space in Latin-1) for a space.
+            .any(|b| {
+                b == b'/'
+                    || b == b':'
+                    || b.is_ascii_whitespace()
+                    || b.is_ascii_control()
+                    || b == 0xa0
+            });
     if ok { Ok(()) } else { Err(InvalidIfname) }
 }
 
@@ -37,6 +45,7 @@ mod tests {
             "a\tb",
             "a\nb",
             "fpc0123456789abc",
+            "à",
         ] {
             assert!(super::check(bad).is_err(), "{bad:?}");
         }

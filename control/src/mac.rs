@@ -11,10 +11,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Mac(pub [u8; 6]);
 
 impl Mac {
-    pub const fn octets(self) -> [u8; 6] {
-        self.0
-    }
-
     /// The MAC of a pod interface fastpath creates: derived from the pod's IPv4 address, so a
     /// pod re-created with the same address (a CNI DEL and ADD on a live container, `fastpath
     /// up` re-adding a pod) has the MAC its neighbours' ARP caches and the fast path's maps

@@ -23,33 +23,31 @@ pub struct PodBridge<'a> {
 
 impl PodBridge<'_> {
     /// Makes the bridge when it is missing (another invocation making it meanwhile is fine) and
-    /// brings it up; returns it, and whether this call made it. A device of that name that is
-    /// not a bridge is an error.
-    pub async fn ensure(&self) -> Result<(LinkView, bool)> {
+    /// brings it up; returns it. Each change is described in `changes`. A device of that name
+    /// that is not a bridge is an error.
+    pub async fn ensure(&self, changes: &mut Vec<String>) -> Result<LinkView> {
         let (nl, name) = (self.nl, self.name);
-        let mut created = false;
+        let ns = nl.netns().label();
         match nl.link_view(name).await? {
             Some(link) if link.kind.as_deref() != Some("bridge") => bail!(
-                "device {name} in {} exists and is not a bridge ({})",
-                nl.netns().label(),
+                "device {name} in {ns} exists and is not a bridge ({})",
                 link.kind.as_deref().unwrap_or("no kind")
             ),
-            Some(link) if link.up => return Ok((link, false)),
+            Some(link) if link.up => return Ok(link),
             Some(_) => {}
             None => match nl.create_bridge(name, Some(self.mac)).await {
                 Ok(()) => {
                     nl.set_alias(name, self.alias).await?;
-                    created = true;
+                    changes.push(format!("created bridge {name} in netns {ns}"));
                 }
                 Err(NetlinkError::DeviceExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             },
         }
         nl.set_up(name).await?;
-        let link = nl
-            .link_view(name)
+        changes.push(format!("brought {name} in netns {ns} up"));
+        nl.link_view(name)
             .await?
-            .with_context(|| format!("bridge {name} vanished from {}", nl.netns().label()))?;
-        Ok((link, created))
+            .with_context(|| format!("bridge {name} vanished from {ns}"))
     }
 }

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{mac::Mac, netlink::Netlink, netns::Netns};
+use crate::{netlink::Netlink, netns::Netns};
 
 /// Per-interface sysctls, `{}` standing for the interface: no router advertisements (a pod takes
 /// its routes from fastpath, never from a neighbour: CVE-2020-10749), no redirects, and the
@@ -46,8 +46,8 @@ pub fn harden(netns: &Netns, ifname: &str) -> io::Result<Vec<String>> {
 const READY_WITHIN: Duration = Duration::from_secs(1);
 
 /// Has the kernel send a gratuitous ARP (an announcement, RFC 5227) for the addresses of the
-/// pod's interface `ifname` (in the namespace of `pod`) at `mac`, its MAC, once the veth carries
-/// frames both ways: neighbours that still hold another MAC for an address take this one.
+/// pod's interface `ifname` (in the namespace of `pod`) at its MAC, once the veth carries frames
+/// both ways: neighbours that still hold another MAC for an address take this one.
 /// `host_veth` (in the namespace of `host`) is the other end, a bridge port or not.
 ///
 /// Setting the MAC it already has is how: with `arp_notify` on (see [`harden`]) the kernel
@@ -58,22 +58,18 @@ pub async fn announce(
     host_veth: &str,
     pod: &Netlink,
     ifname: &str,
-    mac: Mac,
 ) -> io::Result<()> {
     let start = Instant::now();
-    loop {
+    let mac = loop {
         let host_takes = host
             .link_view(host_veth)
             .await
             .map_err(io::Error::other)?
             .is_some_and(|l| l.transmits && l.bridge_forwarding != Some(false));
-        let pod_sends = pod
-            .link_view(ifname)
-            .await
-            .map_err(io::Error::other)?
-            .is_some_and(|l| l.transmits);
+        let pod_link = pod.link_view(ifname).await.map_err(io::Error::other)?;
+        let pod_sends = pod_link.as_ref().is_some_and(|l| l.transmits);
         if host_takes && pod_sends {
-            break;
+            break pod_link.and_then(|l| l.mac);
         }
         if start.elapsed() > READY_WITHIN {
             let (dev, netns) = if pod_sends {
@@ -91,6 +87,12 @@ pub async fn announce(
         }
         // The kernel's link watch enables the port within milliseconds: look again soon.
         tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    };
+    let mac = mac.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{ifname} in {} has no MAC", pod.netns().label()),
+        )
+    })?;
     pod.set_mac(ifname, mac).await.map_err(io::Error::other)
 }

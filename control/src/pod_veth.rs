@@ -1,7 +1,7 @@
 //! A pod's veth pair, made and configured one way for every pod: a node's (`fastpath up`) and a
 //! standalone CNI network's (`fastpath-cni`). The two differ only in what they say: names, alias,
 //! addresses, routes, whether the pod may receive XDP redirects. `up` also corrects a pair that
-//! exists, and is told what it changed; the CNI always makes a new one.
+//! exists, and is told every change; the CNI always makes a new one.
 
 use std::net::Ipv4Addr;
 
@@ -23,20 +23,20 @@ pub struct PodVeth<'a> {
     pub host_veth: &'a str,
     /// Marks the host end as its maker's.
     pub alias: &'a str,
-    /// Index of the bridge the host end is a port of.
-    pub bridge: u32,
+    /// The bridge the host end is a port of.
+    pub bridge: &'a LinkView,
     /// The pod's namespace and its interface there.
     pub pod: &'a Netlink,
     pub ifname: &'a str,
     pub mtu: u32,
-    /// NAPI (GRO) on both ends: a pod of a node that may run in xdp mode receives other pods'
-    /// frames as XDP frames, which a veth takes only when the receiving end runs NAPI (see
-    /// ethtool.rs).
+    /// NAPI (GRO) on both ends, as a node's pods have it: a node that may run in xdp mode
+    /// redirects other pods' frames to this one as XDP frames, which a veth takes only when the
+    /// receiving end runs NAPI (see ethtool.rs).
     pub napi: bool,
 }
 
-/// The pod's addressing: its address, the MAC derived from it, its routes (destination and
-/// gateway).
+/// The pod's addressing: its address (its MAC is derived from it) and its routes (destination
+/// and gateway).
 pub struct PodAddressing {
     pub address: Ipv4Net,
     pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
@@ -54,11 +54,11 @@ impl PodVeth<'_> {
     /// settings ([`pod_link::harden`]). The settings come now, before anything may hold the RTNL
     /// lock for long (a program attach does): the kernel takes IPv6 ones only with that lock,
     /// and retries the write until it gets it.
-    pub async fn create(&self, mac: Option<Mac>) -> Result<()> {
+    pub async fn create(&self, mac: Option<Mac>, changes: &mut Vec<String>) -> Result<()> {
         self.host
             .create_veth_pair(&VethPair {
                 name: self.host_veth,
-                master: Some(self.bridge),
+                master: Some(self.bridge.index),
                 mtu: Some(self.mtu),
                 peer: self.ifname,
                 peer_netns: self.pod.netns(),
@@ -73,57 +73,58 @@ impl PodVeth<'_> {
                     self.pod.netns().label()
                 )
             })?;
+        changes.push(format!(
+            "created veth {} in netns {} with {} in netns {}",
+            self.host_veth,
+            self.host.netns().label(),
+            self.ifname,
+            self.pod.netns().label()
+        ));
         self.host.set_alias(self.host_veth, self.alias).await?;
-        pod_link::harden(self.pod.netns(), self.ifname).with_context(|| {
-            format!(
-                "settings of {} in {}",
-                self.ifname,
-                self.pod.netns().label()
-            )
-        })?;
-        Ok(())
+        self.harden(changes)
     }
 
-    /// Corrects the host end of an existing pair: its bridge and MTU.
-    pub async fn converge_host(&self, changes: &mut Vec<String>) -> Result<()> {
+    /// Corrects an existing pair where it differs: the host end's bridge and MTU, the pod
+    /// interface's settings.
+    pub async fn converge_existing(&self, changes: &mut Vec<String>) -> Result<()> {
         let host = self.view(self.host, self.host_veth).await?;
-        if host.master != Some(self.bridge) {
-            self.host.set_master(self.host_veth, self.bridge).await?;
+        if host.master != Some(self.bridge.index) {
+            self.host
+                .set_master(self.host_veth, self.bridge.index)
+                .await?;
             changes.push(format!(
-                "attached {} in netns {} to its bridge",
+                "attached {} in netns {} to bridge {}",
                 self.host_veth,
-                self.host.netns().label()
+                self.host.netns().label(),
+                self.bridge.name
             ));
         }
-        converge_mtu(self.host, &host, self.mtu, changes).await
+        converge_mtu(self.host, &host, self.mtu, changes).await?;
+        self.harden(changes)
     }
 
-    /// Makes the pod's side what `addressing` says: MAC, the pod settings
-    /// ([`pod_link::harden`]), loopback up, MTU, exactly its address, up, GRO, its routes. The
-    /// host end is not touched: traffic flows once [`PodVeth::open`] brings it up.
+    /// Makes the pod's side what `addressing` says: MAC, loopback up, MTU, exactly its address,
+    /// up, GRO, its routes. The host end is not touched: traffic flows once [`PodVeth::open`]
+    /// brings it up. Returns whether the MAC changed (its neighbours then need telling).
     pub async fn configure_pod(
         &self,
         addressing: &PodAddressing,
         changes: &mut Vec<String>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (pod, ifname) = (self.pod, self.ifname);
         let ns = pod.netns().label().to_string();
         let view = self.view(pod, ifname).await?;
         let mac = addressing.mac();
-        if view.mac != Some(mac) {
+        let mac_changed = view.mac != Some(mac);
+        if mac_changed {
             pod.set_mac(ifname, mac).await?;
             changes.push(format!(
-                "set MAC of {ifname} in netns {ns} to {} (derived from its address)",
-                mac
+                "set MAC of {ifname} in netns {ns} to {mac} (derived from its address)"
             ));
-        }
-        let hardened = pod_link::harden(pod.netns(), ifname)
-            .with_context(|| format!("settings of {ifname} in {ns}"))?;
-        if !hardened.is_empty() {
-            changes.push(format!("netns {ns}: set {}", hardened.join(" ")));
         }
         if pod.link_view("lo").await?.is_some_and(|lo| !lo.up) {
             pod.set_up("lo").await?;
+            changes.push(format!("brought lo in netns {ns} up"));
         }
         converge_mtu(pod, &view, self.mtu, changes).await?;
         let present = pod.ipv4_addresses(view.index).await?;
@@ -156,13 +157,13 @@ impl PodVeth<'_> {
                 changes.push(format!("set route to {dst} via {gateway} in netns {ns}"));
             }
         }
-        Ok(())
+        Ok(mac_changed)
     }
 
     /// Brings the host end up: from here the pod's frames flow, so its checks (the fast path's
     /// program and entries, or the node's guard) must be in place. With `announce`, the pod's
     /// address is announced once both ends carry frames (see [`pod_link::announce`]).
-    pub async fn open(&self, mac: Mac, announce: bool, changes: &mut Vec<String>) -> Result<()> {
+    pub async fn open(&self, announce: bool, changes: &mut Vec<String>) -> Result<()> {
         let host = self.view(self.host, self.host_veth).await?;
         if !host.up {
             self.host.set_up(self.host_veth).await?;
@@ -176,7 +177,7 @@ impl PodVeth<'_> {
             ensure_gro(self.host, self.host_veth, changes)?;
         }
         if announce {
-            pod_link::announce(self.host, self.host_veth, self.pod, self.ifname, mac)
+            pod_link::announce(self.host, self.host_veth, self.pod, self.ifname)
                 .await
                 .with_context(|| {
                     format!(
@@ -185,6 +186,16 @@ impl PodVeth<'_> {
                         self.pod.netns().label()
                     )
                 })?;
+        }
+        Ok(())
+    }
+
+    fn harden(&self, changes: &mut Vec<String>) -> Result<()> {
+        let (netns, ifname) = (self.pod.netns(), self.ifname);
+        let set = pod_link::harden(netns, ifname)
+            .with_context(|| format!("settings of {ifname} in {}", netns.label()))?;
+        if !set.is_empty() {
+            changes.push(format!("netns {}: set {}", netns.label(), set.join(" ")));
         }
         Ok(())
     }

@@ -210,7 +210,7 @@ pub fn mac_of(rt: &tokio::runtime::Runtime, netns: &Netns, dev: &str) -> [u8; 6]
     let view = rt.block_on(nl.link_view(dev)).unwrap();
     view.and_then(|v| v.mac)
         .unwrap_or_else(|| panic!("{dev} in {} has no MAC", netns.label()))
-        .octets()
+        .0
 }
 
 impl Drop for TestCluster {

@@ -47,13 +47,7 @@ fn outer(src: Ipv4Addr, node_mac: [u8; 6]) -> vxlan::Outer {
 
 /// A UDP datagram from a pod behind PEER to LOCAL_POD, as PEER's VXLAN device frames it.
 fn inner(src: Ipv4Addr, dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
-    let mut f = vxlan::inner_udp(
-        (Mac::vtep(PEER).octets(), dst_mac),
-        src,
-        LOCAL_POD,
-        9,
-        b"payload",
-    );
+    let mut f = vxlan::inner_udp((Mac::vtep(PEER).0, dst_mac), src, LOCAL_POD, 9, b"payload");
     f[14 + 8] = ttl;
     f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
     let sum = checksum(&f[14..34]);
@@ -62,7 +56,7 @@ fn inner(src: Ipv4Addr, dst_mac: [u8; 6], ttl: u8) -> Vec<u8> {
 }
 
 fn good_inner() -> Vec<u8> {
-    inner(REMOTE_POD, Mac::vtep(SELF).octets(), 64)
+    inner(REMOTE_POD, Mac::vtep(SELF).0, 64)
 }
 
 /// The outer IPv4 header replaced by `h` (its addresses and flags), MACs, UDP and the rest kept.
@@ -223,7 +217,7 @@ fn every_underlay_decision() {
                 &outer(PEER),
                 FLAG_I,
                 VNI,
-                &inner(Ipv4Addr::new(198, 18, 3, 3), Mac::vtep(SELF).octets(), 64),
+                &inner(Ipv4Addr::new(198, 18, 3, 3), Mac::vtep(SELF).0, 64),
             ),
             DROP,
         ),
@@ -233,7 +227,7 @@ fn every_underlay_decision() {
                 &outer(PEER),
                 FLAG_I,
                 VNI,
-                &inner(REMOTE_POD, Mac::vtep(SELF).octets(), 1),
+                &inner(REMOTE_POD, Mac::vtep(SELF).0, 1),
             ),
             PASS,
         ),
@@ -281,11 +275,11 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, node_mac: [u8; 6], rx_index: u3
     let scene = UnderlayScene {
         peer_ip: PEER,
         peer_mac: OTHER_MAC,
-        peer_vtep_mac: Mac::vtep(PEER).octets(),
+        peer_vtep_mac: Mac::vtep(PEER).0,
         peer_pod: REMOTE_POD,
         node_ip: SELF,
         node_mac,
-        node_vtep_mac: Mac::vtep(SELF).octets(),
+        node_vtep_mac: Mac::vtep(SELF).0,
         gateway_ip: GATEWAY,
         stranger_ip: STRANGER,
         forged_pod: Ipv4Addr::new(198, 18, 2, 3),

@@ -224,7 +224,7 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, hook: Hook, rx_index: u32) {
         forged_ip: Ipv4Addr::new(198, 18, 1, 99),
         gateway_mac: GW_MAC,
         gateway_ip: GATEWAY,
-        vtep_mac: Mac::vtep(UNDERLAY).octets(),
+        vtep_mac: Mac::vtep(UNDERLAY).0,
         vni: VNI,
         vxlan_port: VXLAN_PORT,
         same_node: true,
@@ -276,6 +276,14 @@ fn tc_makes_every_forwarding_decision() {
 fn map_writers_keep_each_others_entries() {
     let rt = runtime();
     let TestRunNetns { ns, rx_index } = TestRunNetns::new(&rt, "owners");
+    let nl = rt
+        .block_on(async { control::netlink::Netlink::open(ns.netns()) })
+        .unwrap();
+    let veth = |name: &str| {
+        rt.block_on(nl.create_veth(name, &format!("{name}p"), ns.netns()))
+            .unwrap();
+        rt.block_on(nl.index(name)).unwrap()
+    };
     let mut dp = Datapath::load(None).unwrap();
     let (node, network) = (Owner::node("node-a"), Owner::cni_network("net-1"));
     assert_ne!(node, network);
@@ -284,78 +292,127 @@ fn map_writers_keep_each_others_entries() {
         ifindex,
         mac: Mac(POD_MAC),
     };
-    let held = |dp: &Datapath| -> Vec<(Ipv4Addr, u32, u32)> {
-        let mut held: Vec<_> = dp
-            .maps()
+    // What the maps hold: endpoints (address, device, owner), source devices, redirect targets.
+    let held = |dp: &Datapath| -> (Vec<(Ipv4Addr, u32, u32)>, Vec<u32>, Vec<u32>) {
+        let maps = dp.maps();
+        let mut endpoints: Vec<_> = maps
             .endpoints()
             .unwrap()
             .into_iter()
             .map(|(ip, e)| (ip, e.ifindex, e.owner))
             .collect();
-        held.sort();
-        held
+        let mut sources: Vec<u32> = maps.sources().unwrap().iter().map(|(k, _)| *k).collect();
+        let mut targets = maps.redirect_targets().unwrap();
+        endpoints.sort();
+        sources.sort();
+        targets.sort();
+        (endpoints, sources, targets)
     };
-    let maps = dp.maps_mut();
-    maps.sync_endpoints(ns.netns(), node, &[entry(SENDER, 1)], Some(rx_index))
-        .unwrap();
-    maps.sync_endpoints(ns.netns(), network, &[entry(RECEIVER, rx_index)], None)
-        .unwrap();
-    let both = vec![
-        (SENDER.into(), 1, node.id()),
-        (RECEIVER.into(), rx_index, network.id()),
-    ];
+    // The node's underlay, which only the node's entries need as a redirect target.
+    let ul = veth("ul0");
+    let sync = |dp: &mut Datapath, owner: Owner, entries: &[EndpointEntry]| {
+        let underlay = (owner == node).then_some(ul);
+        dp.maps_mut()
+            .sync_endpoints(ns.netns(), owner, entries, underlay)
+    };
+    let (lo, rx) = (1, rx_index);
+    sync(&mut dp, node, &[entry(SENDER, lo)]).unwrap();
+    sync(&mut dp, network, &[entry(RECEIVER, rx)]).unwrap();
+    let both = (
+        vec![
+            (SENDER.into(), lo, node.id()),
+            (RECEIVER.into(), rx, network.id()),
+        ],
+        vec![lo, rx],
+        sorted(vec![lo, rx, ul]),
+    );
     assert_eq!(held(&dp), both, "each owner's entry is there");
     // Each owner's sync again (the node's with nothing new) leaves the other's alone.
-    let maps = dp.maps_mut();
-    assert_eq!(
-        maps.sync_endpoints(ns.netns(), node, &[entry(SENDER, 1)], Some(rx_index))
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        maps.sync_endpoints(ns.netns(), network, &[entry(RECEIVER, rx_index)], None)
-            .unwrap(),
-        0
-    );
+    assert_eq!(sync(&mut dp, node, &[entry(SENDER, lo)]).unwrap(), 0);
+    assert_eq!(sync(&mut dp, network, &[entry(RECEIVER, rx)]).unwrap(), 0);
     assert_eq!(held(&dp), both);
 
     // The network claims the node's pod's address: refused while that device lives.
-    let err = dp
-        .maps_mut()
-        .sync_endpoints(ns.netns(), network, &[entry(SENDER, rx_index)], None)
-        .unwrap_err();
+    let err = sync(&mut dp, network, &[entry(SENDER, rx)]).unwrap_err();
     assert!(
-        matches!(
-            err,
-            control::error::DatapathError::AddressHeld { ifindex: 1, .. }
-        ),
+        matches!(&err, control::error::DatapathError::AddressHeld { device, .. } if device == "lo"),
         "{err}"
     );
     assert_eq!(held(&dp), both, "a refused sync changes nothing");
 
-    // The node's pod moves to another device, which then goes: its address can be taken.
-    let nl = rt
-        .block_on(async { control::netlink::Netlink::open(ns.netns()) })
-        .unwrap();
-    rt.block_on(nl.create_veth("gone0", "gone1", ns.netns()))
-        .unwrap();
-    let gone = rt.block_on(nl.index("gone0")).unwrap();
-    dp.maps_mut()
-        .sync_endpoints(ns.netns(), node, &[entry(SENDER, gone)], Some(rx_index))
-        .unwrap();
+    // The node's pod moves to another device, which then goes: its address can be taken, and
+    // the gone device's source and redirect entries go with it.
+    let gone = veth("gone0");
+    sync(&mut dp, node, &[entry(SENDER, gone)]).unwrap();
     rt.block_on(nl.delete_link("gone0")).unwrap();
+    sync(&mut dp, network, &[entry(SENDER, rx)]).unwrap();
+    assert_eq!(
+        held(&dp),
+        (
+            vec![(SENDER.into(), rx, network.id())],
+            vec![rx],
+            sorted(vec![rx, ul])
+        )
+    );
+
+    // Entries from before owners were recorded: one on a live device is nobody's to take...
+    let old = veth("old0");
     dp.maps_mut()
-        .sync_endpoints(ns.netns(), network, &[entry(SENDER, rx_index)], None)
+        .insert_unrouted(Owner::BEFORE_OWNERS, &[entry(RECEIVER, old)], &[])
         .unwrap();
-    assert_eq!(held(&dp), vec![(SENDER.into(), rx_index, network.id())]);
+    let err = sync(&mut dp, node, &[entry(RECEIVER, lo)]).unwrap_err();
+    assert!(
+        matches!(&err, control::error::DatapathError::AddressHeld { device, .. } if device == "old0"),
+        "{err}"
+    );
+    // ...but its own device's writer's, who also drops it when it no longer wants it...
+    sync(&mut dp, network, &[entry(SENDER, rx), entry(RECEIVER, old)]).unwrap();
+    sync(&mut dp, network, &[entry(SENDER, rx)]).unwrap();
+    assert_eq!(
+        held(&dp),
+        (
+            vec![(SENDER.into(), rx, network.id())],
+            vec![rx],
+            sorted(vec![rx, ul])
+        )
+    );
+    // ...and anyone's once its device is gone, its source entry with it.
+    dp.maps_mut()
+        .insert_unrouted(Owner::BEFORE_OWNERS, &[entry(RECEIVER, old)], &[])
+        .unwrap();
+    rt.block_on(nl.delete_link("old0")).unwrap();
+    sync(&mut dp, node, &[entry(RECEIVER, lo)]).unwrap();
+    assert_eq!(
+        held(&dp),
+        (
+            vec![
+                (SENDER.into(), rx, network.id()),
+                (RECEIVER.into(), lo, node.id())
+            ],
+            vec![lo, rx],
+            sorted(vec![lo, rx, ul])
+        )
+    );
 
     // An owner with nothing left removes only its own.
-    dp.maps_mut()
-        .sync_endpoints(ns.netns(), node, &[], Some(rx_index))
-        .unwrap();
-    assert_eq!(held(&dp), vec![(SENDER.into(), rx_index, network.id())]);
-    dp.maps_mut()
-        .sync_endpoints(ns.netns(), network, &[], None)
-        .unwrap();
-    assert_eq!(held(&dp), vec![]);
+    sync(&mut dp, node, &[]).unwrap();
+    assert_eq!(
+        held(&dp),
+        (
+            vec![(SENDER.into(), rx, network.id())],
+            vec![rx],
+            sorted(vec![rx, ul])
+        ),
+    );
+    sync(&mut dp, network, &[]).unwrap();
+    assert_eq!(
+        held(&dp),
+        (vec![], vec![], vec![ul]),
+        "the node's underlay stays"
+    );
+}
+
+fn sorted(mut v: Vec<u32>) -> Vec<u32> {
+    v.sort();
+    v
 }

@@ -91,7 +91,7 @@ fn pod_scene(tc: &TestCluster, victim: &str) -> PodScene {
         forged_ip: if same_node { B2 } else { A2 },
         gateway_mac,
         gateway_ip: GATEWAY_A,
-        vtep_mac: Mac::vtep(UNDERLAY_A).octets(),
+        vtep_mac: Mac::vtep(UNDERLAY_A).0,
         vni: VNI,
         vxlan_port: VXLAN_PORT,
         same_node,
@@ -156,7 +156,7 @@ fn vxlan_from_a_pod_socket_reaches_nobody(mode: Mode) {
     let payload = |decapsulator: Ipv4Addr, victim: Ipv4Addr| {
         let inner = vxlan::inner_udp(
             // From a MAC that is not the decapsulating device's own (it drops those as looped).
-            ([0x02, 0, 0, 0, 0, 0x42], Mac::vtep(decapsulator).octets()),
+            ([0x02, 0, 0, 0, 0, 0x42], Mac::vtep(decapsulator).0),
             B2,
             victim,
             PORT,
@@ -224,11 +224,11 @@ fn underlay_scene(tc: &TestCluster) -> UnderlayScene {
     UnderlayScene {
         peer_ip: UNDERLAY_A,
         peer_mac: tc.mac_of(&tc.node_netns("a"), UNDERLAY_DEV),
-        peer_vtep_mac: Mac::vtep(UNDERLAY_A).octets(),
+        peer_vtep_mac: Mac::vtep(UNDERLAY_A).0,
         peer_pod: A1,
         node_ip: UNDERLAY_B,
         node_mac: tc.mac_of(&tc.node_netns("b"), UNDERLAY_DEV),
-        node_vtep_mac: Mac::vtep(UNDERLAY_B).octets(),
+        node_vtep_mac: Mac::vtep(UNDERLAY_B).0,
         gateway_ip: GATEWAY_B,
         stranger_ip: Ipv4Addr::new(198, 18, 0, 99),
         forged_pod: B2,

@@ -235,10 +235,7 @@ fn underlay_carries_standard_vxlan_within_the_mtu(mode: Mode) {
         "{mode}: {} VXLAN frames",
         received.len()
     );
-    let (vtep_a, vtep_b) = (
-        Mac::vtep(UNDERLAY_A).octets(),
-        Mac::vtep(UNDERLAY_B).octets(),
-    );
+    let (vtep_a, vtep_b) = (Mac::vtep(UNDERLAY_A).0, Mac::vtep(UNDERLAY_B).0);
     let mut protocols = std::collections::BTreeSet::new();
     for f in &received {
         let p = vxlan::parse(f).unwrap_or_else(|e| panic!("{mode}: not standard VXLAN: {e}"));
@@ -384,10 +381,7 @@ fn vxlan_not_from_a_peer_or_not_well_formed_never_reaches_a_pod() {
         dst: UNDERLAY_B,
         port: PORT,
     };
-    let vteps = (
-        Mac::vtep(UNDERLAY_A).octets(),
-        Mac::vtep(UNDERLAY_B).octets(),
-    );
+    let vteps = (Mac::vtep(UNDERLAY_A).0, Mac::vtep(UNDERLAY_B).0);
     let inner =
         |src: Ipv4Addr| vxlan::inner_udp(vteps, src, B1, sink.local_addr().port(), b"fastpath");
     let good = vxlan::frame(&outer(UNDERLAY_A), FLAG_I, VNI, &inner(A1));

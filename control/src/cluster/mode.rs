@@ -185,8 +185,9 @@ impl Reconciler<'_> {
     }
 }
 
-/// True for the devices whose map entries and program links a node keeps: its pods' veths and
-/// its underlay device. Others in its maps are a joined CNI network's (see `cni`).
+/// True for the devices whose program links a node keeps: its pods' veths and its underlay
+/// device. The other links pinned with its programs are a joined CNI network's (see `cni`).
+/// (Map entries say whose they are themselves: `datapath::Owner`.)
 fn is_node_device(name: &str, underlay: &str) -> bool {
     name.starts_with(config::POD_VETH_PREFIX) || name == underlay
 }

@@ -151,9 +151,16 @@ impl Reconciler<'_> {
                     .map(|t| t.join().expect("namespace creation does not panic"))
                     .collect()
             });
+            // Every namespace made is reported before the first failure is.
+            let mut failed = None;
             for (netns, made) in batch.iter().zip(made) {
-                made?;
-                self.changed(format!("created netns {}", netns.label()));
+                match made {
+                    Ok(()) => self.changed(format!("created netns {}", netns.label())),
+                    Err(e) => failed = failed.or(Some(e)),
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e.into());
             }
         }
         Ok(())
@@ -391,22 +398,18 @@ impl Reconciler<'_> {
             mac,
             alias: &alias,
         };
-        match bridge.ensure().await? {
-            (_, true) => self.changed(format!(
-                "created bridge {} in netns {}",
+        let mut changes = Vec::new();
+        let view = bridge.ensure(&mut changes).await;
+        for change in changes {
+            self.changed(change);
+        }
+        if view?.mac != Some(mac) {
+            nl.set_mac(&node.bridge, mac).await?;
+            self.changed(format!(
+                "set MAC of {} in netns {} to {mac}",
                 node.bridge,
-                nl.netns().label()
-            )),
-            (view, false) if view.mac != Some(mac) => {
-                nl.set_mac(&node.bridge, mac).await?;
-                self.changed(format!(
-                    "set MAC of {} in netns {} to {}",
-                    node.bridge,
-                    nl.netns().label(),
-                    mac
-                ));
-            }
-            (_, false) => {}
+                nl.netns().label(),
+            ));
         }
         let gateway = Ipv4Net::new(config::node_gateway(node), node.pod_cidr.prefix_len())
             .expect("valid prefix");
@@ -559,11 +562,15 @@ impl Reconciler<'_> {
             .await?;
         let created = host.is_none() || inside.is_none();
         let alias = self.cluster.ownership.device_alias();
+        let bridge = nl_node
+            .link_view(&node.bridge)
+            .await?
+            .with_context(|| format!("bridge {} vanished", node.bridge))?;
         let veth = PodVeth {
             host: &nl_node,
             host_veth: &host_end,
             alias: &alias,
-            bridge: nl_node.index(&node.bridge).await?,
+            bridge: &bridge,
             pod: &nl_pod,
             ifname: POD_IFNAME,
             mtu: config::node_pod_mtu(node),
@@ -576,31 +583,26 @@ impl Reconciler<'_> {
                 config::node_gateway(node),
             )],
         };
+        // Every change is reported, also those made before a step fails.
         let mut changes = Vec::new();
-        if created {
-            nl_node.delete_link(&host_end).await?;
-            nl_pod.delete_link(POD_IFNAME).await?;
-            veth.create(Some(addressing.mac())).await?;
-            self.changed(format!(
-                "created veth for pod {} {host_end} in netns {}",
-                pod.name,
-                nl_node.netns().label()
-            ));
-        } else {
-            veth.converge_host(&mut changes).await?;
+        let done = async {
+            if created {
+                nl_node.delete_link(&host_end).await?;
+                nl_pod.delete_link(POD_IFNAME).await?;
+                veth.create(Some(addressing.mac()), &mut changes).await?;
+            } else {
+                veth.converge_existing(&mut changes).await?;
+            }
+            let mac_changed = veth.configure_pod(&addressing, &mut changes).await?;
+            // Neighbours that knew the pod's address at another MAC (from before an upgrade that
+            // made MACs follow addresses) learn this one now, not when their entry times out.
+            veth.open(created || mac_changed, &mut changes).await
         }
-        veth.configure_pod(&addressing, &mut changes)
-            .await
-            .with_context(|| format!("pod {}", pod.name))?;
-        // Neighbours that knew the pod's address at another MAC (from before an upgrade that
-        // made MACs follow addresses) learn this one now, not when their entry times out.
-        veth.open(addressing.mac(), created, &mut changes)
-            .await
-            .with_context(|| format!("pod {}", pod.name))?;
+        .await;
         for change in changes {
             self.changed(change);
         }
-        Ok(())
+        done.with_context(|| format!("pod {}", pod.name))
     }
 
     /// Pod veths on the node whose pod is gone from the config.

@@ -87,8 +87,8 @@ impl Pins {
             // Nothing was ever attached (kernel mode, or every ADD failed before attaching).
             return Ok(());
         }
-        // A joined node's maps have other owners: the devices listed here must still be the
-        // devices there are when the maps are rewritten.
+        // A joined node's maps have other owners: the check that no other owner holds one of
+        // these addresses and the write must not interleave with another owner's.
         let _lock = match self {
             Pins::Own(_) => None,
             Pins::Node(_) => Some(datapath::lock_pins(dir)?),

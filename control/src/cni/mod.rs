@@ -29,7 +29,7 @@ use self::{
     spec::{CniResult, Command, Env, NetConf, VersionInfo},
     store::{Record, Store},
 };
-use crate::{datapath::Owner, error::chain, netns::Netns};
+use crate::{datapath::Owner, error::chain, netlink::Netlink, netns::Netns};
 
 /// The bridge of a standalone network whose configuration names none.
 pub const DEFAULT_BRIDGE: &str = "fp-cni0";
@@ -152,7 +152,9 @@ fn step(step: &str) {
     }
 }
 
-/// The steps of ADD where [`step`] can stop it (the crash tests do), in order.
+/// The steps of ADD where [`step`] can stop it (the crash tests do), in order. `attached`: the
+/// program runs on the host veth (attached while IPAM ran) and the network's gateway is in its
+/// maps.
 pub const CRASH_POINTS: [&str; 6] = [
     "record-written",
     "veth-created",
@@ -369,7 +371,7 @@ impl Plugin<'_> {
             step("container-configured");
             attached.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
-            standalone.open(&links, &attachment).await.map_err(failed)?;
+            standalone.open(&links).await.map_err(failed)?;
             step("opened");
             Ok::<_, CniError>(result)
         }
@@ -483,11 +485,21 @@ impl Plugin<'_> {
         // Where ADD pinned the link, should the configuration have moved the network since.
         let pins = self.settings.pins();
         let dir = record.pin_dir.as_deref().unwrap_or(pins.dir());
+        let alias = network::veth_alias(net, &record.container_id, &record.ifname);
+        // A veth of this name that is not this attachment's stops the undo before anything is
+        // released: its address must not go to another container while it may still send.
+        let host = Netlink::open(&Netns::host()).map_err(|e| failed(e.into()))?;
+        if record.owns_veth {
+            network::check_veth(&host, &record.host_veth, &alias)
+                .await
+                .map_err(failed)?;
+        }
         // The address is released while the veth goes: the kernel takes its time removing a
         // device (RCU grace periods), the IPAM plugin runs meanwhile.
-        let ipam = match record.ipam {
-            true => Ipam::find(self.env, self.raw)?,
-            false => None,
+        let (ipam, not_found) = match record.ipam.then(|| Ipam::find(self.env, self.raw)) {
+            Some(Ok(ipam)) => (ipam, None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
         };
         let releasing = ipam.map(|ipam| {
             let mut env = self.env.clone();
@@ -504,19 +516,18 @@ impl Plugin<'_> {
         // sends past an unchecked veth. The previous plugin's veth (chained) is that plugin's to
         // delete; it is only taken down.
         let removed = if record.owns_veth {
-            network::delete_veth(
-                &record.host_veth,
-                &network::veth_alias(net, &record.container_id, &record.ifname),
-            )
-            .await
+            network::delete_veth(&host, &record.host_veth, &alias).await
         } else {
-            network::take_down(&record.host_veth).await
+            network::take_down(&host, &record.host_veth).await
         };
         let released = releasing
             .map(|thread| thread.join().expect("the IPAM thread does not panic"))
             .transpose();
         removed.map_err(failed)?;
         step("veth-removed");
+        if let Some(e) = not_found {
+            return Err(e);
+        }
         released?;
         fastpath::detach(dir, &record.host_veth).map_err(failed)?;
         step("detached");

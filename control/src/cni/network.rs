@@ -101,7 +101,7 @@ impl Standalone<'_> {
             alias: veth_alias(self.network, self.container_id, self.ifname),
         };
         // The MAC follows the address, which IPAM gives later.
-        self.veth(&links).create(None).await?;
+        self.veth(&links).create(None, &mut Vec::new()).await?;
         Ok(links)
     }
 
@@ -110,7 +110,7 @@ impl Standalone<'_> {
             host: &links.host,
             host_veth: self.host_veth,
             alias: &links.alias,
-            bridge: links.bridge.index,
+            bridge: &links.bridge,
             pod: &links.inside,
             ifname: self.ifname,
             mtu: self.mtu,
@@ -212,9 +212,8 @@ impl Standalone<'_> {
     /// what it sends, and announces its address: a container re-created with it (a runtime's DEL
     /// and ADD on a live namespace) has the same MAC, and this covers neighbours that knew the
     /// address at another.
-    pub async fn open(&self, links: &StandaloneLinks, attachment: &Attachment) -> Result<()> {
-        let mac = Mac::pod(attachment.address.addr());
-        self.veth(links).open(mac, true, &mut Vec::new()).await
+    pub async fn open(&self, links: &StandaloneLinks) -> Result<()> {
+        self.veth(links).open(true, &mut Vec::new()).await
     }
 
     /// The network's bridge, up; created when missing (its gateway address comes with IPAM). A
@@ -236,36 +235,41 @@ impl Standalone<'_> {
             mac: Mac::cni_bridge(self.network),
             alias: &network_alias(self.network),
         };
-        let (link, _) = bridge
-            .ensure()
-            .await
-            .with_context(|| format!("the network's bridge (\"bridge\": \"{}\")", self.bridge))?;
-        Ok(link)
+        bridge.ensure(&mut Vec::new()).await.with_context(|| {
+            format!(
+                "the network's bridge (\"bridge\": \"{}\"; name another there)",
+                self.bridge
+            )
+        })
     }
 }
 
 /// Deletes the standalone host veth of an attachment (its peer in the container goes with it), if
-/// it is there and carries this attachment's alias, or no alias at all (an ADD killed between
-/// creating the veth and labelling it; the name is derived from this attachment): a device of
-/// the same name with another alias is not ours and is left alone.
-pub async fn delete_veth(host_veth: &str, alias: &str) -> Result<()> {
-    let host = Netlink::open(&Netns::host())?;
-    match host.link_view(host_veth).await? {
-        Some(link) if link.alias.as_deref().is_none_or(|a| a == alias) => {
-            host.delete_link(host_veth).await?;
-        }
-        Some(link) => bail!(
-            "device {host_veth} exists but is not this attachment's (alias {:?}); left alone",
-            link.alias
-        ),
-        None => {}
+/// it is there and is this attachment's ([`check_veth`]).
+pub async fn delete_veth(host: &Netlink, host_veth: &str, alias: &str) -> Result<()> {
+    if check_veth(host, host_veth, alias).await? {
+        host.delete_link(host_veth).await?;
     }
     Ok(())
 }
 
+/// Whether the standalone host veth of an attachment is there and may be deleted: it carries
+/// this attachment's alias, or no alias at all (an ADD killed between creating the veth and
+/// labelling it; the name is derived from this attachment). A device of the same name with
+/// another alias is not ours: an error, and it is left alone.
+pub async fn check_veth(host: &Netlink, host_veth: &str, alias: &str) -> Result<bool> {
+    match host.link_view(host_veth).await? {
+        Some(link) if link.alias.as_deref().is_none_or(|a| a == alias) => Ok(true),
+        Some(link) => bail!(
+            "device {host_veth} exists but is not this attachment's (alias {:?}); left alone",
+            link.alias
+        ),
+        None => Ok(false),
+    }
+}
+
 /// Takes the host veth of a chained attachment down, if it is still there.
-pub async fn take_down(host_veth: &str) -> Result<()> {
-    let host = Netlink::open(&Netns::host())?;
+pub async fn take_down(host: &Netlink, host_veth: &str) -> Result<()> {
     if host.link_view(host_veth).await?.is_some_and(|l| l.up) {
         host.set_down(host_veth).await?;
     }

@@ -3,8 +3,9 @@
 //!
 //! ADD writes the record *before* it changes anything and completes it after, so whatever a
 //! killed ADD managed to do, the record names it and a later DEL or GC can undo it. Records are
-//! replaced atomically (written to a temporary file, synced, renamed), so a crash never leaves a
-//! half-written one.
+//! replaced atomically (written to a temporary file, renamed), so a killed invocation never
+//! leaves a half-written one. They are not synced to disk: a reboot takes what they describe
+//! (namespaces, veths, pins) with it, and GC removes the records that outlive it.
 
 use std::{
     fs::{self, File},

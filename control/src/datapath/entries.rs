@@ -50,6 +50,10 @@ impl PeerEntry {
 pub struct Owner(u32);
 
 impl Owner {
+    /// What entries written before owners were recorded hold: nobody's. Such an entry is taken
+    /// by the owner that writes an entry for its device, or any owner once the device is gone.
+    pub const BEFORE_OWNERS: Owner = Owner(0);
+
     /// The pods of node `netns` (its namespace's label: unique among nodes).
     pub fn node(netns: &str) -> Self {
         Self::named(&["node ", netns])

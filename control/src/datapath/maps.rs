@@ -149,6 +149,23 @@ impl Maps {
             .map_err(map_err(ENDPOINTS))
     }
 
+    /// Every source entry: a pod's host-side veth (ifindex), and the address and MAC it may send
+    /// from.
+    pub fn sources(&self) -> Result<Vec<(u32, Source)>, DatapathError> {
+        let sources: HashMap<_, u32, Source> =
+            HashMap::try_from(&self.sources).map_err(map_err(SOURCES))?;
+        all_entries(&sources).map_err(map_err(SOURCES))
+    }
+
+    /// The devices (ifindexes) the redirect map holds.
+    pub fn redirect_targets(&self) -> Result<Vec<u32>, DatapathError> {
+        let devmap = DevMapHash::try_from(&self.devmap).map_err(map_err(DEVMAP))?;
+        devmap
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(DEVMAP))
+    }
+
     /// Makes `owner`'s entries in the endpoint, source and redirect maps exactly `entries`
     /// (see [`Owner`] for the rule); returns how many entries were added or removed. Another
     /// owner's entry for one of these addresses is an error while its device exists, and is
@@ -167,15 +184,17 @@ impl Maps {
 
         let mut endpoints: HashMap<_, u32, Endpoint> =
             HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
-        let present: Vec<(u32, Endpoint)> = endpoints
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(ENDPOINTS))?;
+        let present = all_entries(&endpoints).map_err(map_err(ENDPOINTS))?;
         let want: Vec<(u32, Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
-        // This owner's entries, and those from before owners whose device is gone.
-        let mine =
-            |e: &Endpoint| e.owner == owner.id() || (e.owner == 0 && !device_exists(e.ifindex));
-        // The devices the entries replaced or removed here named: their sources and redirect
+        let own_devices: Vec<u32> = entries.iter().map(|e| e.ifindex).collect();
+        // This owner's entries; and those from before owners were recorded (owner 0) on one of
+        // its own devices, or on a device that is gone.
+        let mine = |e: &Endpoint| {
+            e.owner == owner.id()
+                || (e.owner == 0
+                    && (own_devices.contains(&e.ifindex) || device_name(e.ifindex).is_none()))
+        };
+        // The devices named by the entries this sync replaces or removes: their redirect
         // targets go with them.
         let mut released: Vec<u32> = Vec::new();
         for (key, _) in &want {
@@ -185,10 +204,10 @@ impl Maps {
             if mine(held) {
                 continue;
             }
-            if held.owner != 0 && device_exists(held.ifindex) {
+            if let Some(device) = device_name(held.ifindex) {
                 return Err(DatapathError::AddressHeld {
                     ip: Ipv4Addr::from(key.to_ne_bytes()),
-                    ifindex: held.ifindex,
+                    device,
                 });
             }
             // Another owner's, for a device that is gone: taken over.
@@ -201,14 +220,20 @@ impl Maps {
                 .map(|(_, e)| e.ifindex),
         );
         changed += sync_hash(&mut endpoints, &want, |_, e| !mine(e)).map_err(map_err(ENDPOINTS))?;
+        // The devices some entry (anyone's) names now.
+        let named: Vec<u32> = all_entries(&endpoints)
+            .map_err(map_err(ENDPOINTS))?
+            .iter()
+            .map(|(_, e)| e.ifindex)
+            .collect();
 
+        // A source entry lets its device send as a pod: it lives exactly as long as an endpoint
+        // entry names the device (one left by a write that died half-way goes here too).
         let mut sources: HashMap<_, u32, Source> =
             HashMap::try_from(&mut self.sources).map_err(map_err(SOURCES))?;
         let want: Vec<(u32, Source)> = entries.iter().map(EndpointEntry::source).collect();
-        changed += sync_hash(&mut sources, &want, |ifindex, _| {
-            !released.contains(ifindex)
-        })
-        .map_err(map_err(SOURCES))?;
+        changed += sync_hash(&mut sources, &want, |ifindex, _| named.contains(ifindex))
+            .map_err(map_err(SOURCES))?;
 
         // Pods' veths, and the underlay device encapsulated frames leave by.
         let targets: Vec<u32> = entries
@@ -216,24 +241,15 @@ impl Maps {
             .map(|e| e.ifindex)
             .chain(underlay_ifindex)
             .collect();
-        let needed: Vec<u32> = match underlay_ifindex {
-            // The node's sync also clears targets nobody's entry needs any more.
-            Some(_) => endpoints
-                .iter()
-                .filter_map(Result::ok)
-                .map(|(_, e)| e.ifindex)
-                .chain(targets.iter().copied())
-                .collect(),
-            None => Vec::new(),
-        };
         let mut devmap = DevMapHash::try_from(&mut self.devmap).map_err(map_err(DEVMAP))?;
         let present: Vec<u32> = devmap
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(DEVMAP))?;
+        // The node's sync also clears targets no entry needs any more.
         let stale = |k: &u32| match underlay_ifindex {
-            Some(_) => !needed.contains(k),
-            None => released.contains(k) && !targets.contains(k),
+            Some(_) => !named.contains(k) && !targets.contains(k),
+            None => released.contains(k) && !named.contains(k) && !targets.contains(k),
         };
         for key in present.iter().filter(|k| stale(k)) {
             devmap.remove(*key).map_err(map_err(DEVMAP))?;
@@ -358,9 +374,26 @@ pub fn lock_pins(dir: &Path) -> Result<Flock<std::fs::File>, DatapathError> {
     Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| err(errno.into()))
 }
 
-/// Whether a device with `ifindex` exists in this thread's namespace.
-fn device_exists(ifindex: u32) -> bool {
+/// The name of the device with `ifindex` in this thread's namespace; `None` when there is none.
+fn device_name(ifindex: u32) -> Option<String> {
     let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: the buffer has the IF_NAMESIZE bytes if_indextoname writes at most.
-    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+    // SAFETY: the buffer has the IF_NAMESIZE bytes if_indextoname writes at most, and holds a
+    // NUL-terminated name when it returns non-null.
+    unsafe {
+        if libc::if_indextoname(ifindex, name.as_mut_ptr()).is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(name.as_ptr())
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
+/// Every entry of a hash map keyed by u32.
+fn all_entries<T: Borrow<MapData>, V: aya::Pod>(
+    map: &HashMap<T, u32, V>,
+) -> Result<Vec<(u32, V)>, aya::maps::MapError> {
+    map.iter().collect()
 }
