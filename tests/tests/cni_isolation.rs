@@ -211,7 +211,7 @@ fn a_pod_of_a_network_joined_to_a_node_reaches_none_of_the_nodes_pods_as_someone
         victim: &tc.pod_netns("a2"),
         victim_ip: Ipv4Addr::new(198, 18, 1, 3),
         gateway: (&tc.node_netns("a"), "fp-br0", Ipv4Addr::new(198, 18, 1, 1)),
-        overlay: Some(Mac::vtep(node_a.underlay.address.addr()).octets()),
+        overlay: Some(Mac::vtep(node_a.underlay.address.addr()).0),
         pins,
     }
     .run();

@@ -292,8 +292,8 @@ fn map_writers_keep_each_others_entries() {
         ifindex,
         mac: Mac(POD_MAC),
     };
-    // What the maps hold: endpoints (address, device, owner), source devices, redirect targets.
-    let held = |dp: &Datapath| -> (Vec<(Ipv4Addr, u32, u32)>, Vec<u32>, Vec<u32>) {
+    // What the maps hold.
+    let held = |dp: &Datapath| -> Held {
         let maps = dp.maps();
         let mut endpoints: Vec<_> = maps
             .endpoints()
@@ -411,6 +411,9 @@ fn map_writers_keep_each_others_entries() {
         "the node's underlay stays"
     );
 }
+
+/// Endpoints (address, device, owner id), source devices, redirect targets.
+type Held = (Vec<(Ipv4Addr, u32, u32)>, Vec<u32>, Vec<u32>);
 
 fn sorted(mut v: Vec<u32>) -> Vec<u32> {
     v.sort();
