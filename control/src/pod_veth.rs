@@ -73,13 +73,6 @@ impl PodVeth<'_> {
                     self.pod.netns().label()
                 )
             })?;
-        changes.push(format!(
-            "created veth {} in netns {} with {} in netns {}",
-            self.host_veth,
-            self.host.netns().label(),
-            self.ifname,
-            self.pod.netns().label()
-        ));
         self.host.set_alias(self.host_veth, self.alias).await?;
         self.harden(changes)
     }

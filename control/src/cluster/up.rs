@@ -590,6 +590,11 @@ impl Reconciler<'_> {
                 nl_node.delete_link(&host_end).await?;
                 nl_pod.delete_link(POD_IFNAME).await?;
                 veth.create(Some(addressing.mac()), &mut changes).await?;
+                changes.push(format!(
+                    "created veth for pod {} {host_end} in netns {}",
+                    pod.name,
+                    nl_node.netns().label()
+                ));
             } else {
                 veth.converge_existing(&mut changes).await?;
             }
