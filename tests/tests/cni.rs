@@ -253,13 +253,22 @@ fn standalone_pods_talk_on_the_fast_path_and_del_removes_everything() {
 
     let veths = host.links_named("fpc");
     assert_eq!(veths.len(), 2, "{veths:?}");
-    // The first ADD loaded the programs and pinned them; the second loaded none: both links run
-    // the pinned program.
+    // The first ADD loaded the programs and pinned them; the second loaded none: both veths run
+    // the pinned program, as their one ingress filter, and nothing through tcx.
     let pinned = datapath::pinned_program_id(&host.pin_dir(), Hook::Tc).unwrap();
+    let rt = tests::runtime();
+    let nl = rt
+        .block_on(async { control::netlink::Netlink::open(&host.node) })
+        .unwrap();
     for veth in &veths {
         assert_eq!(
+            rt.block_on(nl.ingress_bpf_filters(veth)).unwrap(),
+            [("tc_pod".to_string(), pinned)],
+            "{veth}"
+        );
+        assert_eq!(
             datapath::tcx_ingress_program_ids(&host.node, veth).unwrap(),
-            [pinned],
+            Vec::<u32>::new(),
             "{veth}"
         );
     }
@@ -559,14 +568,14 @@ fn an_add_killed_at_each_step_is_undone_by_del_gc_or_a_retried_add() {
             // What the step had done is there, for the cleanup to find.
             assert_eq!(host.records().len(), 1, "{step}: the record");
             assert_eq!(
-                host.links_named("fpc").len(),
+                host.allocations().len(),
                 usize::from(i >= 1),
-                "{step}: veth"
+                "{step}: address"
             );
             assert_eq!(
-                host.allocations().len(),
+                host.links_named("fpc").len(),
                 usize::from(i >= 2),
-                "{step}: address"
+                "{step}: veth"
             );
             match cleanup {
                 "DEL" => host.exec("DEL", &id, Some(c.netns()), &conf).expect_ok(),

@@ -45,8 +45,10 @@ impl Pins {
         }
     }
 
-    /// Attaches tc_pod to `host_veth` (in this process's namespace), loading and pinning the
-    /// programs first for a network's first pod (or a node brought up by another build).
+    /// Attaches tc_pod to `host_veth` (in this process's namespace) as a filter (see
+    /// `datapath::attach_filter`: a CNI ADD does not wait for a grace period), loading and
+    /// pinning the programs first for a network's first pod (or a node brought up by another
+    /// build).
     pub fn attach(&self, host_veth: &str) -> Result<()> {
         let dir = self.dir();
         if let Pins::Node(node) = self
@@ -59,7 +61,7 @@ impl Pins {
             );
         }
         datapath::ensure_pinned(dir)?;
-        datapath::attach_pinned(dir, Hook::Tc, &Netns::host(), host_veth)?;
+        datapath::attach_filter(dir, Hook::Tc, &Netns::host(), host_veth)?;
         Ok(())
     }
 
@@ -153,14 +155,31 @@ impl Pins {
     }
 }
 
-/// Removes every link of `host_veth` pinned under `dir`, whatever its ifindex was.
+/// Takes tc_pod off `host_veth`: its filter (a chained attachment's veth outlives the DEL; a
+/// standalone one took its filter with it), and any link pinned under `dir` for it (attachments
+/// made by releases that attached through tcx links), whatever its ifindex was.
 pub fn detach(dir: &Path, host_veth: &str) -> Result<()> {
+    datapath::detach_filter(&Netns::host(), host_veth)?;
     for link in datapath::pinned_links(dir)? {
         if link.dev == host_veth {
             datapath::detach_pinned(dir, &link)?;
         }
     }
     Ok(())
+}
+
+/// Whether tc_pod runs on `veth` (with `ifindex`): as a filter, or through a link pinned under
+/// `dir` (a release that attached through tcx links).
+pub async fn runs_on(host: &Netlink, dir: &Path, veth: &str, ifindex: u32) -> Result<bool> {
+    let filtered = host
+        .ingress_bpf_filters(veth)
+        .await?
+        .iter()
+        .any(|(name, _)| name == Hook::Tc.program());
+    let linked = datapath::pinned_links(dir)?
+        .iter()
+        .any(|l| l.dev == veth && l.ifindex == ifindex);
+    Ok(filtered || linked)
 }
 
 /// The endpoint entry of `ip` in the maps pinned under `dir`.

@@ -152,13 +152,11 @@ fn step(step: &str) {
     }
 }
 
-/// The steps of ADD where [`step`] can stop it (the crash tests do), in order. `attached`: the
-/// program runs on the host veth (attached while IPAM ran) and the network's gateway is in its
-/// maps.
+/// The steps of ADD where [`step`] can stop it (the crash tests do), in order.
 pub const CRASH_POINTS: [&str; 6] = [
     "record-written",
-    "veth-created",
     "ipam-added",
+    "veth-created",
     "container-configured",
     "attached",
     "record-complete",
@@ -340,36 +338,15 @@ impl Plugin<'_> {
             node: self.settings.node.as_ref(),
         };
         let made = async {
-            let links = standalone.create().await.map_err(failed)?;
+            let assigned = ipam.add(self.env)?;
+            step("ipam-added");
+            let links = standalone.create(&assigned).await.map_err(failed)?;
             step("veth-created");
-            // The kernel's tcx attach waits for an RCU grace period, as long as IPAM's run of
-            // its plugin or longer: the two overlap. (The container's configuration after IPAM
-            // needs the RTNL lock, which the attach holds while it waits.)
-            let attaching = (self.settings.mode == Mode::Tc).then(|| {
-                let (pins, host_veth) = (self.settings.pins(), host_veth.clone());
-                std::thread::spawn(move || {
-                    let attached = pins
-                        .attach(&host_veth)
-                        .with_context(|| format!("attaching the fast path to {host_veth}"));
-                    step("program-attached");
-                    attached
-                })
-            });
-            let configured = async {
-                let assigned = ipam.add(self.env)?;
-                step("ipam-added");
-                standalone
-                    .configure(&links, &assigned)
-                    .await
-                    .map_err(failed)
-            }
-            .await;
-            let attached = attaching
-                .map(|thread| thread.join().expect("the attach thread does not panic"))
-                .transpose();
-            let (attachment, result) = configured?;
+            let (attachment, result) = standalone
+                .configure(&links, &assigned)
+                .await
+                .map_err(failed)?;
             step("container-configured");
-            attached.map_err(failed)?;
             self.finish(store, &mut record, &attachment).await?;
             standalone.open(&links).await.map_err(failed)?;
             step("opened");
@@ -436,11 +413,9 @@ impl Plugin<'_> {
         }
         if self.settings.mode == Mode::Tc {
             let pins = self.settings.pins();
-            if !record.owns_veth {
-                pins.attach(&a.host_veth)
-                    .with_context(|| format!("attaching the fast path to {}", a.host_veth))
-                    .map_err(failed)?;
-            }
+            pins.attach(&a.host_veth)
+                .with_context(|| format!("attaching the fast path to {}", a.host_veth))
+                .map_err(failed)?;
             pins.set_gateway(a.bridge_mac, a.gateway).map_err(failed)?;
         }
         step("attached");
@@ -610,7 +585,7 @@ impl Plugin<'_> {
     /// CHECK's view of the host side: the veth, its bridge, its program and its map entry.
     async fn check_host(&self, record: &Record) -> anyhow::Result<Vec<String>> {
         let mut missing = Vec::new();
-        let host = crate::netlink::Netlink::open(&Netns::host())?;
+        let host = Netlink::open(&Netns::host())?;
         let Some(veth) = host.link_view(&record.host_veth).await? else {
             return Ok(vec![format!("host veth {}", record.host_veth)]);
         };
@@ -626,10 +601,7 @@ impl Plugin<'_> {
         if self.settings.mode == Mode::Tc {
             let ip = record.address.expect("complete").addr();
             let pins = self.settings.pins();
-            let linked = crate::datapath::pinned_links(pins.dir())?
-                .iter()
-                .any(|l| l.dev == record.host_veth && l.ifindex == veth.index);
-            if !linked {
+            if !fastpath::runs_on(&host, pins.dir(), &record.host_veth, veth.index).await? {
                 missing.push(format!("tc_pod on {}", record.host_veth));
             }
             if pins.endpoint_ifindex(ip)? != Some(veth.index) {

@@ -88,9 +88,10 @@ pub struct StandaloneLinks {
 }
 
 impl Standalone<'_> {
-    /// Makes the bridge if needed, and the veth pair into the container, both ends down: what
-    /// needs no address yet, so the fast path's program can be attached while IPAM runs.
-    pub async fn create(&self) -> Result<StandaloneLinks> {
+    /// Makes the bridge if needed, and the veth pair into the container (its MAC derived from the
+    /// address IPAM gave), both ends down.
+    pub async fn create(&self, ipam: &CniResult) -> Result<StandaloneLinks> {
+        let (address, _) = ipv4_of(ipam, None)?;
         let host = Netlink::open(&Netns::host())?;
         let inside = Netlink::open(self.container)?;
         let bridge = self.ensure_bridge(&host).await?;
@@ -100,8 +101,9 @@ impl Standalone<'_> {
             bridge,
             alias: veth_alias(self.network, self.container_id, self.ifname),
         };
-        // The MAC follows the address, which IPAM gives later.
-        self.veth(&links).create(None, &mut Vec::new()).await?;
+        self.veth(&links)
+            .create(Some(Mac::pod(address.addr())), &mut Vec::new())
+            .await?;
         Ok(links)
     }
 

@@ -133,13 +133,13 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
             .iter()
             .find_map(|r| r.pin_dir.clone())
             .unwrap_or_else(|| fastpath::pin_dir(&network));
-        let links = datapath::pinned_links(&dir)?;
         let mut attachments = Vec::new();
         for r in records {
             let ifindex = host.link_view(&r.host_veth).await?.map(|l| l.index);
-            let linked = links
-                .iter()
-                .any(|l| l.dev == r.host_veth && Some(l.ifindex) == ifindex);
+            let linked = match ifindex {
+                Some(i) => fastpath::runs_on(&host, &dir, &r.host_veth, i).await?,
+                None => false,
+            };
             let mapped = match r.address {
                 Some(a) => {
                     ifindex.is_some() && fastpath::endpoint_ifindex(&dir, a.addr())? == ifindex

@@ -7,6 +7,8 @@
 //!   once per node or network, pinned beside its maps ([`ensure_pinned`]);
 //! - `links`: pinned links per device — attach a pinned program, give a link another, list,
 //!   detach;
+//! - `filters`: a pinned program as a classic TC filter (what a CNI attachment uses: no RCU
+//!   grace period to wait for, no link to pin);
 //! - `maps`: a node's or network's maps opened from their pins with no program loaded
 //!   ([`Maps::open`]), and the entries written into them (`entries`);
 //! - `counters`: the per-reason counters as rows;
@@ -18,6 +20,7 @@
 
 mod counters;
 mod entries;
+mod filters;
 mod links;
 mod maps;
 mod object;
@@ -26,6 +29,7 @@ mod run_stats;
 
 pub use counters::{CounterRow, packets};
 pub use entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry};
+pub use filters::{attach_filter, detach_filter};
 pub use links::{
     LoadedPrograms, PinnedAttach, PinnedLinkName, attach_pinned, detach_pinned, pinned_links,
     run_in_link, tcx_ingress_program_ids,
