@@ -1,6 +1,7 @@
-//! The network's fast path: maps and program links pinned under one directory per network (or
-//! the directory of the fastpath node it joined), so every invocation of the plugin (a
-//! short-lived process) works on the same maps. The maps' endpoint entries are always rebuilt
+//! The network's fast path: programs and maps pinned under one directory per network (or the
+//! directory of the fastpath node it joined), so every invocation of the plugin (a short-lived
+//! process) works on the same maps; `tc_pod` runs on each host veth as a filter, which goes with
+//! its veth. The maps' endpoint entries are always rebuilt
 //! from the complete records, which makes them exactly as true as the records are, whatever an
 //! earlier invocation was killed in the middle of.
 
