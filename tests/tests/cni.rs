@@ -396,6 +396,24 @@ fn chained_after_the_bridge_plugin_it_accelerates_that_plugins_veths() {
             2 - i,
             "fastpath-cni leaves the bridge plugin's veth to it"
         );
+        // ...without its program: the veth's filter went with the DEL.
+        let veth = results[i]["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| {
+                i["sandbox"].as_str().is_none_or(str::is_empty)
+                    && i["name"] != bridge_conf["bridge"]
+            })
+            .and_then(|i| i["name"].as_str())
+            .unwrap()
+            .to_string();
+        let rt = tests::runtime();
+        let nl = rt
+            .block_on(async { control::netlink::Netlink::open(&host.node) })
+            .unwrap();
+        let filters = rt.block_on(nl.ingress_bpf_filters(&veth)).unwrap();
+        assert_eq!(filters, Vec::new(), "{veth} after DEL");
         host.run_reference(
             "bridge",
             &CniHost::env("DEL", id, Some(c.netns())),
