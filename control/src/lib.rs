@@ -13,6 +13,7 @@ pub mod ethtool;
 pub mod fnv;
 pub mod guard;
 pub mod ifname;
+pub mod link_state;
 pub mod mac;
 pub mod netlink;
 pub mod netns;

@@ -50,12 +50,6 @@ impl Mac {
     }
 }
 
-impl From<[u8; 6]> for Mac {
-    fn from(octets: [u8; 6]) -> Self {
-        Self(octets)
-    }
-}
-
 impl TryFrom<&[u8]> for Mac {
     type Error = InvalidMac;
 

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use ipnet::Ipv4Net;
 
 use crate::{
-    ethtool,
+    ethtool, link_state,
     mac::Mac,
     netlink::{LinkView, Netlink, VethPair},
     pod_link,
@@ -92,7 +92,7 @@ impl PodVeth<'_> {
                 self.bridge.name
             ));
         }
-        converge_mtu(self.host, &host, self.mtu, changes).await?;
+        link_state::converge(self.host, &host, self.mtu, None, false, changes).await?;
         self.harden(changes)
     }
 
@@ -119,24 +119,8 @@ impl PodVeth<'_> {
             pod.set_up("lo").await?;
             changes.push(format!("brought lo in netns {ns} up"));
         }
-        converge_mtu(pod, &view, self.mtu, changes).await?;
-        let present = pod.ipv4_addresses(view.index).await?;
-        for addr in present.iter().filter(|a| **a != addressing.address) {
-            pod.del_ipv4_address(ifname, *addr).await?;
-            changes.push(format!(
-                "removed address {addr} from {ifname} in netns {ns}"
-            ));
-        }
-        if !present.contains(&addressing.address) {
-            let address = addressing.address;
-            pod.add_address(ifname, address.addr().into(), address.prefix_len())
-                .await?;
-            changes.push(format!("added address {address} to {ifname} in netns {ns}"));
-        }
-        if !view.up {
-            pod.set_up(ifname).await?;
-            changes.push(format!("brought {ifname} in netns {ns} up"));
-        }
+        let address = [addressing.address];
+        link_state::converge(pod, &view, self.mtu, Some(&address), true, changes).await?;
         if self.napi {
             ensure_gro(pod, ifname, changes)?;
         }
@@ -198,24 +182,6 @@ impl PodVeth<'_> {
             .await?
             .with_context(|| format!("device '{name}' vanished from {}", nl.netns().label()))
     }
-}
-
-async fn converge_mtu(
-    nl: &Netlink,
-    view: &LinkView,
-    mtu: u32,
-    changes: &mut Vec<String>,
-) -> Result<()> {
-    if view.mtu != mtu {
-        nl.set_mtu(&view.name, mtu).await?;
-        changes.push(format!(
-            "set MTU of {} in netns {} to {mtu} (was {})",
-            view.name,
-            nl.netns().label(),
-            view.mtu
-        ));
-    }
-    Ok(())
 }
 
 /// GRO on, for NAPI: the kernel starts NAPI only for a veth that is up when GRO is turned on.

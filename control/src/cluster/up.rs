@@ -2,7 +2,7 @@
 //! difference, so a second run changes nothing, a device removed behind fastpath's back comes
 //! back, and a wrong MTU or address is put right. Each change is reported in words.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
@@ -12,9 +12,11 @@ use crate::{
     config::{self, NodeConfig, PodConfig, VXLAN_OVERHEAD},
     ethtool,
     guard::{self, Guard},
+    link_state,
     mac::Mac,
     netlink::{LinkView, Netlink, VxlanSpec},
     netns::Netns,
+    ownership::Ownership,
     pod_bridge::PodBridge,
     pod_veth::{PodAddressing, PodVeth},
 };
@@ -133,18 +135,12 @@ impl Reconciler<'_> {
             })
             .filter(|netns| !netns.exists())
             .collect();
+        let ownership = &self.cluster.ownership;
         for batch in missing.chunks(AT_ONCE) {
-            for netns in batch {
-                let name = netns.name().expect("pod namespaces are named");
-                self.cluster
-                    .ownership
-                    .claim_netns(name)
-                    .with_context(|| format!("recording ownership of netns {name}"))?;
-            }
             let made: Vec<_> = std::thread::scope(|scope| {
                 let threads: Vec<_> = batch
                     .iter()
-                    .map(|netns| scope.spawn(|| netns.create()))
+                    .map(|netns| scope.spawn(|| claim_and_create(ownership, netns)))
                     .collect();
                 threads
                     .into_iter()
@@ -160,7 +156,7 @@ impl Reconciler<'_> {
                 }
             }
             if let Some(e) = failed {
-                return Err(e.into());
+                return Err(e);
             }
         }
         Ok(())
@@ -185,10 +181,7 @@ impl Reconciler<'_> {
                 );
             }
         } else {
-            ownership
-                .claim_netns(name)
-                .with_context(|| format!("recording ownership of netns {name}"))?;
-            netns.create()?;
+            claim_and_create(ownership, netns)?;
             self.changed(format!("created netns {name}"));
         }
         let nl = Netlink::open(netns)?;
@@ -260,35 +253,15 @@ impl Reconciler<'_> {
         mtu: u32,
         addresses: Option<&[Ipv4Net]>,
     ) -> Result<()> {
-        let ns = nl.netns().label().to_string();
-        let view = nl
-            .link_view(name)
-            .await?
-            .with_context(|| format!("device '{name}' vanished from netns {ns}"))?;
-        if view.mtu != mtu {
-            nl.set_mtu(name, mtu).await?;
-            self.changed(format!(
-                "set MTU of {name} in netns {ns} to {mtu} (was {})",
-                view.mtu
-            ));
+        let view = nl.link_view(name).await?.with_context(|| {
+            format!("device '{name}' vanished from netns {}", nl.netns().label())
+        })?;
+        let mut changes = Vec::new();
+        let converged = link_state::converge(nl, &view, mtu, addresses, true, &mut changes).await;
+        for change in changes {
+            self.changed(change);
         }
-        if let Some(wanted) = addresses {
-            let present = nl.ipv4_addresses(view.index).await?;
-            for addr in present.iter().filter(|a| !wanted.contains(a)) {
-                nl.del_ipv4_address(name, *addr).await?;
-                self.changed(format!("removed address {addr} from {name} in netns {ns}"));
-            }
-            for addr in wanted.iter().filter(|a| !present.contains(a)) {
-                nl.add_address(name, IpAddr::V4(addr.addr()), addr.prefix_len())
-                    .await?;
-                self.changed(format!("added address {addr} to {name} in netns {ns}"));
-            }
-        }
-        if !view.up {
-            nl.set_up(name).await?;
-            self.changed(format!("brought {name} in netns {ns} up"));
-        }
-        Ok(())
+        converged
     }
 
     /// The veth pair that stands for the wire between two simulated nodes.
@@ -631,6 +604,18 @@ impl Reconciler<'_> {
         }
         Ok(())
     }
+}
+
+/// Records fastpath's ownership of `netns`, then creates it: an interrupted `up` leaves a record
+/// without a namespace, never a namespace of ours without a record.
+fn claim_and_create(ownership: &Ownership, netns: &Netns) -> Result<()> {
+    let name = netns
+        .name()
+        .expect("fastpath creates named namespaces only");
+    ownership
+        .claim_netns(name)
+        .with_context(|| format!("recording ownership of netns {name}"))?;
+    Ok(netns.create()?)
 }
 
 fn list(addresses: &[Ipv4Net]) -> String {

@@ -7,6 +7,7 @@
 
 use aya::programs::{
     SchedClassifier, TcAttachType,
+    links::Link as _,
     tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcError, TcHandle},
 };
 
@@ -74,7 +75,6 @@ pub fn detach_filter(netns: &Netns, dev: &str) -> Result<(), DatapathError> {
         // No such device: nothing is attached to it.
         Err(_) => return Ok(()),
     };
-    use aya::programs::links::Link as _;
     match link.detach() {
         Ok(()) => Ok(()),
         Err(aya::programs::ProgramError::TcError(TcError::NetlinkError(e)))

@@ -142,11 +142,11 @@ impl Maps {
     pub fn endpoints(&self) -> Result<Vec<(Ipv4Addr, Endpoint)>, DatapathError> {
         let endpoints: HashMap<_, u32, Endpoint> =
             HashMap::try_from(&self.endpoints).map_err(map_err(ENDPOINTS))?;
-        endpoints
-            .iter()
-            .map(|e| e.map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v)))
-            .collect::<Result<_, _>>()
-            .map_err(map_err(ENDPOINTS))
+        let entries = all_entries(&endpoints).map_err(map_err(ENDPOINTS))?;
+        Ok(entries
+            .into_iter()
+            .map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v))
+            .collect())
     }
 
     /// Every source entry: a pod's host-side veth (ifindex), and the address and MAC it may send
