@@ -13,7 +13,7 @@ use aya::programs::{
 
 use super::{
     object::Hook,
-    programs::{ifindex, program_pin},
+    programs::{attach_err, ifindex, program_pin},
 };
 use crate::{error::DatapathError, netns::Netns};
 
@@ -31,13 +31,8 @@ pub fn attach_filter(
 ) -> Result<(), DatapathError> {
     let _inside = netns.enter()?;
     ifindex(dev, netns)?;
-    let attach_err = |source: aya::programs::ProgramError| DatapathError::Attach {
-        program: hook.program(),
-        dev: dev.to_string(),
-        netns: netns.label().to_string(),
-        source: Box::new(source),
-    };
-    let mut program = SchedClassifier::from_pin(program_pin(dir, hook)).map_err(attach_err)?;
+    let attach_err = attach_err(hook, netns, dev);
+    let mut program = SchedClassifier::from_pin(program_pin(dir, hook)).map_err(&attach_err)?;
     match tc::qdisc_add_clsact(dev) {
         Ok(()) => {}
         Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
@@ -53,8 +48,8 @@ pub fn attach_filter(
                 ..NlOptions::default()
             }),
         )
-        .map_err(attach_err)?;
-    let link = program.take_link(id).map_err(attach_err)?;
+        .map_err(&attach_err)?;
+    let link = program.take_link(id).map_err(&attach_err)?;
     // Dropping the handle would remove the filter: it stays, with its device.
     std::mem::forget(link);
     Ok(())

@@ -16,7 +16,7 @@ use aya_obj::programs::XdpAttachType;
 
 use super::{
     object::Hook,
-    programs::{ifindex, program_pin},
+    programs::{attach_err, ifindex, program_pin},
 };
 use crate::{bpf_link, error::DatapathError, netns::Netns};
 
@@ -71,36 +71,31 @@ pub fn attach_pinned(
             Ok(PinnedAttach::Kept)
         };
     }
-    let attach_err = |source: aya::programs::ProgramError| DatapathError::Attach {
-        program: hook.program(),
-        dev: dev.to_string(),
-        netns: netns.label().to_string(),
-        source: Box::new(source),
-    };
+    let attach_err = attach_err(hook, netns, dev);
     let to_fd_link = |e: aya::programs::links::LinkError| pin_err(&pin)(io::Error::other(e));
     let link: FdLink = match hook {
         Hook::Xdp => {
             let mut xdp =
-                Xdp::from_pin(&program_pin, XdpAttachType::Interface).map_err(attach_err)?;
+                Xdp::from_pin(&program_pin, XdpAttachType::Interface).map_err(&attach_err)?;
             let id = xdp
                 .attach_to_if_index(index, XdpMode::Driver)
-                .map_err(attach_err)?;
+                .map_err(&attach_err)?;
             xdp.take_link(id)
-                .map_err(attach_err)?
+                .map_err(&attach_err)?
                 .try_into()
                 .map_err(to_fd_link)?
         }
         Hook::Tc | Hook::TcUnderlay => {
-            let mut tc = SchedClassifier::from_pin(&program_pin).map_err(attach_err)?;
+            let mut tc = SchedClassifier::from_pin(&program_pin).map_err(&attach_err)?;
             let id = tc
                 .attach_with_options(
                     dev,
                     TcAttachType::Ingress,
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 )
-                .map_err(attach_err)?;
+                .map_err(&attach_err)?;
             tc.take_link(id)
-                .map_err(attach_err)?
+                .map_err(&attach_err)?
                 .try_into()
                 .map_err(to_fd_link)?
         }

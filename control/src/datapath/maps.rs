@@ -44,32 +44,29 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
 impl Maps {
     /// The maps pinned under `dir`.
     pub fn open(dir: &Path) -> Result<Self, DatapathError> {
-        let open = |name| open_pinned(dir, name);
-        Ok(Self {
-            counters: open(COUNTERS)?,
-            endpoints: open(ENDPOINTS)?,
-            sources: open(SOURCES)?,
-            node: open(NODE)?,
-            remotes: open(REMOTES)?,
-            peers: open(PEERS)?,
-            devmap: open(DEVMAP)?,
-        })
+        Self::build(|name| open_pinned(dir, name))
     }
 
     /// The maps of a loaded object, taken out of it (its programs hold them too).
     pub(super) fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
-        let mut take = |name: &'static str| {
+        Self::build(|name| {
             ebpf.take_map(name)
                 .ok_or(DatapathError::MissingMap { map: name })
-        };
+        })
+    }
+
+    /// Each map by name, from `get`.
+    fn build(
+        mut get: impl FnMut(&'static str) -> Result<Map, DatapathError>,
+    ) -> Result<Self, DatapathError> {
         Ok(Self {
-            counters: take(COUNTERS)?,
-            endpoints: take(ENDPOINTS)?,
-            sources: take(SOURCES)?,
-            node: take(NODE)?,
-            remotes: take(REMOTES)?,
-            peers: take(PEERS)?,
-            devmap: take(DEVMAP)?,
+            counters: get(COUNTERS)?,
+            endpoints: get(ENDPOINTS)?,
+            sources: get(SOURCES)?,
+            node: get(NODE)?,
+            remotes: get(REMOTES)?,
+            peers: get(PEERS)?,
+            devmap: get(DEVMAP)?,
         })
     }
 
@@ -191,7 +188,7 @@ impl Maps {
         // its own devices, or on a device that is gone.
         let mine = |e: &Endpoint| {
             e.owner == owner.id()
-                || (e.owner == 0
+                || (e.owner == Owner::BEFORE_OWNERS.id()
                     && (own_devices.contains(&e.ifindex) || device_name(e.ifindex).is_none()))
         };
         // The devices named by the entries this sync replaces or removes: their redirect

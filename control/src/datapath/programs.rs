@@ -124,18 +124,13 @@ impl Datapath {
     pub fn attach(&mut self, hook: Hook, netns: &Netns, dev: &str) -> Result<(), DatapathError> {
         let _inside = netns.enter()?;
         let index = ifindex(dev, netns)?;
-        let attach_err = |source: aya::programs::ProgramError| DatapathError::Attach {
-            program: hook.program(),
-            dev: dev.to_string(),
-            netns: netns.label().to_string(),
-            source: Box::new(source),
-        };
+        let attach_err = attach_err(hook, netns, dev);
         let link = match hook {
             Hook::Xdp => {
                 let xdp: &mut Xdp = program_mut(&mut self.ebpf, XDP_POD)?;
                 LinkId::Xdp(
                     xdp.attach_to_if_index(index, XdpMode::Driver)
-                        .map_err(attach_err)?,
+                        .map_err(&attach_err)?,
                 )
             }
             Hook::Tc | Hook::TcUnderlay => {
@@ -146,7 +141,7 @@ impl Datapath {
                         TcAttachType::Ingress,
                         TcAttachOptions::TcxOrder(LinkOrder::default()),
                     )
-                    .map_err(attach_err)?,
+                    .map_err(&attach_err)?,
                 )
             }
         };
@@ -363,4 +358,19 @@ pub fn pinned_program_id(dir: &Path, hook: Hook) -> Result<u32, DatapathError> {
         }
     })?;
     Ok(info.id())
+}
+
+/// The error of attaching `hook`'s program to `dev` in `netns`, whatever the attach said.
+pub(super) fn attach_err(
+    hook: Hook,
+    netns: &Netns,
+    dev: &str,
+) -> impl Fn(aya::programs::ProgramError) -> DatapathError {
+    let (dev, netns) = (dev.to_string(), netns.label().to_string());
+    move |source| DatapathError::Attach {
+        program: hook.program(),
+        dev: dev.clone(),
+        netns: netns.clone(),
+        source: Box::new(source),
+    }
 }
