@@ -113,11 +113,11 @@ pub enum DatapathError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("cannot add ifindex {ifindex} to the XDP redirect map")]
-    DevMap {
-        ifindex: u32,
+    #[error("cannot {op} the XDP redirect map")]
+    RedirectMap {
+        op: String,
         #[source]
-        source: Box<aya::maps::xdp::XdpMapError>,
+        source: io::Error,
     },
     #[error(
         "{ip} is already in the fast-path maps for {device}, a device of another owner of these \
@@ -133,7 +133,7 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
-    #[error("pinned link {path}")]
+    #[error("bpffs pin {path}")]
     Pin {
         path: String,
         #[source]
@@ -157,6 +157,8 @@ pub enum DatapathError {
     ProgramGone { id: u32 },
     #[error(transparent)]
     Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
 }
 
 /// The node's nftables guard (see `guard`).

@@ -1,7 +1,7 @@
 //! fastpath's control plane as a library: the `fastpath` binary, the CNI plugin and the
 //! integration tests all drive the datapath through it.
 
-mod bpf_link;
+mod bpf_sys;
 pub mod bpffs;
 pub mod cluster;
 pub mod cni;

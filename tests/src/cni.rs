@@ -286,6 +286,35 @@ impl CniHost {
         )
     }
 
+    /// [`Self::exec`] under strace: the reply, and the bpf(2) commands the plugin and its children
+    /// ran, by name (`BPF_OBJ_GET`, `BPF_PROG_LOAD`, ...), in order.
+    pub fn exec_tracing_bpf(
+        &self,
+        command: &str,
+        container_id: &str,
+        netns: Option<&Netns>,
+        conf: &Value,
+    ) -> (Reply, Vec<String>) {
+        let trace = self.dir.join(format!("{command}-{container_id}.bpf-trace"));
+        let mut cmd = self.command_of(
+            Path::new("strace"),
+            &Self::env(command, container_id, netns),
+        );
+        cmd.args(["-f", "-qq", "-e", "trace=bpf", "-o"])
+            .arg(&trace)
+            .arg(plugin_bin());
+        let reply = finish(spawn(cmd, &serde_json::to_vec(conf).expect("json")));
+        let text = std::fs::read_to_string(&trace).expect("strace wrote its trace");
+        let calls = text
+            .lines()
+            .filter_map(|line| {
+                let rest = &line[line.find("bpf(BPF_")? + 4..];
+                Some(rest[..rest.find(',')?].to_string())
+            })
+            .collect();
+        (reply, calls)
+    }
+
     /// The network configuration plugin `index` of `list` gets, as libcni builds it: the list's
     /// name and cniVersion, and the previous plugin's result as prevResult.
     fn plugin_conf(list: &Value, index: usize, prev: Option<&Value>) -> Value {

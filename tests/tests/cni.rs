@@ -346,6 +346,50 @@ fn standalone_pods_talk_on_the_fast_path_and_del_removes_everything() {
     host.assert_clean();
 }
 
+/// Once the first ADD has loaded and pinned the programs, ADD and DEL create nothing in the
+/// kernel's BPF: no program, map or BTF, not even the feature probes a library may run first (a
+/// DEVMAP created and freed makes the next device deletion wait behind its RCU grace periods).
+#[test]
+fn adds_after_the_first_and_dels_create_no_bpf_object() {
+    let host = CniHost::new();
+    let (c1, c2) = (host.container("c1"), host.container("c2"));
+    let conf = host.standalone("198.18.169.0/24");
+    let creating = |calls: &[String]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.as_str(),
+                    "BPF_PROG_LOAD" | "BPF_MAP_CREATE" | "BPF_BTF_LOAD"
+                )
+            })
+            .cloned()
+            .collect()
+    };
+
+    let (first, calls) = host.exec_tracing_bpf("ADD", "c1", Some(c1.netns()), &conf);
+    first.expect_ok();
+    assert!(
+        calls.iter().any(|c| c == "BPF_PROG_LOAD"),
+        "the first ADD loads the programs, and the trace shows it: {calls:?}"
+    );
+    for command in ["ADD", "DEL"] {
+        let (reply, calls) = host.exec_tracing_bpf(command, "c2", Some(c2.netns()), &conf);
+        reply.expect_ok();
+        assert!(
+            calls.iter().any(|c| c == "BPF_OBJ_GET"),
+            "{command} opens the pins: {calls:?}"
+        );
+        assert_eq!(
+            creating(&calls),
+            Vec::<String>::new(),
+            "{command}: {calls:?}"
+        );
+    }
+    host.exec("DEL", "c1", Some(c1.netns()), &conf).expect_ok();
+    host.assert_clean();
+}
+
 #[test]
 fn chained_after_the_bridge_plugin_it_accelerates_that_plugins_veths() {
     let host = CniHost::new();

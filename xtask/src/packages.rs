@@ -20,6 +20,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("runc", "podman's OCI runtime"),
     ("catatonit", "podman's pause process"),
     ("busybox-static", "the end-to-end test's container image"),
+    ("strace", "the bpf(2) calls of a CNI ADD and DEL"),
 ];
 
 /// Installs the test packages that are missing (as root; apt-get without recommends, so that

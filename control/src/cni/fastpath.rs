@@ -46,11 +46,11 @@ impl Pins {
         }
     }
 
-    /// Attaches tc_pod to `host_veth` (in this process's namespace) as a filter (see
+    /// Attaches tc_pod to `host_veth` (in `host`'s namespace) as a filter (see
     /// `datapath::attach_filter`: a CNI ADD does not wait for a grace period), loading and
     /// pinning the programs first for a network's first pod (or a node brought up by another
     /// build).
-    pub fn attach(&self, host_veth: &str) -> Result<()> {
+    pub async fn attach(&self, host: &Netlink, host_veth: &str) -> Result<()> {
         let dir = self.dir();
         if let Pins::Node(node) = self
             && !dir.exists()
@@ -62,7 +62,7 @@ impl Pins {
             );
         }
         datapath::ensure_pinned(dir)?;
-        datapath::attach_filter(dir, Hook::Tc, &Netns::host(), host_veth)?;
+        datapath::attach_filter(host, dir, Hook::Tc, host_veth).await?;
         Ok(())
     }
 
@@ -156,11 +156,12 @@ impl Pins {
     }
 }
 
-/// Takes tc_pod off `host_veth`: its filter (a chained attachment's veth outlives the DEL; a
-/// standalone one took its filter with it), and any link pinned under `dir` for it (attachments
-/// made by releases that attached through tcx links), whatever its ifindex was.
-pub fn detach(dir: &Path, host_veth: &str) -> Result<()> {
-    datapath::detach_filter(&Netns::host(), host_veth)?;
+/// Takes tc_pod off `host_veth` (in `host`'s namespace): its filter (a chained attachment's veth
+/// outlives the DEL; a standalone one took its filter with it), and any link pinned under `dir`
+/// for it (attachments made by releases that attached through tcx links), whatever its ifindex
+/// was.
+pub async fn detach(host: &Netlink, dir: &Path, host_veth: &str) -> Result<()> {
+    datapath::detach_filter(host, host_veth).await?;
     for link in datapath::pinned_links(dir)? {
         if link.dev == host_veth {
             datapath::detach_pinned(dir, &link)?;

@@ -413,7 +413,9 @@ impl Plugin<'_> {
         }
         if self.settings.mode == Mode::Tc {
             let pins = self.settings.pins();
-            pins.attach(&a.host_veth)
+            let host = Netlink::open(&Netns::host()).map_err(|e| failed(e.into()))?;
+            pins.attach(&host, &a.host_veth)
+                .await
                 .with_context(|| format!("attaching the fast path to {}", a.host_veth))
                 .map_err(failed)?;
             pins.set_gateway(a.bridge_mac, a.gateway).map_err(failed)?;
@@ -504,7 +506,9 @@ impl Plugin<'_> {
             return Err(e);
         }
         released?;
-        fastpath::detach(dir, &record.host_veth).map_err(failed)?;
+        fastpath::detach(&host, dir, &record.host_veth)
+            .await
+            .map_err(failed)?;
         step("detached");
         self.sync(store, Some(record)).await?;
         step("entries-synced");

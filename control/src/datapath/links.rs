@@ -18,7 +18,7 @@ use super::{
     object::Hook,
     programs::{attach_err, ifindex, program_pin},
 };
-use crate::{bpf_link, error::DatapathError, netns::Netns};
+use crate::{bpf_sys, error::DatapathError, netns::Netns};
 
 impl Hook {
     /// The bpffs file that holds this hook's link on `dev` with `ifindex`. The ifindex is in the
@@ -64,7 +64,7 @@ pub fn attach_pinned(
     let pin = hook.link_pin(dir, dev, index);
     let program_pin = program_pin(dir, hook);
     if pin.exists() {
-        let program = bpf_link::open_pinned(&program_pin).map_err(pin_err(&program_pin))?;
+        let program = bpf_sys::open_pinned(&program_pin).map_err(pin_err(&program_pin))?;
         return if run_in_link(&pin, program.as_fd())? {
             Ok(PinnedAttach::Replaced)
         } else {
@@ -108,9 +108,9 @@ pub fn attach_pinned(
 /// Makes the link pinned at `pin` run `program` unless it runs that program already. Returns
 /// whether it changed the link.
 pub fn run_in_link(pin: &Path, program: BorrowedFd<'_>) -> Result<bool, DatapathError> {
-    let link = bpf_link::PinnedLink::open(pin).map_err(pin_err(pin))?;
+    let link = bpf_sys::PinnedLink::open(pin).map_err(pin_err(pin))?;
     let running = link.program_id().map_err(pin_err(pin))?;
-    if running == bpf_link::program_id(program).map_err(pin_err(pin))? {
+    if running == bpf_sys::program_id(program).map_err(pin_err(pin))? {
         return Ok(false);
     }
     link.update(program).map_err(pin_err(pin))?;
@@ -123,7 +123,7 @@ pub fn detach_pinned(pin_dir: &Path, link: &PinnedLinkName) -> Result<bool, Data
     let pin = link.hook.link_pin(pin_dir, &link.dev, link.ifindex);
     // Removing the pin alone would leave the program running until the kernel's work queue
     // releases the link: whoever detaches expects it gone on return.
-    match bpf_link::PinnedLink::open(&pin) {
+    match bpf_sys::PinnedLink::open(&pin) {
         Ok(opened) => opened.detach().map_err(pin_err(&pin))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(source) => return Err(pin_err(&pin)(source)),

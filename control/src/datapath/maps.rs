@@ -2,14 +2,13 @@
 //! pins by any process, with no program loaded (a CNI ADD, a converged `up`, `stats`), or taken
 //! from a datapath just loaded (tests, the demo, `watch`).
 
-use std::{borrow::Borrow, net::Ipv4Addr, path::Path};
+use std::{borrow::Borrow, io, net::Ipv4Addr, os::fd::AsFd as _, path::Path};
 
 use aya::{
     Ebpf,
     maps::{
         Array, HashMap, Map, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
-        xdp::DevMapHash,
     },
 };
 use datapath_common::{
@@ -24,7 +23,7 @@ use super::{
 };
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::{error::DatapathError, mac::Mac, netns::Netns};
+use crate::{bpf_sys::U32Map, error::DatapathError, mac::Mac, netns::Netns};
 
 /// The maps of one node or network.
 pub struct Maps {
@@ -39,6 +38,13 @@ pub struct Maps {
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
+}
+
+fn redirect_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> DatapathError {
+    move |source| DatapathError::RedirectMap {
+        op: op.into(),
+        source,
+    }
 }
 
 impl Maps {
@@ -156,11 +162,16 @@ impl Maps {
 
     /// The devices (ifindexes) the redirect map holds.
     pub fn redirect_targets(&self) -> Result<Vec<u32>, DatapathError> {
-        let devmap = DevMapHash::try_from(&self.devmap).map_err(map_err(DEVMAP))?;
-        devmap
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(DEVMAP))
+        self.redirect_map()?.keys().map_err(redirect_err("read"))
+    }
+
+    /// The redirect map, written through bpf(2) directly rather than aya's `DevMapHash` (whose
+    /// first use runs aya's kernel feature probes: see `bpf_sys`).
+    fn redirect_map(&self) -> Result<U32Map<'_>, DatapathError> {
+        let Map::DevMapHash(data) = &self.devmap else {
+            return Err(DatapathError::MissingMap { map: DEVMAP });
+        };
+        U32Map::new(data.fd().as_fd()).map_err(redirect_err("open"))
     }
 
     /// Makes `owner`'s entries in the endpoint, source and redirect maps exactly `entries`
@@ -238,27 +249,24 @@ impl Maps {
             .map(|e| e.ifindex)
             .chain(underlay_ifindex)
             .collect();
-        let mut devmap = DevMapHash::try_from(&mut self.devmap).map_err(map_err(DEVMAP))?;
-        let present: Vec<u32> = devmap
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(DEVMAP))?;
+        let devmap = self.redirect_map()?;
+        let present = devmap.keys().map_err(redirect_err("read"))?;
         // The node's sync also clears targets no entry needs any more.
         let stale = |k: &u32| match underlay_ifindex {
             Some(_) => !named.contains(k) && !targets.contains(k),
             None => released.contains(k) && !named.contains(k) && !targets.contains(k),
         };
-        for key in present.iter().filter(|k| stale(k)) {
-            devmap.remove(*key).map_err(map_err(DEVMAP))?;
+        for &key in present.iter().filter(|k| stale(k)) {
+            devmap
+                .remove(key)
+                .map_err(redirect_err(format!("remove ifindex {key} from")))?;
             changed += 1;
         }
-        for ifindex in targets.iter().filter(|i| !present.contains(i)) {
+        for &ifindex in targets.iter().filter(|i| !present.contains(i)) {
+            // The value is the device frames are redirected to: the key's own.
             devmap
-                .insert(*ifindex, *ifindex, None, 0)
-                .map_err(|source| DatapathError::DevMap {
-                    ifindex: *ifindex,
-                    source: Box::new(source),
-                })?;
+                .insert(ifindex, &ifindex.to_ne_bytes())
+                .map_err(redirect_err(format!("add ifindex {ifindex} to")))?;
             changed += 1;
         }
         Ok(changed)

@@ -19,7 +19,6 @@ use netlink_packet_route::{
     },
     neighbour::NeighbourFlags,
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
-    tc::{TcAttribute, TcFilterBpfOption, TcOption},
 };
 use rtnetlink::{
     Handle, LinkBridge, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
@@ -28,6 +27,10 @@ use rtnetlink::{
 use serde::Serialize;
 
 use crate::{error::NetlinkError, mac::Mac, netns::Netns};
+
+mod tc_filters;
+
+pub use tc_filters::BpfFilter;
 
 /// What fastpath reads back about a link.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -643,40 +646,6 @@ impl Netlink {
             .execute()
             .await
             .map_err(self.request_error("add an FDB entry to", dev))
-    }
-
-    /// The BPF programs (name, id) of `dev`'s ingress filters (cls_bpf under a clsact qdisc).
-    pub async fn ingress_bpf_filters(&self, dev: &str) -> Result<Vec<(String, u32)>, NetlinkError> {
-        let index = self.index(dev).await?;
-        let mut filters = self
-            .handle
-            .traffic_filter(index as i32)
-            .get()
-            .ingress()
-            .execute();
-        let mut programs = Vec::new();
-        while let Some(msg) = filters
-            .try_next()
-            .await
-            .map_err(self.request_error("list the ingress filters of", dev))?
-        {
-            let (mut name, mut id) = (None, None);
-            for attr in &msg.attributes {
-                if let TcAttribute::Options(options) = attr {
-                    for option in options {
-                        match option {
-                            TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
-                            TcOption::Bpf(TcFilterBpfOption::ProgId(i)) => id = Some(*i),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            if let (Some(name), Some(id)) = (name, id) {
-                programs.push((name, id));
-            }
-        }
-        Ok(programs)
     }
 
     /// The id of the XDP program attached to `name`, as netlink reports it (what `ip link` shows).
