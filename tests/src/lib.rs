@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod cni;
+pub mod etcd;
 pub mod frames;
 pub mod hostile;
 pub mod probe;

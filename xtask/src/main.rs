@@ -122,6 +122,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Lint => {
             toolchain::ensure()?;
+            packages::ensure_build_packages()?;
             run_command(cargo().args(["fmt", "--all", "--check"]))?;
             run_command(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
             // The eBPF crate only builds for the BPF target, so it gets its own clippy run.
@@ -139,6 +140,7 @@ fn run(cli: Cli) -> Result<()> {
 
 fn build(release: bool, quiet: bool) -> Result<()> {
     toolchain::ensure()?;
+    packages::ensure_build_packages()?;
     let mut cmd = cargo();
     cmd.arg("build");
     if quiet {

@@ -1,10 +1,22 @@
-//! The Debian packages the integration tests run: installed with apt when missing, so that `cargo
-//! xtask test` passes on a fresh machine by itself. Checked with dpkg first: nothing is installed,
-//! and apt is not touched, when everything is there.
+//! The Debian packages the build and the integration tests need: installed with apt when missing,
+//! so that `cargo xtask build`, `lint` and `test` pass on a fresh machine by themselves. Checked
+//! with dpkg first: nothing is installed, and apt is not touched, when everything is there.
 
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
+
+/// Each package the build needs, and what for.
+const BUILD_PACKAGES: &[(&str, &str)] = &[
+    (
+        "protobuf-compiler",
+        "protoc, for the etcd client's gRPC code (the agent)",
+    ),
+    (
+        "libprotobuf-dev",
+        "the well-known .proto files the etcd client's build includes",
+    ),
+];
 
 /// Each package, and what the tests use it for.
 const TEST_PACKAGES: &[(&str, &str)] = &[
@@ -21,28 +33,45 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("catatonit", "podman's pause process"),
     ("busybox-static", "the end-to-end test's container image"),
     ("strace", "the bpf(2) calls of a CNI ADD and DEL"),
+    (
+        "etcd-server",
+        "the etcd cluster the agents find each other through",
+    ),
 ];
 
-/// Installs the test packages that are missing (as root; apt-get without recommends, so that
-/// podman's network backend stays CNI rather than netavark).
+/// Installs the build packages that are missing (before anything is compiled).
+pub fn ensure_build_packages() -> Result<()> {
+    ensure(BUILD_PACKAGES, "the build")
+}
+
+/// Installs the test packages that are missing.
 pub fn ensure_test_packages() -> Result<()> {
-    let names: Vec<String> = TEST_PACKAGES.iter().map(|(n, _)| n.to_string()).collect();
-    let missing = missing_of(&names)?;
+    ensure(TEST_PACKAGES, "the tests")
+}
+
+/// Installs the `packages` (name, why) that are missing, for `user` (as root; apt-get without
+/// recommends, so that podman's network backend stays CNI rather than netavark).
+fn ensure(packages: &[(&str, &str)], user: &str) -> Result<()> {
+    let names: Vec<String> = packages.iter().map(|(n, _)| n.to_string()).collect();
+    let missing = missing_of(&names, user)?;
     if missing.is_empty() {
         return Ok(());
     }
-    if super::toolchain::which("apt-get").is_none() {
+    let described = describe(packages, &missing);
+    if !super::is_root() {
         bail!(
-            "the tests need these Debian packages and there is no apt-get to install them: {}",
-            describe(&missing)
+            "{user} needs these Debian packages: {described}; install them as root (apt-get install {}) or run this as root",
+            missing.join(" ")
         );
     }
-    eprintln!(
-        "xtask: installing the Debian packages the tests use: {}",
-        describe(&missing)
-    );
+    if super::toolchain::which("apt-get").is_none() {
+        bail!(
+            "{user} needs these Debian packages and there is no apt-get to install them: {described}"
+        );
+    }
+    eprintln!("xtask: installing the Debian packages {user} uses: {described}");
     super::run_command(Command::new("apt-get").args(["update", "-qq"]))
-        .context("apt-get update, before installing the test packages")?;
+        .with_context(|| format!("apt-get update, before installing the packages {user} uses"))?;
     super::run_command(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -50,7 +79,7 @@ pub fn ensure_test_packages() -> Result<()> {
             .args(&missing),
     )
     .with_context(|| format!("installing {}", missing.join(" ")))?;
-    let still = missing_of(&missing)?;
+    let still = missing_of(&missing, user)?;
     if !still.is_empty() {
         bail!(
             "apt-get finished but these are not installed: {}",
@@ -61,10 +90,10 @@ pub fn ensure_test_packages() -> Result<()> {
 }
 
 /// The packages of `names` dpkg does not list as installed.
-fn missing_of(names: &[String]) -> Result<Vec<String>> {
+fn missing_of(names: &[String], user: &str) -> Result<Vec<String>> {
     if super::toolchain::which("dpkg-query").is_none() {
         bail!(
-            "the tests need Debian packages and this machine has no dpkg-query to check them: {}",
+            "{user} needs Debian packages and this machine has no dpkg-query to check them: {}",
             names.join(" ")
         );
     }
@@ -88,11 +117,11 @@ fn missing_of(names: &[String]) -> Result<Vec<String>> {
         .collect())
 }
 
-fn describe(names: &[String]) -> String {
+fn describe(packages: &[(&str, &str)], names: &[String]) -> String {
     names
         .iter()
         .map(|n| {
-            let why = TEST_PACKAGES
+            let why = packages
                 .iter()
                 .find(|(p, _)| p == n)
                 .map_or("", |(_, why)| *why);
