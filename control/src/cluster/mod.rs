@@ -13,7 +13,7 @@ pub use up::up;
 use std::path::PathBuf;
 
 use crate::{
-    config::{ClusterConfig, Mode, NodeConfig, POD_VETH_PREFIX, PodConfig},
+    config::{ClusterConfig, Mode, NodeConfig, POD_VETH_PREFIX, PodConfig, UnderlaySegment},
     datapath::PIN_ROOT,
     netns::Netns,
     ownership::Ownership,
@@ -72,6 +72,11 @@ impl Cluster {
         Netns::named(format!("{}{}-{}", self.prefix(), node.name, pod.name))
     }
 
+    /// The namespace of an underlay segment: its bridge, and a veth end per node.
+    pub fn segment_netns(&self, segment: &UnderlaySegment) -> Netns {
+        Netns::named(format!("{}{}", self.prefix(), segment.name))
+    }
+
     /// The host-side end of a pod's veth pair, in the node's namespace.
     pub fn pod_veth(pod: &PodConfig) -> String {
         format!("{POD_VETH_PREFIX}{}", pod.name)
@@ -92,6 +97,10 @@ impl Cluster {
                         .to_string(),
                 );
             }
+        }
+        for segment in &self.config.underlay_segments {
+            let netns = self.segment_netns(segment);
+            names.push(netns.name().expect("segments are named").to_string());
         }
         names
     }

@@ -9,17 +9,21 @@ use ipnet::Ipv4Net;
 
 use super::{Cluster, POD_IFNAME};
 use crate::{
-    config::{self, NodeConfig, PodConfig, VXLAN_OVERHEAD},
+    config::{self, NodeConfig, PodConfig, UnderlaySegment, VXLAN_OVERHEAD},
     ethtool,
     guard::{self, Guard},
     link_state,
     mac::Mac,
-    netlink::{LinkView, Netlink, VxlanSpec},
+    netlink::{LinkView, Netlink, VethPair, VxlanSpec},
     netns::Netns,
     ownership::Ownership,
     pod_bridge::PodBridge,
     pod_veth::{PodAddressing, PodVeth},
 };
+
+/// The bridge in an underlay segment's namespace, and the prefix of its ports (`ul-<node>`).
+const SEGMENT_BRIDGE: &str = "seg0";
+const SEGMENT_PORT_PREFIX: &str = "ul-";
 
 /// Brings the cluster to the state its config describes; returns what was changed.
 pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
@@ -49,8 +53,15 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         );
         r.ensure_underlay_link(a, b).await?;
     }
+    for segment in &cluster.config.underlay_segments {
+        r.ensure_segment(segment).await?;
+    }
     for node in &cluster.config.nodes {
-        if node.simulated && cluster.config.underlay_peer_of(&node.name).is_none() {
+        let config = &cluster.config;
+        if node.simulated
+            && config.underlay_peer_of(&node.name).is_none()
+            && config.underlay_segment_of(&node.name).is_none()
+        {
             r.ensure_unlinked_underlay(node).await?;
         }
     }
@@ -286,6 +297,96 @@ impl Reconciler<'_> {
         // xdp mode redirects encapsulated frames into the underlay veth, whose far end must run
         // NAPI to take them.
         self.ensure_napi([(&nl_a, dev_a.as_str()), (&nl_b, dev_b.as_str())])
+    }
+
+    /// The bridge that stands for an L2 network between any number of simulated nodes, and each
+    /// node's veth into it. A node's veth goes with the node's namespace, so a node that leaves
+    /// the config (or stops, in another `up` under this prefix) leaves nothing on the bridge.
+    async fn ensure_segment(&mut self, segment: &UnderlaySegment) -> Result<()> {
+        let netns = self.cluster.segment_netns(segment);
+        self.ensure_netns(&netns).await?;
+        let nl = Netlink::open(&netns)?;
+        if self
+            .existing_link(&nl, true, SEGMENT_BRIDGE, "bridge")
+            .await?
+            .is_none()
+        {
+            nl.create_bridge(SEGMENT_BRIDGE, None).await?;
+            self.mark_created(&nl, SEGMENT_BRIDGE, "underlay segment bridge")
+                .await?;
+        }
+        let config = &self.cluster.config;
+        let members: Vec<&NodeConfig> = segment
+            .nodes
+            .iter()
+            .map(|n| config.node(n).expect("validated"))
+            .collect();
+        let mtu = members[0].underlay.mtu;
+        self.converge_link(&nl, SEGMENT_BRIDGE, mtu, Some(&[]))
+            .await?;
+        let bridge = nl.index(SEGMENT_BRIDGE).await?;
+        for node in &members {
+            self.ensure_segment_port(&nl, bridge, node).await?;
+        }
+        // The port of a node whose namespace is gone: the kernel deletes it with that namespace,
+        // but later (namespaces are torn down by a work queue); until then it would look like a
+        // way to that node. Another `up`'s node under this prefix (an agent's) keeps its port.
+        for link in nl.links().await? {
+            let Some(name) = link.name.strip_prefix(SEGMENT_PORT_PREFIX) else {
+                continue;
+            };
+            let node_netns = Netns::named(format!("{}{name}", self.cluster.prefix()));
+            if members.iter().any(|m| m.name == name) || node_netns.exists() {
+                continue;
+            }
+            nl.delete_link(&link.name).await?;
+            self.changed(format!(
+                "removed {} from underlay segment {}: node '{name}' is gone",
+                link.name,
+                nl.netns().label()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `node`'s underlay device, a veth whose other end (`ul-<node>`) is a port of the segment's
+    /// bridge (`bridge`, in `seg`'s namespace).
+    async fn ensure_segment_port(
+        &mut self,
+        seg: &Netlink,
+        bridge: u32,
+        node: &NodeConfig,
+    ) -> Result<()> {
+        let node_ns = self.cluster.node_netns(node);
+        let nl = Netlink::open(&node_ns)?;
+        let dev = &node.underlay.device;
+        let port = format!("{SEGMENT_PORT_PREFIX}{}", node.name);
+        let end_node = self.existing_link(&nl, true, dev, "veth").await?;
+        let end_seg = self.existing_link(seg, true, &port, "veth").await?;
+        let joined = end_seg.as_ref().is_some_and(|v| v.master == Some(bridge));
+        if end_node.is_none() || end_seg.is_none() || !joined {
+            // A veth end alone, or one that is no port of the bridge, joins nothing: made anew.
+            nl.delete_link(dev).await?;
+            seg.delete_link(&port).await?;
+            seg.create_veth_pair(&VethPair {
+                name: &port,
+                master: Some(bridge),
+                mtu: Some(node.underlay.mtu),
+                peer: dev,
+                peer_netns: &node_ns,
+                peer_mac: None,
+            })
+            .await?;
+            self.mark_created(seg, &port, "underlay segment port")
+                .await?;
+            self.mark_created(&nl, dev, "underlay veth").await?;
+        }
+        self.converge_link(seg, &port, node.underlay.mtu, Some(&[]))
+            .await?;
+        self.converge_link(&nl, dev, node.underlay.mtu, Some(&[node.underlay.address]))
+            .await?;
+        // As for an underlay link: xdp mode redirects into the node's end.
+        self.ensure_napi([(&nl, dev.as_str()), (seg, port.as_str())])
     }
 
     /// NAPI on both ends of a veth pair, for good: see ethtool.rs for why it never changes

@@ -62,6 +62,10 @@ pub struct ClusterConfig {
     /// Simulated underlay: veth pairs joining two simulated nodes' underlay devices.
     #[serde(rename = "underlay_link", default)]
     pub underlay_links: Vec<UnderlayLink>,
+    /// Simulated underlay: one L2 network (a bridge in a namespace of its own) that any number
+    /// of simulated nodes' underlay devices plug into.
+    #[serde(rename = "underlay_segment", default)]
+    pub underlay_segments: Vec<UnderlaySegment>,
 }
 
 fn default_mode() -> Mode {
@@ -161,6 +165,15 @@ pub struct UnderlayLink {
     pub nodes: [String; 2],
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnderlaySegment {
+    /// Its namespace is `<prefix><name>`. Nodes of several `fastpath up` runs (each node's own
+    /// agent) under one prefix share a segment of one name.
+    pub name: String,
+    pub nodes: Vec<String>,
+}
+
 impl ClusterConfig {
     /// Parses and validates `text`; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
@@ -206,6 +219,13 @@ impl ClusterConfig {
             [a, b] if b == node => self.node(a),
             _ => None,
         })
+    }
+
+    /// The underlay segment `node` is plugged into.
+    pub fn underlay_segment_of(&self, node: &str) -> Option<&UnderlaySegment> {
+        self.underlay_segments
+            .iter()
+            .find(|s| s.nodes.iter().any(|n| n == node))
     }
 
     /// Every node a node reaches over VXLAN: the other nodes in the file, then the external peers.
@@ -417,12 +437,75 @@ impl ClusterConfig {
                 );
             }
         }
+        self.validate_segments(&mut linked)?;
         for node in &self.nodes {
             if node.simulated && !linked.contains(&node.name) && self.nodes.len() > 1 {
                 bail!(
-                    "node '{}' is simulated but in no [[underlay_link]]: it would have no way to reach the others",
+                    "node '{}' is simulated but in no [[underlay_link]] or [[underlay_segment]]: it would have no way to reach the others",
                     node.name
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// Segments: named apart from every node and pod namespace, joining simulated nodes that
+    /// are in no other link or segment, whose underlays share a subnet and an MTU.
+    fn validate_segments<'a>(&'a self, linked: &mut HashSet<&'a String>) -> Result<()> {
+        let mut names = HashSet::new();
+        for segment in &self.underlay_segments {
+            let at = format!("underlay_segment '{}'", segment.name);
+            check_name("underlay_segment.name", &segment.name, 8)?;
+            if !names.insert(&segment.name) {
+                bail!("{at}: two segments have this name");
+            }
+            // Its namespace, <prefix><name>, must not be a node's or a pod's.
+            let clash = self.nodes.iter().any(|n| {
+                n.name == segment.name
+                    || n.pods
+                        .iter()
+                        .any(|p| format!("{}-{}", n.name, p.name) == segment.name)
+            });
+            if clash {
+                bail!("{at}: a node or pod namespace would have the segment's name");
+            }
+            if segment.nodes.is_empty() {
+                bail!("{at}: nodes = []: a segment joins at least one node");
+            }
+            let mut members: Vec<&NodeConfig> = Vec::new();
+            for name in &segment.nodes {
+                let Some(node) = self.node(name) else {
+                    bail!("{at}: no node is called '{name}'");
+                };
+                if !node.simulated {
+                    bail!(
+                        "{at}: node '{name}' is not simulated; fastpath only creates underlays between simulated nodes"
+                    );
+                }
+                if !linked.insert(name) {
+                    bail!(
+                        "{at}: node '{name}' is in another underlay link or segment; a simulated node has one"
+                    );
+                }
+                if let Some(first) = members.first() {
+                    if first.underlay.address.trunc() != node.underlay.address.trunc() {
+                        bail!(
+                            "{at}: underlay addresses {} ('{}') and {} ('{name}') are not in one subnet",
+                            first.underlay.address,
+                            first.name,
+                            node.underlay.address
+                        );
+                    }
+                    if first.underlay.mtu != node.underlay.mtu {
+                        bail!(
+                            "{at}: underlay.mtu {} ('{}') and {} ('{name}') differ; a segment has one MTU",
+                            first.underlay.mtu,
+                            first.name,
+                            node.underlay.mtu
+                        );
+                    }
+                }
+                members.push(node);
             }
         }
         Ok(())

@@ -1,0 +1,148 @@
+//! A simulated underlay segment: any number of simulated nodes on one L2 network (a bridge in a
+//! namespace of its own), with no veth per pair of nodes. Pods on every node reach every other,
+//! the cross-node traffic encapsulated and decapsulated by the programs; a node that leaves takes
+//! its port off the segment.
+
+use std::time::Duration;
+
+use control::{
+    config::{ClusterConfig, Mode},
+    datapath::{self, Hook},
+    netlink::Netlink,
+    reach,
+};
+use datapath_common::reasons::*;
+use tests::TestCluster;
+
+/// Nodes a, b, c on segment "lan", one pod each.
+fn three_nodes(mode: Mode) -> ClusterConfig {
+    let mut text = format!("mode = \"{mode}\"\n");
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let n = i + 1;
+        text.push_str(&format!(
+            r#"
+[[node]]
+name = "{name}"
+simulated = true
+pod_cidr = "198.18.{n}.0/24"
+underlay = {{ device = "fp-ul0", address = "198.18.0.{n}/24", mtu = 1500 }}
+pods = [{{ name = "{name}1", address = "198.18.{n}.2" }}]
+"#
+        ));
+    }
+    text.push_str("\n[[underlay_segment]]\nname = \"lan\"\nnodes = [\"a\", \"b\", \"c\"]\n");
+    ClusterConfig::parse(&text, "three nodes on a segment").unwrap()
+}
+
+fn unreachable(tc: &TestCluster) -> Vec<String> {
+    reach::check_all(&tc.cluster, Duration::from_secs(2))
+        .into_iter()
+        .filter(|p| p.rtt_us.is_none())
+        .map(|p| format!("{} -> {}: {:?}", p.from, p.to, p.error))
+        .collect()
+}
+
+/// The segment bridge's ports, by name.
+fn ports(tc: &TestCluster) -> Vec<String> {
+    let segment = &tc.cluster.config.underlay_segments[0];
+    let netns = tc.cluster.segment_netns(segment);
+    let nl = tc.rt.block_on(async { Netlink::open(&netns) }).unwrap();
+    let links = tc.rt.block_on(nl.links()).unwrap();
+    let bridge = links.iter().find(|l| l.name == "seg0").expect("the bridge");
+    let mut ports: Vec<String> = links
+        .iter()
+        .filter(|l| l.master == Some(bridge.index))
+        .map(|l| l.name.clone())
+        .collect();
+    ports.sort();
+    ports
+}
+
+fn counted(tc: &TestCluster, node: &str, hook: Hook, reason: Reason) -> u64 {
+    let node = tc.cluster.config.node(node).unwrap();
+    let rows = datapath::pinned_counters(&tc.cluster.pin_dir(node)).unwrap_or_default();
+    datapath::packets(&rows, hook, reason)
+}
+
+fn every_pod_reaches_every_pod_across_one_segment(mode: Mode, pod_hook: Hook) {
+    let tc = TestCluster::with_config(three_nodes(mode));
+    tc.up();
+    assert_eq!(ports(&tc), ["ul-a", "ul-b", "ul-c"]);
+    assert_eq!(unreachable(&tc), Vec::<String>::new());
+    // Each of the 6 ordered pairs crosses nodes: every node encapsulated its pod's echoes to two
+    // others, and decapsulated theirs.
+    for node in ["a", "b", "c"] {
+        let encapsulated = counted(&tc, node, pod_hook, REDIRECT_ENCAPSULATED);
+        let decapsulated = counted(&tc, node, Hook::TcUnderlay, REDIRECT_DECAPSULATED);
+        assert!(encapsulated >= 2, "{node}: {encapsulated} encapsulated");
+        assert!(decapsulated >= 2, "{node}: {decapsulated} decapsulated");
+    }
+    // A converged `up` changes nothing, the segment included.
+    assert_eq!(tc.up(), Vec::<String>::new());
+
+    // c leaves: its namespace goes, and its port with it; a and b still reach each other.
+    let mut tc = tc;
+    tc.cluster.config.nodes.retain(|n| n.name != "c");
+    tc.cluster.config.underlay_segments[0]
+        .nodes
+        .retain(|n| n != "c");
+    tc.up();
+    assert_eq!(ports(&tc), ["ul-a", "ul-b"]);
+    assert_eq!(unreachable(&tc), Vec::<String>::new());
+}
+
+#[test]
+fn tc_mode_pods_on_three_nodes_of_one_segment_reach_each_other() {
+    every_pod_reaches_every_pod_across_one_segment(Mode::Tc, Hook::Tc);
+}
+
+#[test]
+fn xdp_mode_pods_on_three_nodes_of_one_segment_reach_each_other() {
+    every_pod_reaches_every_pod_across_one_segment(Mode::Xdp, Hook::Xdp);
+}
+
+#[test]
+fn a_segment_is_named_apart_and_joins_nodes_of_one_subnet_and_mtu() {
+    let base = three_nodes(Mode::Tc);
+    let text = |edit: &dyn Fn(&mut ClusterConfig)| {
+        let mut c = base.clone();
+        edit(&mut c);
+        toml::to_string(&c).unwrap()
+    };
+    let refused = |edit: &dyn Fn(&mut ClusterConfig), says: &str| {
+        let err = ClusterConfig::parse(&text(edit), "edited")
+            .err()
+            .unwrap_or_else(|| panic!("accepted; wanted an error with {says:?}"));
+        let msg = format!("{err:#}");
+        assert!(msg.contains(says), "{msg}");
+    };
+    refused(
+        &|c| c.underlay_segments[0].name = "a".into(),
+        "a node or pod namespace would have the segment's name",
+    );
+    refused(
+        &|c| c.underlay_segments[0].name = "b-b1".into(),
+        "a node or pod namespace would have the segment's name",
+    );
+    refused(
+        &|c| c.nodes[2].underlay.address = "198.18.9.3/24".parse().unwrap(),
+        "are not in one subnet",
+    );
+    refused(&|c| c.nodes[1].underlay.mtu = 9000, "a segment has one MTU");
+    refused(
+        &|c| c.underlay_segments[0].nodes.push("d".into()),
+        "no node is called 'd'",
+    );
+    refused(
+        &|c| c.underlay_segments[0].nodes.retain(|n| n != "c"),
+        "node 'c' is simulated but in no [[underlay_link]] or [[underlay_segment]]",
+    );
+    refused(
+        &|c| {
+            c.underlay_links.push(control::config::UnderlayLink {
+                nodes: ["a".into(), "b".into()],
+            })
+        },
+        "node 'a' is in another underlay link or segment",
+    );
+}
