@@ -35,10 +35,24 @@ impl Ownership {
         format!("fastpath:{}", self.prefix)
     }
 
-    /// Records that fastpath is about to create `netns`.
-    pub fn claim_netns(&self, netns: &str) -> io::Result<()> {
+    /// Records that fastpath is about to create `netns`, for `node` (its own namespace or a
+    /// pod's) or for the whole instance (none: an underlay segment).
+    pub fn claim_netns(&self, netns: &str, node: Option<&str>) -> io::Result<()> {
         std::fs::create_dir_all(MARKER_DIR)?;
-        std::fs::write(self.marker(netns), format!("{}\n", self.prefix))
+        let mut record = format!("{}\n", self.prefix);
+        if let Some(node) = node {
+            record.push_str(&format!("{node}\n"));
+        }
+        std::fs::write(self.marker(netns), record)
+    }
+
+    /// The node `netns` was claimed for, when it was claimed for one (records written before
+    /// nodes were recorded name none).
+    pub fn netns_node(&self, netns: &str) -> Option<String> {
+        let record = std::fs::read_to_string(self.marker(netns)).ok()?;
+        let mut lines = record.lines();
+        (lines.next()? == self.prefix).then_some(())?;
+        lines.next().map(str::to_string)
     }
 
     /// True when `netns` was claimed by this instance: the marker names this exact prefix, so
@@ -46,7 +60,7 @@ impl Ownership {
     pub fn owns_netns(&self, netns: &str) -> bool {
         netns.starts_with(&self.prefix)
             && std::fs::read_to_string(self.marker(netns))
-                .is_ok_and(|owner| owner.trim() == self.prefix)
+                .is_ok_and(|record| record.lines().next() == Some(self.prefix.as_str()))
     }
 
     pub fn release_netns(&self, netns: &str) -> io::Result<()> {

@@ -233,7 +233,7 @@ fn a_namespace_left_half_created_is_finished_by_up() {
     // What a kill between "create the mount point" and "mount the namespace" leaves: the
     // ownership record and a plain file.
     let name = format!("{}a", tc.cluster.prefix());
-    tc.cluster.ownership.claim_netns(&name).unwrap();
+    tc.cluster.ownership.claim_netns(&name, Some("a")).unwrap();
     std::fs::create_dir_all(control::netns::NETNS_RUN_DIR).unwrap();
     std::fs::write(format!("{}/{name}", control::netns::NETNS_RUN_DIR), b"").unwrap();
     assert!(!Netns::named(name.clone()).is_mounted());

@@ -146,3 +146,61 @@ fn a_segment_is_named_apart_and_joins_nodes_of_one_subnet_and_mtu() {
         "node 'a' is in another underlay link or segment",
     );
 }
+
+/// One node of `three_nodes`, the others as its static peers: what each node's agent runs.
+fn own_node(name: &str) -> ClusterConfig {
+    let all = three_nodes(Mode::Tc);
+    let mut config = all.clone();
+    config.nodes.retain(|n| n.name == name);
+    config.underlay_segments[0].nodes = vec![name.to_string()];
+    config.peers = all
+        .nodes
+        .iter()
+        .filter(|n| n.name != name)
+        .map(|n| control::config::PeerConfig {
+            name: n.name.clone(),
+            underlay_ip: n.underlay.address.addr(),
+            pod_cidr: n.pod_cidr,
+            vtep_mac: None,
+        })
+        .collect();
+    config
+}
+
+#[test]
+fn nodes_brought_up_apart_under_one_prefix_share_the_segment_and_keep_each_others_namespaces() {
+    let prefix = tests::unique_prefix();
+    let mut clusters: Vec<TestCluster> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let mut tc = TestCluster::with_prefix(own_node(name), &prefix);
+            tc.cluster.scope = control::cluster::Scope::OwnNodes;
+            tc.up();
+            tc
+        })
+        .collect();
+    let (a, c) = (&clusters[0], &clusters[2]);
+    assert_eq!(ports(a), ["ul-a", "ul-b", "ul-c"]);
+    // a's up again, after b's and c's: theirs stay.
+    assert_eq!(a.up(), Vec::<String>::new());
+    let pod = |tc: &TestCluster, name: &str| tc.pod_netns(name);
+    let address = |n: u8| std::net::Ipv4Addr::new(198, 18, n, 2);
+    for (from, to) in [("a1", 3), ("c1", 1), ("c1", 2)] {
+        let tc = if from == "a1" { a } else { c };
+        assert!(
+            tests::probe::ping(&pod(tc, from), address(to), 2, &[]),
+            "{from} -> 198.18.{to}.2"
+        );
+    }
+    // a drops its pod: only that namespace goes (dropping any of them would run `down` on the
+    // whole prefix: all three stay till the end).
+    let a = &mut clusters[0];
+    let before = a.namespaces_left();
+    a.cluster.config.nodes[0].pods.clear();
+    a.up();
+    let gone: Vec<String> = before
+        .into_iter()
+        .filter(|n| !a.namespaces_left().contains(n))
+        .collect();
+    assert_eq!(gone, [format!("{prefix}a-a1")]);
+}

@@ -27,6 +27,18 @@ pub struct Cluster {
     pub ownership: Ownership,
     /// `fastpath up --mode`: every node runs this, whatever the file says.
     pub mode_override: Option<Mode>,
+    pub scope: Scope,
+}
+
+/// What one `up` owns under its prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: a namespace or pin directory under the prefix that the config does not name
+    /// is stale (`fastpath up`).
+    Prefix,
+    /// Its own nodes, their pods and pins, and nothing of other nodes under the prefix: those
+    /// are other `up`s' (each node's agent). Segments are shared.
+    OwnNodes,
 }
 
 impl Cluster {
@@ -35,6 +47,7 @@ impl Cluster {
             config,
             ownership: Ownership::new(prefix),
             mode_override: None,
+            scope: Scope::Prefix,
         }
     }
 

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 
-use super::{Cluster, POD_IFNAME};
+use super::{Cluster, POD_IFNAME, Scope};
 use crate::{
     config::{self, NodeConfig, PodConfig, UnderlaySegment, VXLAN_OVERHEAD},
     ethtool,
@@ -41,7 +41,7 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
     for node in &cluster.config.nodes {
         let netns = cluster.node_netns(node);
         if node.simulated {
-            r.ensure_netns(&netns).await?;
+            r.ensure_netns(&netns, Some(&node.name)).await?;
         }
         r.ensure_forwarding(&netns)?;
     }
@@ -91,17 +91,23 @@ impl Reconciler<'_> {
         self.changes.push(what);
     }
 
-    /// Namespaces this instance claimed that the config no longer has (a removed pod or node).
+    /// Namespaces this instance claimed that the config no longer has (a removed pod or node);
+    /// scoped to its own nodes, only those claimed for one of them.
     fn remove_stale_namespaces(&mut self) -> Result<()> {
         let desired = self.cluster.desired_netns();
-        for name in self
-            .cluster
-            .ownership
+        let ownership = &self.cluster.ownership;
+        for name in ownership
             .claimed_netns()
             .context("reading fastpath's ownership records")?
         {
             if desired.contains(&name) {
                 continue;
+            }
+            if self.cluster.scope == Scope::OwnNodes {
+                let node = ownership.netns_node(&name);
+                if node.is_none_or(|n| self.cluster.config.node(&n).is_none()) {
+                    continue;
+                }
             }
             Netns::named(name.clone()).delete()?;
             self.cluster.ownership.release_netns(&name)?;
@@ -111,7 +117,11 @@ impl Reconciler<'_> {
     }
 
     /// Pins of nodes the config no longer has: removing them detaches those nodes' programs.
+    /// Scoped to its own nodes, every other node's pins are another `up`'s.
     fn remove_stale_pins(&mut self) -> Result<()> {
+        if self.cluster.scope == Scope::OwnNodes {
+            return Ok(());
+        }
         let root = super::prefix_pin_dir(self.cluster.prefix());
         let Ok(entries) = std::fs::read_dir(&root) else {
             return Ok(());
@@ -134,7 +144,7 @@ impl Reconciler<'_> {
     /// second one by one). `ensure_pod` then finds them there.
     fn create_pod_namespaces(&mut self) -> Result<()> {
         const AT_ONCE: usize = 8;
-        let missing: Vec<Netns> = self
+        let missing: Vec<(Netns, &str)> = self
             .cluster
             .config
             .nodes
@@ -142,16 +152,18 @@ impl Reconciler<'_> {
             .flat_map(|node| {
                 node.pods
                     .iter()
-                    .map(|pod| self.cluster.pod_netns(node, pod))
+                    .map(|pod| (self.cluster.pod_netns(node, pod), node.name.as_str()))
             })
-            .filter(|netns| !netns.exists())
+            .filter(|(netns, _)| !netns.exists())
             .collect();
         let ownership = &self.cluster.ownership;
         for batch in missing.chunks(AT_ONCE) {
             let made: Vec<_> = std::thread::scope(|scope| {
                 let threads: Vec<_> = batch
                     .iter()
-                    .map(|netns| scope.spawn(|| claim_and_create(ownership, netns)))
+                    .map(|(netns, node)| {
+                        scope.spawn(|| claim_and_create(ownership, netns, Some(node)))
+                    })
                     .collect();
                 threads
                     .into_iter()
@@ -160,7 +172,7 @@ impl Reconciler<'_> {
             });
             // Every namespace made is reported before the first failure is.
             let mut failed = None;
-            for (netns, made) in batch.iter().zip(made) {
+            for ((netns, _), made) in batch.iter().zip(made) {
                 match made {
                     Ok(()) => self.changed(format!("created netns {}", netns.label())),
                     Err(e) => failed = failed.or(Some(e)),
@@ -173,8 +185,9 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    /// Creates `netns` when missing; refuses one that exists and is not fastpath's.
-    async fn ensure_netns(&mut self, netns: &Netns) -> Result<()> {
+    /// Creates `netns` (for `node`, or for the instance) when missing; refuses one that exists
+    /// and is not fastpath's.
+    async fn ensure_netns(&mut self, netns: &Netns, node: Option<&str>) -> Result<()> {
         let name = netns.name().expect("only named namespaces are created");
         let ownership = &self.cluster.ownership;
         if netns.exists() && ownership.owns_netns(name) && !netns.is_mounted() {
@@ -192,7 +205,7 @@ impl Reconciler<'_> {
                 );
             }
         } else {
-            claim_and_create(ownership, netns)?;
+            claim_and_create(ownership, netns, node)?;
             self.changed(format!("created netns {name}"));
         }
         let nl = Netlink::open(netns)?;
@@ -304,7 +317,7 @@ impl Reconciler<'_> {
     /// the config (or stops, in another `up` under this prefix) leaves nothing on the bridge.
     async fn ensure_segment(&mut self, segment: &UnderlaySegment) -> Result<()> {
         let netns = self.cluster.segment_netns(segment);
-        self.ensure_netns(&netns).await?;
+        self.ensure_netns(&netns, None).await?;
         let nl = Netlink::open(&netns)?;
         if self
             .existing_link(&nl, true, SEGMENT_BRIDGE, "bridge")
@@ -624,7 +637,7 @@ impl Reconciler<'_> {
     async fn ensure_pod(&mut self, node: &NodeConfig, pod: &PodConfig) -> Result<()> {
         let node_ns = self.cluster.node_netns(node);
         let pod_ns = self.cluster.pod_netns(node, pod);
-        self.ensure_netns(&pod_ns).await?;
+        self.ensure_netns(&pod_ns, Some(&node.name)).await?;
         let (nl_node, nl_pod) = (Netlink::open(&node_ns)?, Netlink::open(&pod_ns)?);
         let host_end = Cluster::pod_veth(pod);
         let owned = self.cluster.owns_node_netns(node);
@@ -707,14 +720,14 @@ impl Reconciler<'_> {
     }
 }
 
-/// Records fastpath's ownership of `netns`, then creates it: an interrupted `up` leaves a record
+/// Records fastpath's ownership of `netns` (for `node`), then creates it: an interrupted `up` leaves a record
 /// without a namespace, never a namespace of ours without a record.
-fn claim_and_create(ownership: &Ownership, netns: &Netns) -> Result<()> {
+fn claim_and_create(ownership: &Ownership, netns: &Netns, node: Option<&str>) -> Result<()> {
     let name = netns
         .name()
         .expect("fastpath creates named namespaces only");
     ownership
-        .claim_netns(name)
+        .claim_netns(name, node)
         .with_context(|| format!("recording ownership of netns {name}"))?;
     Ok(netns.create()?)
 }
