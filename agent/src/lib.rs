@@ -4,5 +4,7 @@
 pub mod directory;
 pub mod error;
 pub mod keys;
+pub mod node_file;
 pub mod record;
+pub mod run;
 pub mod subnets;

@@ -138,6 +138,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The node agent: bring this node up, publish it in etcd and keep its peers converged to
+    /// every other node's record: runs `fastpath-agent` (beside this binary) with these
+    /// arguments. `fastpath agent --help` shows them.
+    #[command(disable_help_flag = true)]
+    Agent {
+        /// Arguments for fastpath-agent (--config FILE, --etcd URLS, --network CIDR, --leave,
+        /// --help, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -200,7 +210,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
             json,
         } => commands::watch::run(&dev, netns, &hooks, seconds, json, cli.ebpf_log).await,
-        Command::Bench { args } => commands::bench::run(&args),
+        Command::Bench { args } => commands::sibling::run("fastpath-bench", &args),
+        Command::Agent { args } => commands::sibling::run("fastpath-agent", &args),
         Command::Cleanup => commands::cleanup::run(),
     }
 }

@@ -5,6 +5,7 @@
 //! in parallel. Guards delete them on drop, also when a test panics; namespaces left by a killed
 //! run (whose pid is gone) are removed the next time a fixture is made.
 
+pub mod agents;
 pub mod capture;
 pub mod cni;
 pub mod etcd;

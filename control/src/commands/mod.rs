@@ -1,12 +1,12 @@
 //! The `fastpath` commands, one module each: what a command does and what it prints. The binary
 //! parses the arguments and calls one of them.
 
-pub mod bench;
 pub mod check;
 pub mod cleanup;
 pub mod demo;
 pub mod down;
 pub mod exec;
+pub mod sibling;
 pub mod stats;
 pub mod status;
 pub mod up;

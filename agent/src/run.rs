@@ -1,0 +1,313 @@
+//! The agent's life: bring this node up (the same reconciler as `fastpath up`, owning only this
+//! node under the prefix), publish it in etcd under a lease, and converge its peers to the
+//! records every other node publishes, within the watch's delay. When etcd is out of reach the
+//! datapath stays exactly as it is: the agent retries with backoff, says so once per change of
+//! state, and lists and watches again when etcd is back.
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result};
+use control::cluster::{self, Cluster, Scope};
+use etcd_client::Client;
+use ipnet::Ipv4Net;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    directory::{self, Directory},
+    error::{EtcdError, SubnetError},
+    keys::Keys,
+    node_file::NodeFile,
+    record::{FORMAT_VERSION, Local, NodeRecord},
+    subnets::{self, ClusterNetwork},
+};
+
+pub struct Options {
+    pub node_file: PathBuf,
+    pub endpoints: Vec<String>,
+    /// Where the cluster's keys live in etcd.
+    pub key_prefix: String,
+    /// fastpath's namespace and pin prefix on this machine.
+    pub prefix: String,
+    /// Stored as the cluster network unless one is stored already (then they must agree).
+    pub network: Option<ClusterNetwork>,
+    pub ttl: Duration,
+    pub underlay_range: Option<Ipv4Net>,
+}
+
+/// How long the agent waits before trying etcd again, doubling up to the last.
+const BACKOFF: [Duration; 5] = [
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Says once when etcd goes out of reach and once when it is back.
+#[derive(Default)]
+struct Link {
+    down_since_attempt: Option<usize>,
+}
+
+impl Link {
+    fn failed(&mut self, e: &EtcdError) -> Duration {
+        let attempt = self.down_since_attempt.map_or(0, |a| a + 1);
+        if self.down_since_attempt.is_none() {
+            log::warn!(
+                "degraded: {}; the datapath stays as it is, retrying",
+                control::error::chain(e)
+            );
+        }
+        self.down_since_attempt = Some(attempt);
+        BACKOFF[attempt.min(BACKOFF.len() - 1)]
+    }
+
+    fn ok(&mut self) {
+        if self.down_since_attempt.take().is_some() {
+            log::warn!("etcd is back: listing the nodes again");
+        }
+    }
+}
+
+/// Runs `op` until it gets an answer from etcd; other errors end the agent.
+async fn retry<T, F, Fut>(link: &mut Link, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SubnetError>>,
+{
+    loop {
+        match op().await {
+            Ok(value) => {
+                link.ok();
+                return Ok(value);
+            }
+            Err(SubnetError::Etcd(e)) => tokio::time::sleep(link.failed(&e)).await,
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
+/// The connection (the client reconnects by itself: only the first one is waited for here).
+async fn connect(endpoints: &[String], link: &mut Link) -> Client {
+    loop {
+        match Client::connect(endpoints, None).await {
+            Ok(client) => return client,
+            Err(source) => {
+                let e = EtcdError {
+                    op: format!("connect to {}", endpoints.join(",")),
+                    source,
+                };
+                tokio::time::sleep(link.failed(&e)).await;
+            }
+        }
+    }
+}
+
+/// `--leave`: this node's record and subnet go; the datapath stays (`fastpath down` removes it).
+pub async fn leave(opts: &Options) -> Result<()> {
+    let file = NodeFile::read(&opts.node_file)?;
+    let name = file.node_name()?;
+    let keys = Keys::new(&opts.key_prefix);
+    let mut client = Client::connect(&opts.endpoints, None)
+        .await
+        .with_context(|| format!("connecting to etcd at {}", opts.endpoints.join(",")))?;
+    directory::deregister(&mut client, &keys, &name, None).await?;
+    subnets::release(&mut client, &keys, &name).await?;
+    log::warn!("node '{name}' left: its record and subnet are gone");
+    Ok(())
+}
+
+/// The agent, until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let file = NodeFile::read(&opts.node_file)?;
+    let name = file.node_name()?;
+    let keys = Keys::new(&opts.key_prefix);
+    let mut link = Link::default();
+    let mut client = connect(&opts.endpoints, &mut link).await;
+
+    let network = retry(&mut link, || {
+        let mut c = client.clone();
+        let (keys, wanted) = (keys.clone(), opts.network);
+        async move { subnets::ensure_network(&mut c, &keys, wanted).await }
+    })
+    .await?;
+    let pod_cidr = match file.pod_cidr()? {
+        Some(cidr) => cidr,
+        None => {
+            retry(&mut link, || {
+                let mut c = client.clone();
+                let (keys, name) = (keys.clone(), name.clone());
+                async move { subnets::claim(&mut c, &keys, &network, &name).await }
+            })
+            .await?
+        }
+    };
+    let (config, _) = file.config(pod_cidr, &[])?;
+    let mut cluster = Cluster::new(config, &opts.prefix);
+    cluster.scope = Scope::OwnNodes;
+    // Each change is logged as it is made (the reconciler's info lines).
+    cluster::up(&cluster).await?;
+
+    let node = cluster.config.nodes[0].clone();
+    let vxlan = &cluster.config.vxlan;
+    let local = Local {
+        name: name.clone(),
+        underlay_ip: node.underlay.address.addr(),
+        pod_cidr,
+        vni: vxlan.vni,
+        port: vxlan.port,
+        network: network.network,
+        underlay_range: opts.underlay_range,
+    };
+    let record = NodeRecord {
+        version: FORMAT_VERSION,
+        name: name.clone(),
+        underlay_ip: local.underlay_ip,
+        pod_cidr,
+        vtep_mac: control::mac::Mac::vtep(local.underlay_ip),
+        vni: local.vni,
+        port: local.port,
+        mode: cluster.mode_of(&node),
+    };
+    let mut peers = Peers::default();
+    let mut directory = Directory::new(keys.clone());
+    loop {
+        // One session: registered, listed, watching. It ends with a signal (true), a watch that
+        // must be listed again (false), or etcd's failure.
+        let session = async {
+            let registration = directory::register(&mut client, &keys, &record, opts.ttl).await?;
+            let mut keeper = client.clone();
+            let ttl = opts.ttl;
+            let renewals =
+                tokio::spawn(
+                    async move { directory::keep_alive(&mut keeper, registration, ttl).await },
+                );
+            let mut renewals = AbortOnDrop(renewals);
+            directory.list(&mut client).await?;
+            link.ok();
+            peers
+                .converge(&file, pod_cidr, &local, &directory, &mut cluster)
+                .await?;
+            let mut watch = directory.watch(&mut client).await?;
+            loop {
+                tokio::select! {
+                    _ = terminate.recv() => return Ok::<_, anyhow::Error>(true),
+                    _ = interrupt.recv() => return Ok(true),
+                    message = watch.message() => {
+                        let response = message.map_err(crate::error::etcd("follow the watch"))?;
+                        let Some(response) = response else {
+                            return Ok(false);
+                        };
+                        match directory.apply(&response) {
+                            Ok(true) => {
+                                peers.converge(&file, pod_cidr, &local, &directory, &mut cluster).await?;
+                            }
+                            Ok(false) => {}
+                            Err(why) => {
+                                log::warn!("{why}: listing again");
+                                return Ok(false);
+                            }
+                        }
+                    }
+                    ended = &mut renewals.0 => {
+                        let e = ended.context("the lease renewal task")?;
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        match session.await {
+            Ok(true) => {
+                // SIGTERM: the node's record stays until its lease expires (a restart), and the
+                // datapath stays as it is.
+                log::warn!("stopping: the datapath stays as it is");
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => match e.downcast::<EtcdError>() {
+                Ok(e) => tokio::time::sleep(link.failed(&e)).await,
+                Err(other) => return Err(other),
+            },
+        }
+    }
+}
+
+/// Aborts the task when the session ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What was last installed and logged.
+#[derive(Default)]
+struct Peers {
+    installed: Vec<NodeRecord>,
+    /// Key → reason, as last logged: a record is logged once per new reason.
+    ignored: BTreeMap<String, String>,
+}
+
+impl Peers {
+    /// Installs the peers the directory describes, if they changed; logs each newly ignored
+    /// record once.
+    async fn converge(
+        &mut self,
+        file: &NodeFile,
+        pod_cidr: Ipv4Net,
+        local: &Local,
+        directory: &Directory,
+        cluster: &mut Cluster,
+    ) -> Result<()> {
+        let (accepted, ignored) = directory.peers(local);
+        let mut now = BTreeMap::new();
+        for i in ignored {
+            let reason = i.reason.to_string();
+            if self.ignored.get(&i.key) != Some(&reason) {
+                log::warn!("ignoring {}: {reason}", i.key);
+            }
+            now.insert(i.key, reason);
+        }
+        self.ignored = now;
+        if accepted == self.installed {
+            return Ok(());
+        }
+        let (config, left_out) = file.config(pod_cidr, &accepted)?;
+        for (peer, why) in left_out {
+            log::warn!("not installing etcd's record of '{peer}': {why}");
+        }
+        cluster.config = config;
+        cluster::up(cluster).await?;
+        let names: Vec<&str> = accepted.iter().map(|p| p.name.as_str()).collect();
+        if names.is_empty() {
+            log::info!("peers: none");
+        } else {
+            log::info!("peers: {}", names.join(", "));
+        }
+        self.installed = accepted;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backoff is bounded: the last step repeats; a success starts it over.
+    #[test]
+    fn backoff_grows_then_stays() {
+        let mut link = Link::default();
+        let e = EtcdError {
+            op: "x".into(),
+            source: etcd_client::Error::InvalidArgs("test".into()),
+        };
+        let waits: Vec<Duration> = (0..7).map(|_| link.failed(&e)).collect();
+        assert_eq!(waits[0], BACKOFF[0]);
+        assert_eq!(waits[6], BACKOFF[4]);
+        link.ok();
+        assert_eq!(link.failed(&e), BACKOFF[0]);
+    }
+}

@@ -1,0 +1,200 @@
+//! Simulated nodes, each driven by its own `fastpath-agent` process (in the root namespace, as
+//! on a real node), finding each other through a real etcd cluster: every node on one underlay
+//! segment, under one namespace prefix, each agent owning its node. Agents are stopped by the
+//! PIDs started here and the prefix is brought down when the value is dropped, also on a panic.
+
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use control::{
+    cluster,
+    datapath::{self, Hook},
+    netns::Netns,
+    ownership::Ownership,
+};
+use datapath_common::reasons::Reason;
+use ipnet::Ipv4Net;
+
+use crate::etcd::EtcdCluster;
+
+/// The cluster network the agents lease pod CIDRs from.
+pub const NETWORK: &str = "198.18.64.0/20";
+
+pub struct Agents {
+    pub etcd: EtcdCluster,
+    pub prefix: String,
+    pub key_prefix: String,
+    dir: PathBuf,
+    agents: Vec<(String, Option<Child>)>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Agents {
+    pub fn new(etcd: EtcdCluster) -> Self {
+        crate::require_root();
+        let prefix = crate::unique_prefix();
+        let dir = std::env::temp_dir().join(format!("{prefix}agents"));
+        std::fs::create_dir_all(&dir).expect("agents' directory");
+        Self {
+            etcd,
+            key_prefix: format!("/fastpath-test/{prefix}"),
+            prefix,
+            dir,
+            agents: Vec::new(),
+            rt: crate::runtime(),
+        }
+    }
+
+    /// Node `name` (the `i`th: underlay 198.18.0.<i>), one pod `<name>1`, no pod CIDR (leased).
+    fn node_file(&self, name: &str, i: u8) -> PathBuf {
+        let text = format!(
+            r#"mode = "tc"
+[[node]]
+name = "{name}"
+simulated = true
+underlay = {{ device = "fp-ul0", address = "198.18.0.{i}/24", mtu = 1500 }}
+pods = [{{ name = "{name}1" }}]
+
+[[underlay_segment]]
+name = "lan"
+nodes = ["{name}"]
+"#
+        );
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("node file");
+        path
+    }
+
+    /// Starts the agent of node `name` (the `i`th), logging to `<dir>/<name>.log`.
+    pub fn start(&mut self, name: &str, i: u8) {
+        let file = self.node_file(name, i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .expect("agent log");
+        let child = Command::new(crate::workspace_bin("fastpath-agent"))
+            .arg("--config")
+            .arg(&file)
+            .args(["--etcd", &self.etcd.endpoints().join(",")])
+            .args(["--key-prefix", &self.key_prefix])
+            .args(["--prefix", &self.prefix])
+            .args(["--network", NETWORK, "--ttl", "3"])
+            .env("RUST_LOG", "warn,agent=info,control=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("fastpath-agent starts");
+        match self.agents.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = Some(child),
+            None => self.agents.push((name.to_string(), Some(child))),
+        }
+    }
+
+    /// Sends `signal` to node `name`'s agent and reaps it.
+    pub fn stop(&mut self, name: &str, signal: nix::sys::signal::Signal) {
+        let slot = self.agents.iter_mut().find(|(n, _)| n == name);
+        let Some(mut child) = slot.and_then(|(_, c)| c.take()) else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, signal);
+        let _ = child.wait();
+    }
+
+    /// What node `name`'s agent logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The pod CIDR leased to `name`, once it is.
+    pub fn pod_cidr(&self, name: &str, within: Duration) -> Ipv4Net {
+        let start = Instant::now();
+        let keys = agent::keys::Keys::new(&self.key_prefix);
+        loop {
+            let leased = self.rt.block_on(async {
+                let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
+                    .await
+                    .ok()?;
+                agent::subnets::leases(&mut client, &keys).await.ok()
+            });
+            if let Some((cidr, _)) = leased
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(_, owner)| owner == name)
+            {
+                return cidr;
+            }
+            assert!(
+                start.elapsed() < within,
+                "no subnet leased to '{name}' within {within:?}; its log:\n{}",
+                self.log(name)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address of pod `<name>1`: its node's CIDR, .2.
+    pub fn pod_address(&self, name: &str) -> Ipv4Addr {
+        let cidr = self.pod_cidr(name, Duration::from_secs(20));
+        Ipv4Addr::from(u32::from(cidr.network()) + 2)
+    }
+
+    /// The namespace of pod `<name>1`.
+    pub fn pod_netns(&self, name: &str) -> Netns {
+        Netns::named(format!("{}{name}-{name}1", self.prefix))
+    }
+
+    /// Pings from `from`'s pod to `to`'s, once a second at most, until one answers.
+    pub fn wait_reachable(&self, from: &str, to: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        let dst = self.pod_address(to);
+        loop {
+            let src = self.pod_netns(from);
+            if src.exists() && crate::probe::ping(&src, dst, 1, &["-W", "1"]) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{from} never reached {to} ({dst}) within {within:?}; logs:\n{from}: {}\n{to}: {}",
+                self.log(from),
+                self.log(to)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Packets node `name`'s `hook` program counted under `reason`.
+    pub fn counted(&self, name: &str, hook: Hook, reason: Reason) -> u64 {
+        let dir = cluster::prefix_pin_dir(&self.prefix).join(name);
+        datapath::packets(
+            &datapath::pinned_counters(&dir).unwrap_or_default(),
+            hook,
+            reason,
+        )
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.agents {
+            if let Some(mut child) = child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // The agents leave their nodes running: everything under the prefix goes now.
+        if let Err(e) = self
+            .rt
+            .block_on(cluster::down(&Ownership::new(&self.prefix)))
+        {
+            eprintln!("cleanup of {}: {e:#}", self.prefix);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
