@@ -62,10 +62,13 @@ impl Link {
         BACKOFF[attempt.min(BACKOFF.len() - 1)]
     }
 
-    fn ok(&mut self) {
-        if self.down_since_attempt.take().is_some() {
+    /// Returns whether etcd had been out of reach.
+    fn ok(&mut self) -> bool {
+        let was_down = self.down_since_attempt.take().is_some();
+        if was_down {
             log::warn!("etcd is back: listing the nodes again");
         }
+        was_down
     }
 }
 
@@ -148,7 +151,11 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut cluster = Cluster::new(config, &opts.prefix);
     cluster.scope = Scope::OwnNodes;
     // Each change is logged as it is made (the reconciler's info lines).
-    cluster::up(&cluster).await?;
+    let mut failures = UpFailures::default();
+    while let Err(e) = cluster::up(&cluster).await {
+        tokio::time::sleep(failures.failed(&e)).await;
+    }
+    failures.ok();
 
     let node = cluster.config.nodes[0].clone();
     let vxlan = &cluster.config.vxlan;
@@ -186,15 +193,27 @@ pub async fn run(opts: Options) -> Result<()> {
                 );
             let mut renewals = AbortOnDrop(renewals);
             directory.list(&mut client).await?;
-            link.ok();
+            if link.ok() {
+                // Every live agent re-registers within a TTL and a backoff step of etcd's return;
+                // a record that expired meanwhile (etcd gave its lease no renewal while it was
+                // away) must not withdraw a live node until then.
+                peers.hold_withdrawals(opts.ttl + BACKOFF[BACKOFF.len() - 1]);
+            }
             peers
                 .converge(&file, pod_cidr, &local, &directory, &mut cluster)
                 .await?;
+            failures.ok();
             let mut watch = directory.watch(&mut client).await?;
             loop {
+                let hold = peers.hold_until;
                 tokio::select! {
                     _ = terminate.recv() => return Ok::<_, anyhow::Error>(true),
                     _ = interrupt.recv() => return Ok(true),
+                    _ = tokio::time::sleep_until(hold.unwrap_or_else(std::time::Instant::now).into()), if hold.is_some() => {
+                        peers.hold_until = None;
+                        peers.converge(&file, pod_cidr, &local, &directory, &mut cluster).await?;
+                        failures.ok();
+                    }
                     message = watch.message() => {
                         let response = message.map_err(crate::error::etcd("follow the watch"))?;
                         let Some(response) = response else {
@@ -203,6 +222,7 @@ pub async fn run(opts: Options) -> Result<()> {
                         match directory.apply(&response) {
                             Ok(true) => {
                                 peers.converge(&file, pod_cidr, &local, &directory, &mut cluster).await?;
+                                failures.ok();
                             }
                             Ok(false) => {}
                             Err(why) => {
@@ -228,9 +248,52 @@ pub async fn run(opts: Options) -> Result<()> {
             Ok(false) => {}
             Err(e) => match e.downcast::<EtcdError>() {
                 Ok(e) => tokio::time::sleep(link.failed(&e)).await,
-                Err(other) => return Err(other),
+                Err(other) => match other.downcast::<UpFailed>() {
+                    // The next session lists again and converges again.
+                    Ok(UpFailed(e)) => tokio::time::sleep(failures.failed(&e)).await,
+                    Err(other) => return Err(other),
+                },
             },
         }
+    }
+}
+
+/// `fastpath up` of this node failed: the agent tries again after a while, the datapath as that
+/// attempt left it.
+#[derive(Debug)]
+struct UpFailed(anyhow::Error);
+
+impl std::fmt::Display for UpFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bringing the node to its config: {:#}", self.0)
+    }
+}
+
+impl std::error::Error for UpFailed {}
+
+/// Says once per distinct failure of `up` and once when it succeeds again.
+#[derive(Default)]
+struct UpFailures {
+    last: Option<String>,
+    attempt: usize,
+}
+
+impl UpFailures {
+    fn failed(&mut self, e: &anyhow::Error) -> Duration {
+        let text = format!("{e:#}");
+        if self.last.as_ref() != Some(&text) {
+            log::warn!("bringing the node to its config failed, retrying: {text}");
+        }
+        self.last = Some(text);
+        self.attempt += 1;
+        BACKOFF[(self.attempt - 1).min(BACKOFF.len() - 1)]
+    }
+
+    fn ok(&mut self) {
+        if self.last.take().is_some() {
+            log::warn!("the node is at its config again");
+        }
+        self.attempt = 0;
     }
 }
 
@@ -249,9 +312,47 @@ struct Peers {
     installed: Vec<NodeRecord>,
     /// Key → reason, as last logged: a record is logged once per new reason.
     ignored: BTreeMap<String, String>,
+    /// Until then, installed peers whose record is gone stay (new and changed ones go in).
+    hold_until: Option<std::time::Instant>,
 }
 
 impl Peers {
+    fn hold_withdrawals(&mut self, for_: Duration) {
+        self.hold_until = Some(std::time::Instant::now() + for_);
+    }
+
+    /// `accepted`, and while withdrawals are held, every installed peer that is missing from it
+    /// and clashes with none of it.
+    fn with_held(&self, mut accepted: Vec<NodeRecord>) -> Vec<NodeRecord> {
+        if self
+            .hold_until
+            .is_none_or(|until| std::time::Instant::now() >= until)
+        {
+            return accepted;
+        }
+        let held: Vec<NodeRecord> = self
+            .installed
+            .iter()
+            .filter(|old| {
+                !accepted.iter().any(|new| {
+                    new.name == old.name
+                        || crate::record::overlaps(new.pod_cidr, old.pod_cidr)
+                        || new.underlay_ip == old.underlay_ip
+                })
+            })
+            .cloned()
+            .collect();
+        for old in &held {
+            log::info!(
+                "keeping peer '{}' whose record is gone while agents re-register after etcd's return",
+                old.name
+            );
+        }
+        accepted.extend(held);
+        accepted.sort_by(|a, b| a.name.cmp(&b.name));
+        accepted
+    }
+
     /// Installs the peers the directory describes, if they changed; logs each newly ignored
     /// record once.
     async fn converge(
@@ -272,6 +373,7 @@ impl Peers {
             now.insert(i.key, reason);
         }
         self.ignored = now;
+        let accepted = self.with_held(accepted);
         if accepted == self.installed {
             return Ok(());
         }
@@ -280,7 +382,9 @@ impl Peers {
             log::warn!("not installing etcd's record of '{peer}': {why}");
         }
         cluster.config = config;
-        cluster::up(cluster).await?;
+        cluster::up(cluster)
+            .await
+            .map_err(|e| anyhow::Error::new(UpFailed(e)))?;
         let names: Vec<&str> = accepted.iter().map(|p| p.name.as_str()).collect();
         if names.is_empty() {
             log::info!("peers: none");

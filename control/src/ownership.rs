@@ -3,11 +3,14 @@
 //! created (an interrupted `up` leaves a marker, never an unmarked namespace of ours). Devices in a
 //! namespace fastpath does not own (a real node's): the link alias `fastpath:<prefix>`.
 
-use std::{io, path::PathBuf};
+use std::{fs::File, io, path::PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::netlink::LinkView;
 
 const MARKER_DIR: &str = "/run/fastpath/netns";
+const LOCK_DIR: &str = "/run/fastpath/locks";
 
 /// The ownership records of one fastpath instance (one name prefix).
 #[derive(Clone, Debug)]
@@ -28,6 +31,15 @@ impl Ownership {
 
     fn marker(&self, netns: &str) -> PathBuf {
         PathBuf::from(MARKER_DIR).join(netns)
+    }
+
+    /// Serializes the `up`s and `down`s of this instance: agents of several nodes under one
+    /// prefix converge at the same time, and share the underlay segments. Released when the
+    /// value is dropped. (The lock file stays: removing it could let two holders in.)
+    pub fn lock(&self) -> io::Result<Flock<File>> {
+        std::fs::create_dir_all(LOCK_DIR)?;
+        let file = File::create(PathBuf::from(LOCK_DIR).join(&self.prefix))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| errno.into())
     }
 
     /// The alias fastpath gives every device it creates.

@@ -169,6 +169,48 @@ nodes = ["{name}"]
         }
     }
 
+    /// A watch on node `name`'s record, opened now.
+    pub fn watch_node_record(&self, name: &str) -> RecordWatch {
+        let rt = crate::runtime();
+        let key = agent::keys::Keys::new(&self.key_prefix).node(name);
+        let (client, stream) = rt.block_on(async {
+            let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
+                .await
+                .expect("etcd client");
+            let stream = client.watch(key, None).await.expect("watch");
+            (client, stream)
+        });
+        RecordWatch {
+            rt,
+            _client: client,
+            stream,
+        }
+    }
+
+    /// Waits until node `name` no longer routes to `peer`'s pod CIDR.
+    pub fn wait_withdrawn(&self, name: &str, peer: &str, within: Duration) -> Duration {
+        let cidr = self.pod_cidr(peer, Duration::from_secs(1));
+        let netns = Netns::named(format!("{}{name}", self.prefix));
+        let start = Instant::now();
+        loop {
+            let routed = self.rt.block_on(async {
+                let nl = control::netlink::Netlink::open(&netns).expect("netlink");
+                let index = nl.index("fp-vxlan").await.expect("fp-vxlan");
+                let routes = nl.ipv4_routes(index).await.expect("routes");
+                routes.iter().any(|(dst, _)| *dst == cidr)
+            });
+            if !routed {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{name} still routes to {peer} ({cidr}) after {within:?}; its log:\n{}",
+                self.log(name)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Packets node `name`'s `hook` program counted under `reason`.
     pub fn counted(&self, name: &str, hook: Hook, reason: Reason) -> u64 {
         let dir = cluster::prefix_pin_dir(&self.prefix).join(name);
@@ -196,5 +238,35 @@ impl Drop for Agents {
             eprintln!("cleanup of {}: {e:#}", self.prefix);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A watch on one node's record.
+pub struct RecordWatch {
+    rt: tokio::runtime::Runtime,
+    _client: etcd_client::Client,
+    stream: etcd_client::WatchStream,
+}
+
+impl RecordWatch {
+    /// Waits for the record to be written; returns when that was seen.
+    pub fn wait(&mut self, within: Duration) -> Instant {
+        let stream = &mut self.stream;
+        self.rt.block_on(async {
+            loop {
+                let message = tokio::time::timeout(within, stream.message())
+                    .await
+                    .expect("the record within the time")
+                    .expect("the watch")
+                    .expect("the watch goes on");
+                if message
+                    .events()
+                    .iter()
+                    .any(|e| e.event_type() == etcd_client::EventType::Put)
+                {
+                    return Instant::now();
+                }
+            }
+        })
     }
 }

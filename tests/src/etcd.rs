@@ -121,6 +121,44 @@ impl EtcdCluster {
         }
     }
 
+    /// The index of the member that leads now.
+    pub fn leader(&self) -> usize {
+        let rt = crate::runtime();
+        for (i, endpoint) in self.endpoints().iter().enumerate() {
+            if self.members[i].child.is_none() {
+                continue;
+            }
+            let leads = rt.block_on(async {
+                let mut client = etcd_client::Client::connect([endpoint], None).await.ok()?;
+                let status = client.status().await.ok()?;
+                Some(status.header()?.member_id() == status.leader())
+            });
+            if leads == Some(true) {
+                return i;
+            }
+        }
+        panic!(
+            "no member of the etcd cluster leads; logs in {}",
+            self.dir.display()
+        )
+    }
+
+    /// Kills every member.
+    pub fn stop_all(&mut self) {
+        for i in 0..self.members.len() {
+            self.stop_member(i);
+        }
+    }
+
+    /// Starts every stopped member again.
+    pub fn start_stopped(&mut self) {
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                self.start_member(i);
+            }
+        }
+    }
+
     /// Waits until a write through every endpoint list succeeds.
     pub fn wait_writable(&self, within: Duration) {
         let start = Instant::now();
@@ -148,9 +186,7 @@ impl EtcdCluster {
 
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
-        for i in 0..self.members.len() {
-            self.stop_member(i);
-        }
+        self.stop_all();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

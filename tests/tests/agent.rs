@@ -67,3 +67,92 @@ fn an_agent_killed_and_restarted_keeps_its_subnet_and_its_node_forwarding() {
     );
     agents.wait_reachable("a", "b", Duration::from_secs(2));
 }
+
+/// The time from a joining node's record appearing in etcd to the first packet another node's
+/// program encapsulates towards it, with a 10 ms ping already running towards the new pod.
+#[test]
+fn nodes_that_join_are_reached_soon_after_their_record_appears() {
+    let mut agents = three_agents();
+    agents.wait_reachable("a", "c", Duration::from_secs(20));
+    let mut took = Vec::new();
+    for (name, i) in [("d", 4), ("e", 5), ("f", 6)] {
+        // The watch is opened before the agent starts: the record's creation is seen as it
+        // happens.
+        let mut record = agents.watch_node_record(name);
+        agents.start(name, i);
+        let dst = agents.pod_address(name);
+        let encapsulated = || agents.counted("a", Hook::Tc, REDIRECT_ENCAPSULATED);
+        let before = encapsulated();
+        let ping = tests::probe::background_ping(&agents.pod_netns("a"), dst, 500);
+        let created = record.wait(Duration::from_secs(20));
+        while encapsulated() == before {
+            assert!(
+                created.elapsed() < Duration::from_secs(5),
+                "a encapsulated nothing towards {name} within 5 s of its record; a's log:\n{}",
+                agents.log("a")
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        took.push(created.elapsed());
+        let _ = tests::probe::ping_result(ping);
+        agents.wait_reachable("a", name, Duration::from_secs(5));
+    }
+    took.sort();
+    println!(
+        "record to first encapsulated packet: {:?} (p50 {:?})",
+        took,
+        took[took.len() / 2]
+    );
+}
+
+/// A 10 ms ping between two nodes' pods goes on while etcd loses its leader, then while every
+/// member is down for 10 s: agents report themselves degraded, touch nothing, and converge when
+/// etcd is back, withdrawing a node whose agent died meanwhile.
+#[test]
+fn etcd_losing_its_leader_or_going_away_loses_no_packet() {
+    let mut agents = three_agents();
+    agents.wait_reachable("a", "b", Duration::from_secs(20));
+    agents.wait_reachable("a", "c", Duration::from_secs(20));
+    let ping = tests::probe::background_ping(&agents.pod_netns("a"), agents.pod_address("b"), 1800);
+
+    let leader = agents.etcd.leader();
+    agents.etcd.stop_member(leader);
+    std::thread::sleep(Duration::from_secs(2));
+    agents.etcd.start_member(leader);
+    std::thread::sleep(Duration::from_secs(1));
+
+    agents.etcd.stop_all();
+    // c's agent dies while etcd is away: nobody can see it go until etcd is back.
+    agents.stop("c", Signal::SIGKILL);
+    std::thread::sleep(Duration::from_secs(10));
+    for name in ["a", "b"] {
+        assert!(
+            agents.log(name).contains("degraded: etcd"),
+            "{name}: {}",
+            agents.log(name)
+        );
+    }
+    agents.etcd.start_stopped();
+    agents.etcd.wait_writable(Duration::from_secs(20));
+
+    let (sent, received) = tests::probe::ping_result(ping);
+    assert_eq!(
+        (sent, received),
+        (1800, 1800),
+        "a -> b lost packets; logs:\na: {}\nb: {}",
+        agents.log("a"),
+        agents.log("b")
+    );
+    // c's lease runs out after etcd is back: a withdraws its route.
+    agents.wait_withdrawn("a", "c", Duration::from_secs(15));
+    // Each loss of etcd is logged once, with its return (the leader's loss may break the watch
+    // and the lease renewal one after the other: two).
+    for name in ["a", "b"] {
+        let log = agents.log(name);
+        let (down, back) = (
+            log.matches("degraded: etcd").count(),
+            log.matches("etcd is back").count(),
+        );
+        assert!((1..=4).contains(&down) && back == down, "{name}: {log}");
+    }
+}

@@ -10,6 +10,9 @@ use crate::{
 /// Removes the namespaces this instance claimed and the devices it marked in this namespace;
 /// returns what was removed.
 pub async fn down(ownership: &Ownership) -> Result<Vec<String>> {
+    let _lock = ownership
+        .lock()
+        .map_err(|e| anyhow::anyhow!("locking this prefix's ownership records: {e}"))?;
     let mut removed = Vec::new();
     let mut errors = Vec::new();
     match ownership.claimed_netns() {

@@ -27,6 +27,10 @@ const SEGMENT_PORT_PREFIX: &str = "ul-";
 
 /// Brings the cluster to the state its config describes; returns what was changed.
 pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
+    let _lock = cluster
+        .ownership
+        .lock()
+        .context("locking this prefix's ownership records")?;
     let mut r = Reconciler {
         cluster,
         changes: Vec::new(),
