@@ -107,6 +107,65 @@ nodes = ["{name}"]
         let _ = child.wait();
     }
 
+    /// Runs `fastpath-agent --leave` for node `name` (its agent stopped first).
+    pub fn leave(&mut self, name: &str, i: u8) {
+        self.stop(name, nix::sys::signal::Signal::SIGTERM);
+        let file = self.node_file(name, i);
+        let out = Command::new(crate::workspace_bin("fastpath-agent"))
+            .arg("--config")
+            .arg(&file)
+            .args(["--etcd", &self.etcd.endpoints().join(",")])
+            .args(["--key-prefix", &self.key_prefix])
+            .arg("--leave")
+            .output()
+            .expect("fastpath-agent --leave runs");
+        assert!(
+            out.status.success(),
+            "--leave: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The resident memory of node `name`'s agent, in KiB.
+    pub fn resident_kib(&self, name: &str) -> u64 {
+        let pid = self
+            .agents
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, c)| c.as_ref())
+            .expect("a running agent")
+            .id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("its status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// Writes `value` under node key `name`, as anyone with write access to the prefix could.
+    pub fn put_record(&self, name: &str, value: &str) {
+        let key = agent::keys::Keys::new(&self.key_prefix).node(name);
+        self.rt.block_on(async {
+            let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
+                .await
+                .expect("etcd client");
+            client.put(key, value, None).await.expect("put");
+        });
+    }
+
+    /// The pod CIDRs node `name` routes through its VXLAN device.
+    pub fn routed(&self, name: &str) -> Vec<Ipv4Net> {
+        let netns = Netns::named(format!("{}{name}", self.prefix));
+        self.rt.block_on(async {
+            let nl = control::netlink::Netlink::open(&netns).expect("netlink");
+            let index = nl.index("fp-vxlan").await.expect("fp-vxlan");
+            let routes = nl.ipv4_routes(index).await.expect("routes");
+            routes.into_iter().map(|(dst, _)| dst).collect()
+        })
+    }
+
     /// What node `name`'s agent logged so far.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
@@ -187,24 +246,16 @@ nodes = ["{name}"]
         }
     }
 
-    /// Waits until node `name` no longer routes to `peer`'s pod CIDR.
-    pub fn wait_withdrawn(&self, name: &str, peer: &str, within: Duration) -> Duration {
-        let cidr = self.pod_cidr(peer, Duration::from_secs(1));
-        let netns = Netns::named(format!("{}{name}", self.prefix));
+    /// Waits until node `name` no longer routes to `cidr` (a peer's pod CIDR).
+    pub fn wait_withdrawn(&self, name: &str, cidr: Ipv4Net, within: Duration) -> Duration {
         let start = Instant::now();
         loop {
-            let routed = self.rt.block_on(async {
-                let nl = control::netlink::Netlink::open(&netns).expect("netlink");
-                let index = nl.index("fp-vxlan").await.expect("fp-vxlan");
-                let routes = nl.ipv4_routes(index).await.expect("routes");
-                routes.iter().any(|(dst, _)| *dst == cidr)
-            });
-            if !routed {
+            if !self.routed(name).contains(&cidr) {
                 return start.elapsed();
             }
             assert!(
                 start.elapsed() < within,
-                "{name} still routes to {peer} ({cidr}) after {within:?}; its log:\n{}",
+                "{name} still routes to {cidr} after {within:?}; its log:\n{}",
                 self.log(name)
             );
             std::thread::sleep(Duration::from_millis(50));

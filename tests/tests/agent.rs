@@ -144,7 +144,8 @@ fn etcd_losing_its_leader_or_going_away_loses_no_packet() {
         agents.log("b")
     );
     // c's lease runs out after etcd is back: a withdraws its route.
-    agents.wait_withdrawn("a", "c", Duration::from_secs(15));
+    let c = agents.pod_cidr("c", Duration::from_secs(1));
+    agents.wait_withdrawn("a", c, Duration::from_secs(15));
     // Each loss of etcd is logged once, with its return (the leader's loss may break the watch
     // and the lease renewal one after the other: two).
     for name in ["a", "b"] {
@@ -155,4 +156,117 @@ fn etcd_losing_its_leader_or_going_away_loses_no_packet() {
         );
         assert!((1..=4).contains(&down) && back == down, "{name}: {log}");
     }
+}
+
+/// A node that leaves is withdrawn by the others at once, and one whose agent dies with it is
+/// withdrawn when its lease runs out; a 10 ms ping between the other two loses nothing.
+#[test]
+fn nodes_that_leave_or_die_are_withdrawn_without_disturbing_the_others() {
+    let mut agents = three_agents();
+    agents.start("d", 4);
+    for to in ["b", "c", "d"] {
+        agents.wait_reachable("a", to, Duration::from_secs(20));
+    }
+    let (c, d) = (
+        agents.pod_cidr("c", Duration::from_secs(1)),
+        agents.pod_cidr("d", Duration::from_secs(1)),
+    );
+    let ping = tests::probe::background_ping(&agents.pod_netns("a"), agents.pod_address("b"), 600);
+    agents.leave("c", 3);
+    let left = agents.wait_withdrawn("a", c, Duration::from_secs(2));
+    agents.stop("d", Signal::SIGKILL);
+    let died = agents.wait_withdrawn("a", d, Duration::from_secs(10));
+    assert!(
+        died >= Duration::from_secs(2),
+        "d withdrawn before its lease (3 s) could expire: {died:?}"
+    );
+    println!("withdrawn: c {left:?} after it left, d {died:?} after its agent died (TTL 3 s)");
+    let (sent, received) = tests::probe::ping_result(ping);
+    assert_eq!((sent, received), (600, 600), "a -> b lost packets");
+}
+
+/// Records nobody may install: each ignored with one log line naming its key, nothing routed.
+#[test]
+fn bad_records_are_ignored_logged_once_and_never_installed() {
+    let agents = three_agents();
+    agents.wait_reachable("a", "b", Duration::from_secs(20));
+    agents.wait_reachable("a", "c", Duration::from_secs(20));
+    let routed_before = agents.routed("a");
+    let b_cidr = agents.pod_cidr("b", Duration::from_secs(1));
+    let a_cidr = agents.pod_cidr("a", Duration::from_secs(1));
+    let record = |name: &str, ip: &str, cidr: &str| {
+        format!(
+            r#"{{"version":1,"name":"{name}","underlay_ip":"{ip}","pod_cidr":"{cidr}","vtep_mac":"02:fa:c6:12:00:09","vni":42,"port":4789,"mode":"tc"}}"#
+        )
+    };
+    let bad = [
+        ("junk", "{not a record".to_string()),
+        ("thief", record("thief", "198.18.0.9", &b_cidr.to_string())),
+        ("mine", record("mine", "198.18.0.10", &a_cidr.to_string())),
+        ("twin", record("twin", "198.18.0.1", "198.18.79.0/24")),
+        ("outside", record("outside", "198.18.0.11", "198.19.5.0/24")),
+        ("liar", record("other", "198.18.0.12", "198.18.78.0/24")),
+    ];
+    for (name, value) in &bad {
+        agents.put_record(name, value);
+    }
+    // Written once more: still one line each.
+    for (name, value) in &bad {
+        agents.put_record(name, value);
+    }
+    let key = |name: &str| format!("{}/nodes/{name}", agents.key_prefix);
+    let start = std::time::Instant::now();
+    while bad
+        .iter()
+        .any(|(n, _)| !agents.log("a").contains(&format!("ignoring {}:", key(n))))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{}",
+            agents.log("a")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = agents.log("a");
+    for (name, _) in &bad {
+        assert_eq!(
+            log.matches(&format!("ignoring {}:", key(name))).count(),
+            1,
+            "{log}"
+        );
+    }
+    assert_eq!(agents.routed("a"), routed_before);
+    agents.wait_reachable("a", "b", Duration::from_secs(1));
+}
+
+/// The agents' resident memory with 3 peers, then with 100 more peer records in etcd.
+#[test]
+fn agent_memory_with_three_and_a_hundred_peers() {
+    let agents = three_agents();
+    agents.wait_reachable("a", "c", Duration::from_secs(20));
+    let three = agents.resident_kib("a");
+    for i in 0..100u32 {
+        let name = format!("sim{i}");
+        let ip = format!("198.18.1.{}", i + 10);
+        // Pod CIDRs /28 out of 198.18.72.0/20, inside the cluster network.
+        let cidr = format!("198.18.{}.{}/28", 72 + i / 16, (i % 16) * 16);
+        agents.put_record(
+            &name,
+            &format!(
+                r#"{{"version":1,"name":"{name}","underlay_ip":"{ip}","pod_cidr":"{cidr}","vtep_mac":"02:fa:c6:12:01:{:02x}","vni":42,"port":4789,"mode":"tc"}}"#,
+                i
+            ),
+        );
+    }
+    let start = std::time::Instant::now();
+    while agents.routed("a").len() < 102 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            agents.log("a")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let hundred = agents.resident_kib("a");
+    println!("agent resident memory: {three} KiB with 2 peers, {hundred} KiB with 102 peers");
 }
