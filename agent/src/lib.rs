@@ -4,6 +4,7 @@
 pub mod directory;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod node_file;
 pub mod record;
 pub mod run;

@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 #[derive(Parser)]
 #[command(
     name = "fastpath agent",
+    bin_name = "fastpath agent",
     about = "Bring this node up, publish it in etcd under a lease, and keep its VXLAN peers \
              converged to every other node's record. SIGTERM stops the agent and leaves the \
              datapath running (a restart); --leave removes the node's record and subnet."
@@ -46,6 +47,9 @@ struct Cli {
     /// Peers' underlay addresses must be in this network (default: any unicast address).
     #[arg(long)]
     underlay_range: Option<Ipv4Net>,
+    /// Serve /metrics (Prometheus text) and /healthz on this address (e.g. 127.0.0.1:9464).
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
     /// Remove this node's record and give its pod CIDR back, then exit.
     #[arg(long)]
     leave: bool,
@@ -80,6 +84,7 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         network,
         ttl: Duration::from_secs(cli.ttl.max(1)),
         underlay_range: cli.underlay_range,
+        metrics: cli.metrics,
     };
     // One thread: network namespaces are per thread, and every netlink socket is opened on it.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,7 @@ use crate::{
     directory::{self, Directory},
     error::{EtcdError, SubnetError},
     keys::Keys,
+    metrics::Metrics,
     node_file::NodeFile,
     record::{FORMAT_VERSION, Local, NodeRecord},
     subnets::{self, ClusterNetwork},
@@ -32,6 +33,8 @@ pub struct Options {
     pub network: Option<ClusterNetwork>,
     pub ttl: Duration,
     pub underlay_range: Option<Ipv4Net>,
+    /// Where `/metrics` and `/healthz` are served.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// How long the agent waits before trying etcd again, doubling up to the last.
@@ -44,19 +47,25 @@ const BACKOFF: [Duration; 5] = [
 ];
 
 /// Says once when etcd goes out of reach and once when it is back.
-#[derive(Default)]
 struct Link {
     down_since_attempt: Option<usize>,
+    metrics: Metrics,
 }
 
 impl Link {
+    fn new(metrics: Metrics) -> Self {
+        Self {
+            down_since_attempt: None,
+            metrics,
+        }
+    }
+
     fn failed(&mut self, e: &EtcdError) -> Duration {
         let attempt = self.down_since_attempt.map_or(0, |a| a + 1);
         if self.down_since_attempt.is_none() {
-            log::warn!(
-                "degraded: {}; the datapath stays as it is, retrying",
-                control::error::chain(e)
-            );
+            let why = control::error::chain(e);
+            log::warn!("degraded: {why}; the datapath stays as it is, retrying");
+            self.metrics.set_etcd_problem(Some(why));
         }
         self.down_since_attempt = Some(attempt);
         BACKOFF[attempt.min(BACKOFF.len() - 1)]
@@ -68,6 +77,7 @@ impl Link {
         if was_down {
             log::warn!("etcd is back: listing the nodes again");
         }
+        self.metrics.set_etcd_problem(None);
         was_down
     }
 }
@@ -127,7 +137,17 @@ pub async fn run(opts: Options) -> Result<()> {
     let file = NodeFile::read(&opts.node_file)?;
     let name = file.node_name()?;
     let keys = Keys::new(&opts.key_prefix);
-    let mut link = Link::default();
+    let metrics = Metrics::new(&name, cluster::prefix_pin_dir(&opts.prefix).join(&name));
+    let _endpoint = match opts.metrics {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("serving /metrics on {addr}"))?;
+            Some(AbortOnDrop(tokio::spawn(metrics.clone().serve(listener))))
+        }
+        None => None,
+    };
+    let mut link = Link::new(metrics.clone());
     let mut client = connect(&opts.endpoints, &mut link).await;
 
     let network = retry(&mut link, || {
@@ -151,8 +171,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut cluster = Cluster::new(config, &opts.prefix);
     cluster.scope = Scope::OwnNodes;
     // Each change is logged as it is made (the reconciler's info lines).
-    let mut failures = UpFailures::default();
-    while let Err(e) = cluster::up(&cluster).await {
+    let mut failures = UpFailures::new(metrics.clone());
+    while let Err(e) = timed_up(&cluster, &metrics).await {
         tokio::time::sleep(failures.failed(&e)).await;
     }
     failures.ok();
@@ -178,7 +198,7 @@ pub async fn run(opts: Options) -> Result<()> {
         port: local.port,
         mode: cluster.mode_of(&node),
     };
-    let mut peers = Peers::default();
+    let mut peers = Peers::new(metrics.clone());
     let mut directory = Directory::new(keys.clone());
     loop {
         // One session: registered, listed, watching. It ends with a signal (true), a watch that
@@ -219,6 +239,7 @@ pub async fn run(opts: Options) -> Result<()> {
                         let Some(response) = response else {
                             return Ok(false);
                         };
+                        metrics.watch_events.inc();
                         match directory.apply(&response) {
                             Ok(true) => {
                                 peers.converge(&file, pod_cidr, &local, &directory, &mut cluster).await?;
@@ -272,17 +293,27 @@ impl std::fmt::Display for UpFailed {
 impl std::error::Error for UpFailed {}
 
 /// Says once per distinct failure of `up` and once when it succeeds again.
-#[derive(Default)]
 struct UpFailures {
     last: Option<String>,
     attempt: usize,
+    metrics: Metrics,
 }
 
 impl UpFailures {
+    fn new(metrics: Metrics) -> Self {
+        Self {
+            last: None,
+            attempt: 0,
+            metrics,
+        }
+    }
+
     fn failed(&mut self, e: &anyhow::Error) -> Duration {
         let text = format!("{e:#}");
         if self.last.as_ref() != Some(&text) {
             log::warn!("bringing the node to its config failed, retrying: {text}");
+            self.metrics
+                .set_node_problem(Some(format!("bringing the node to its config: {text}")));
         }
         self.last = Some(text);
         self.attempt += 1;
@@ -293,6 +324,7 @@ impl UpFailures {
         if self.last.take().is_some() {
             log::warn!("the node is at its config again");
         }
+        self.metrics.set_node_problem(None);
         self.attempt = 0;
     }
 }
@@ -306,17 +338,36 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
+/// `cluster::up`, its duration recorded.
+async fn timed_up(cluster: &Cluster, metrics: &Metrics) -> Result<Vec<String>> {
+    let start = std::time::Instant::now();
+    let changes = cluster::up(cluster).await;
+    metrics
+        .reconcile_seconds
+        .observe(start.elapsed().as_secs_f64());
+    changes
+}
+
 /// What was last installed and logged.
-#[derive(Default)]
 struct Peers {
     installed: Vec<NodeRecord>,
     /// Key → reason, as last logged: a record is logged once per new reason.
     ignored: BTreeMap<String, String>,
     /// Until then, installed peers whose record is gone stay (new and changed ones go in).
     hold_until: Option<std::time::Instant>,
+    metrics: Metrics,
 }
 
 impl Peers {
+    fn new(metrics: Metrics) -> Self {
+        Self {
+            installed: Vec::new(),
+            ignored: BTreeMap::new(),
+            hold_until: None,
+            metrics,
+        }
+    }
+
     fn hold_withdrawals(&mut self, for_: Duration) {
         self.hold_until = Some(std::time::Instant::now() + for_);
     }
@@ -373,6 +424,7 @@ impl Peers {
             now.insert(i.key, reason);
         }
         self.ignored = now;
+        self.metrics.ignored_records.set(self.ignored.len() as i64);
         let accepted = self.with_held(accepted);
         if accepted == self.installed {
             return Ok(());
@@ -382,9 +434,10 @@ impl Peers {
             log::warn!("not installing etcd's record of '{peer}': {why}");
         }
         cluster.config = config;
-        cluster::up(cluster)
+        timed_up(cluster, &self.metrics)
             .await
             .map_err(|e| anyhow::Error::new(UpFailed(e)))?;
+        self.metrics.peers.set(accepted.len() as i64);
         let names: Vec<&str> = accepted.iter().map(|p| p.name.as_str()).collect();
         if names.is_empty() {
             log::info!("peers: none");
@@ -403,7 +456,7 @@ mod tests {
     /// Backoff is bounded: the last step repeats; a success starts it over.
     #[test]
     fn backoff_grows_then_stays() {
-        let mut link = Link::default();
+        let mut link = Link::new(Metrics::new("a", "/nonexistent".into()));
         let e = EtcdError {
             op: "x".into(),
             source: etcd_client::Error::InvalidArgs("test".into()),

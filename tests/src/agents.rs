@@ -30,6 +30,8 @@ pub struct Agents {
     pub key_prefix: String,
     dir: PathBuf,
     agents: Vec<(String, Option<Child>)>,
+    /// Each node's /metrics port on 127.0.0.1.
+    metrics_ports: Vec<(String, u16)>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -45,6 +47,7 @@ impl Agents {
             prefix,
             dir,
             agents: Vec::new(),
+            metrics_ports: Vec::new(),
             rt: crate::runtime(),
         }
     }
@@ -77,9 +80,21 @@ nodes = ["{name}"]
             .append(true)
             .open(self.dir.join(format!("{name}.log")))
             .expect("agent log");
+        let port = match self.metrics_ports.iter().find(|(n, _)| n == name) {
+            Some((_, port)) => *port,
+            None => {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                self.metrics_ports.push((name.to_string(), port));
+                port
+            }
+        };
         let child = Command::new(crate::workspace_bin("fastpath-agent"))
             .arg("--config")
             .arg(&file)
+            .args(["--metrics", &format!("127.0.0.1:{port}")])
             .args(["--etcd", &self.etcd.endpoints().join(",")])
             .args(["--key-prefix", &self.key_prefix])
             .args(["--prefix", &self.prefix])
@@ -164,6 +179,48 @@ nodes = ["{name}"]
             let routes = nl.ipv4_routes(index).await.expect("routes");
             routes.into_iter().map(|(dst, _)| dst).collect()
         })
+    }
+
+    /// GET `path` from node `name`'s agent: the status line and the body.
+    pub fn http_get(&self, name: &str, path: &str) -> (String, String) {
+        use std::io::{Read as _, Write as _};
+        let port = self
+            .metrics_ports
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("an agent started here")
+            .1;
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port)).expect("the agent's endpoint");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("a response");
+        let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+        let status = head.lines().next().unwrap_or_default().to_string();
+        (status, body.to_string())
+    }
+
+    /// Writes node `name`'s file for `fastpath stats`: as the agent runs it, with its leased
+    /// CIDR and its pod's address.
+    pub fn stats_config(&self, name: &str, i: u8) -> PathBuf {
+        let cidr = self.pod_cidr(name, Duration::from_secs(1));
+        let pod = self.pod_address(name);
+        let text = std::fs::read_to_string(self.node_file(name, i))
+            .unwrap()
+            .replace(
+                "simulated = true",
+                &format!("simulated = true\npod_cidr = \"{cidr}\""),
+            )
+            .replace(
+                &format!("{{ name = \"{name}1\" }}"),
+                &format!("{{ name = \"{name}1\", address = \"{pod}\" }}"),
+            );
+        let path = self.dir.join(format!("{name}-stats.toml"));
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     /// What node `name`'s agent logged so far.

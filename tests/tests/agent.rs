@@ -270,3 +270,103 @@ fn agent_memory_with_three_and_a_hundred_peers() {
     let hundred = agents.resident_kib("a");
     println!("agent resident memory: {three} KiB with 2 peers, {hundred} KiB with 102 peers");
 }
+
+/// Packets of one program, verdict and reason in a scrape: (labels, value).
+fn packet_samples(text: &str) -> Vec<((String, String, String), f64)> {
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == "fastpath_datapath_packets_total")
+        .map(|s| {
+            let label = |k: &str| s.labels.get(k).unwrap_or_default().to_string();
+            let value = match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                other => panic!("{other:?}"),
+            };
+            ((label("program"), label("verdict"), label("reason")), value)
+        })
+        .collect()
+}
+
+/// `/metrics` parses as Prometheus text, its packet counters agree with `fastpath stats`, and
+/// `/healthz` says degraded while etcd is away.
+#[test]
+fn metrics_agree_with_stats_and_health_follows_etcd() {
+    let mut agents = three_agents();
+    agents.wait_reachable("a", "b", Duration::from_secs(20));
+    agents.wait_reachable("a", "c", Duration::from_secs(20));
+    let (status, health) = agents.http_get("a", "/healthz");
+    assert!(
+        status.contains("200") && health == "ok\n",
+        "{status} {health}"
+    );
+
+    let (status, before) = agents.http_get("a", "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let stats = tests::fastpath(&agents.prefix, None)
+        .args(["stats", "--json", "--config"])
+        .arg(agents.stats_config("a", 1))
+        .output()
+        .unwrap();
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let (_, after) = agents.http_get("a", "/metrics");
+    let (before, after) = (packet_samples(&before), packet_samples(&after));
+    assert!(!before.is_empty(), "no packet counters in /metrics");
+    let nodes: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let mut compared = 0;
+    for row in nodes[0]["counters"].as_array().unwrap() {
+        if row["program"] == "nft-guard" {
+            continue;
+        }
+        let key = (
+            row["program"].as_str().unwrap().to_string(),
+            row["verdict"].as_str().unwrap().to_string(),
+            row["reason"].as_str().unwrap().to_string(),
+        );
+        let packets = row["packets"].as_f64().unwrap();
+        let at = |samples: &[((String, String, String), f64)]| {
+            samples
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(0.0, |(_, v)| *v)
+        };
+        // Read between the two scrapes: the counters only grow.
+        assert!(
+            at(&before) <= packets && packets <= at(&after),
+            "{key:?}: /metrics {} then {}, stats {packets}",
+            at(&before),
+            at(&after)
+        );
+        compared += 1;
+    }
+    assert!(compared >= 2, "stats listed {compared} program counters");
+
+    agents.etcd.stop_all();
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = agents.http_get("a", "/healthz");
+        if status.contains("503") && body.starts_with("degraded: etcd") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, metrics) = agents.http_get("a", "/metrics");
+    assert!(metrics.contains("fastpath_etcd_connected 0"), "{metrics}");
+    agents.etcd.start_stopped();
+    let start = std::time::Instant::now();
+    while agents.http_get("a", "/healthz").1 != "ok\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            agents.log("a")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
