@@ -130,10 +130,22 @@ pub async fn leave(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The agent, until SIGTERM or SIGINT.
+/// The agent, until SIGTERM or SIGINT (whatever it is doing then: waiting for etcd included).
+/// The node's record stays until its lease expires (a restart finds it), and the datapath stays
+/// as it is; an `up` cut short is finished by the next agent's.
 pub async fn run(opts: Options) -> Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let stopped = tokio::select! {
+        result = agent(opts) => return result,
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    log::warn!("{stopped}: stopping; the datapath stays as it is");
+    Ok(())
+}
+
+async fn agent(opts: Options) -> Result<()> {
     let file = NodeFile::read(&opts.node_file)?;
     let name = file.node_name()?;
     let keys = Keys::new(&opts.key_prefix);
@@ -201,8 +213,8 @@ pub async fn run(opts: Options) -> Result<()> {
     let mut peers = Peers::new(metrics.clone());
     let mut directory = Directory::new(keys.clone());
     loop {
-        // One session: registered, listed, watching. It ends with a signal (true), a watch that
-        // must be listed again (false), or etcd's failure.
+        // One session: registered, listed, watching. It ends with a watch that must be listed
+        // again, or with etcd's failure.
         let session = async {
             let registration = directory::register(&mut client, &keys, &record, opts.ttl).await?;
             let mut keeper = client.clone();
@@ -227,8 +239,6 @@ pub async fn run(opts: Options) -> Result<()> {
             loop {
                 let hold = peers.hold_until;
                 tokio::select! {
-                    _ = terminate.recv() => return Ok::<_, anyhow::Error>(true),
-                    _ = interrupt.recv() => return Ok(true),
                     _ = tokio::time::sleep_until(hold.unwrap_or_else(std::time::Instant::now).into()), if hold.is_some() => {
                         peers.hold_until = None;
                         peers.converge(&file, pod_cidr, &local, &directory, &mut cluster).await?;
@@ -237,7 +247,7 @@ pub async fn run(opts: Options) -> Result<()> {
                     message = watch.message() => {
                         let response = message.map_err(crate::error::etcd("follow the watch"))?;
                         let Some(response) = response else {
-                            return Ok(false);
+                            return Ok::<_, anyhow::Error>(());
                         };
                         metrics.watch_events.inc();
                         match directory.apply(&response) {
@@ -248,7 +258,7 @@ pub async fn run(opts: Options) -> Result<()> {
                             Ok(false) => {}
                             Err(why) => {
                                 log::warn!("{why}: listing again");
-                                return Ok(false);
+                                return Ok(());
                             }
                         }
                     }
@@ -260,13 +270,7 @@ pub async fn run(opts: Options) -> Result<()> {
             }
         };
         match session.await {
-            Ok(true) => {
-                // SIGTERM: the node's record stays until its lease expires (a restart), and the
-                // datapath stays as it is.
-                log::warn!("stopping: the datapath stays as it is");
-                return Ok(());
-            }
-            Ok(false) => {}
+            Ok(()) => {}
             Err(e) => match e.downcast::<EtcdError>() {
                 Ok(e) => tokio::time::sleep(link.failed(&e)).await,
                 Err(other) => match other.downcast::<UpFailed>() {

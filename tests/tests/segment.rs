@@ -89,6 +89,30 @@ fn every_pod_reaches_every_pod_across_one_segment(mode: Mode, pod_hook: Hook) {
     tc.up();
     assert_eq!(ports(&tc), ["ul-a", "ul-b"]);
     assert_eq!(unreachable(&tc), Vec::<String>::new());
+    // Nothing of c is left on a's VXLAN device: no route, neighbour or FDB entry (as `ip` and
+    // `bridge` list them).
+    let a = tc.node_netns("a");
+    for (cmd, args) in [
+        ("ip", &["route", "show", "dev", "fp-vxlan"][..]),
+        ("ip", &["neigh", "show", "dev", "fp-vxlan"]),
+        ("bridge", &["fdb", "show", "dev", "fp-vxlan"]),
+    ] {
+        let out = std::process::Command::new(cmd)
+            .args(["-n", a.name().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{cmd} {args:?}");
+        assert!(
+            text.contains("198.18.2.") || text.contains("198.18.0.2"),
+            "{cmd} {args:?}: b's entry: {text}"
+        );
+        assert!(
+            !text.contains("198.18.3.") && !text.contains("198.18.0.3") && !text.contains(":00:03"),
+            "{cmd} {args:?} still lists c: {text}"
+        );
+    }
 }
 
 #[test]

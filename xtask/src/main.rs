@@ -1,6 +1,7 @@
 //! `cargo xtask`: fastpath's developer tasks. Everything a fresh machine lacks to build the eBPF
 //! programs is installed here, on demand, so the README's commands work on a clean checkout.
 
+mod agents_demo;
 mod packages;
 mod toolchain;
 
@@ -30,7 +31,9 @@ enum Task {
     },
     /// Build, then run `fastpath` as root: by default `fastpath up` (the demo cluster), `fastpath
     /// check` (every pod pings every other) and `fastpath stats`. Arguments after `--` run that
-    /// command instead (e.g. `cargo xtask run -- status`, `cargo xtask run -- down`).
+    /// command instead (e.g. `cargo xtask run -- status`, `cargo xtask run -- down`);
+    /// `cargo xtask run -- agents` is the node agents' demo: a local etcd and three simulated
+    /// nodes, each with its own agent, finding each other (everything removed at the end).
     Run {
         #[arg(long)]
         release: bool,
@@ -76,6 +79,13 @@ fn run(cli: Cli) -> Result<()> {
                 .join("target")
                 .join(if release { "release" } else { "debug" })
                 .join("fastpath");
+            if args == ["agents"] {
+                if !is_root() {
+                    bail!("the agents demo creates namespaces and starts etcd: run it as root");
+                }
+                packages::ensure_demo_packages()?;
+                return agents_demo::run(&binary);
+            }
             if !args.is_empty() {
                 return run_command(as_root(&binary)?.args(&args));
             }

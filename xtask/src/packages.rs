@@ -39,6 +39,22 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Each package the agents' demo (`cargo xtask run -- agents`) needs, and what for.
+const DEMO_PACKAGES: &[(&str, &str)] = &[
+    (
+        "etcd-server",
+        "the etcd the demo's agents find each other through",
+    ),
+    ("iproute2", "ip, to show the nodes' routes and addresses"),
+    ("iputils-ping", "ping between the demo's pods"),
+    ("nftables", "nft, each node's guard"),
+];
+
+/// Installs the agents' demo's packages that are missing.
+pub fn ensure_demo_packages() -> Result<()> {
+    ensure(DEMO_PACKAGES, "the agents demo")
+}
+
 /// Installs the build packages that are missing (before anything is compiled).
 pub fn ensure_build_packages() -> Result<()> {
     ensure(BUILD_PACKAGES, "the build")
@@ -60,18 +76,18 @@ fn ensure(packages: &[(&str, &str)], user: &str) -> Result<()> {
     let described = describe(packages, &missing);
     if !super::is_root() {
         bail!(
-            "{user} needs these Debian packages: {described}; install them as root (apt-get install {}) or run this as root",
+            "Debian packages for {user} are missing: {described}; install them as root (apt-get install {}) or run this as root",
             missing.join(" ")
         );
     }
     if super::toolchain::which("apt-get").is_none() {
         bail!(
-            "{user} needs these Debian packages and there is no apt-get to install them: {described}"
+            "Debian packages for {user} are missing and there is no apt-get to install them: {described}"
         );
     }
-    eprintln!("xtask: installing the Debian packages {user} uses: {described}");
+    eprintln!("xtask: installing Debian packages for {user}: {described}");
     super::run_command(Command::new("apt-get").args(["update", "-qq"]))
-        .with_context(|| format!("apt-get update, before installing the packages {user} uses"))?;
+        .with_context(|| format!("apt-get update, before installing packages for {user}"))?;
     super::run_command(
         Command::new("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -93,7 +109,7 @@ fn ensure(packages: &[(&str, &str)], user: &str) -> Result<()> {
 fn missing_of(names: &[String], user: &str) -> Result<Vec<String>> {
     if super::toolchain::which("dpkg-query").is_none() {
         bail!(
-            "{user} needs Debian packages and this machine has no dpkg-query to check them: {}",
+            "Debian packages for {user} cannot be checked: this machine has no dpkg-query ({})",
             names.join(" ")
         );
     }

@@ -14,7 +14,7 @@ use crate::{
     guard::{self, Guard},
     link_state,
     mac::Mac,
-    netlink::{LinkView, Netlink, VethPair, VxlanSpec},
+    netlink::{LinkView, Netlink, VethPair, VxlanEntry, VxlanSpec},
     netns::Netns,
     ownership::Ownership,
     pod_bridge::PodBridge,
@@ -586,6 +586,31 @@ impl Reconciler<'_> {
                     "removed route to {dst} via {dev} (no such peer in the config)"
                 ));
             }
+        }
+        // A peer that went leaves nothing behind: its neighbour entry, its FDB entry.
+        for entry in nl.vxlan_entries(dev).await? {
+            let what = match &entry {
+                VxlanEntry::Neighbour { ip, mac, .. }
+                    if !peers
+                        .iter()
+                        .any(|p| p.pod_cidr.network() == *ip && p.vtep_mac == *mac) =>
+                {
+                    format!("neighbour {ip} → {mac}")
+                }
+                VxlanEntry::Fdb { mac, dst, .. }
+                    if !peers
+                        .iter()
+                        .any(|p| p.vtep_mac == *mac && p.underlay_ip == *dst) =>
+                {
+                    format!("FDB entry {mac} → {dst}")
+                }
+                _ => continue,
+            };
+            nl.del_vxlan_entry(dev, entry).await?;
+            self.changed(format!(
+                "removed {what} from {dev} in netns {} (no such peer in the config)",
+                nl.netns().label()
+            ));
         }
         for peer in &peers {
             let next_hop = peer.pod_cidr.network();

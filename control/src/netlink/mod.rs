@@ -17,7 +17,9 @@ use netlink_packet_route::{
         BridgePortState, InfoBridgePort, InfoData, InfoPortData, InfoVeth, InfoVxlan,
         LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp, MacVlanMode,
     },
-    neighbour::NeighbourFlags,
+    neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    },
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
 };
 use rtnetlink::{
@@ -156,6 +158,23 @@ pub struct VethPair<'a> {
     pub peer: &'a str,
     pub peer_netns: &'a Netns,
     pub peer_mac: Option<Mac>,
+}
+
+/// A permanent entry on a VXLAN device (see [`Netlink::vxlan_entries`]).
+#[derive(Debug)]
+pub enum VxlanEntry {
+    /// A next hop's MAC: the peer's VTEP.
+    Neighbour {
+        ip: Ipv4Addr,
+        mac: Mac,
+        msg: NeighbourMessage,
+    },
+    /// Where frames for a VTEP's MAC go: its underlay address.
+    Fdb {
+        mac: Mac,
+        dst: Ipv4Addr,
+        msg: NeighbourMessage,
+    },
 }
 
 /// Settings of a VXLAN device fastpath creates.
@@ -627,6 +646,68 @@ impl Netlink {
             .execute()
             .await
             .map_err(self.request_error("add a neighbour entry to", dev))
+    }
+
+    /// The permanent entries fastpath puts on VXLAN device `dev`: neighbours (IPv4 address →
+    /// MAC) and FDB entries (MAC → underlay address). The device's own address-list entries
+    /// (FDB entries with no underlay address) are not among them.
+    pub async fn vxlan_entries(&self, dev: &str) -> Result<Vec<VxlanEntry>, NetlinkError> {
+        let index = self.index(dev).await?;
+        let mut entries = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Bridge] {
+            let mut dump = self
+                .handle
+                .neighbours()
+                .get()
+                .set_address_family(family)
+                .execute();
+            while let Some(msg) = dump
+                .try_next()
+                .await
+                .map_err(self.request_error("list the neighbours of", dev))?
+            {
+                if msg.header.ifindex != index || msg.header.state != NeighbourState::Permanent {
+                    continue;
+                }
+                let mut ip = None;
+                let mut mac = None;
+                for attr in &msg.attributes {
+                    match attr {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(*a),
+                        // An FDB entry's underlay address (the family is the bridge's, so the
+                        // address comes as bytes).
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                            ip = <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                        }
+                        NeighbourAttribute::LinkLayerAddress(l) => {
+                            mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac)
+                        }
+                        _ => {}
+                    }
+                }
+                let (Some(ip), Some(mac)) = (ip, mac) else {
+                    continue;
+                };
+                entries.push(match family {
+                    AddressFamily::Bridge => VxlanEntry::Fdb { mac, dst: ip, msg },
+                    _ => VxlanEntry::Neighbour { ip, mac, msg },
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Removes an entry [`Self::vxlan_entries`] listed on `dev`; one gone meanwhile is not an
+    /// error.
+    pub async fn del_vxlan_entry(&self, dev: &str, entry: VxlanEntry) -> Result<(), NetlinkError> {
+        let msg = match entry {
+            VxlanEntry::Neighbour { msg, .. } | VxlanEntry::Fdb { msg, .. } => msg,
+        };
+        match self.handle.neighbours().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(()),
+            Err(e) => Err(self.request_error("remove a neighbour entry from", dev)(e)),
+        }
     }
 
     /// A permanent FDB entry on VXLAN device `dev`: frames for `mac` go to underlay address `dst`.
