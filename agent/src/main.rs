@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use agent::{
+    access::{EtcdAccess, Tls},
     run::{self, Options},
     subnets::ClusterNetwork,
 };
@@ -24,9 +25,20 @@ struct Cli {
     /// address get its addresses from .2 on. Static [[peer]]s win over etcd's records.
     #[arg(long)]
     config: PathBuf,
-    /// etcd client URLs, comma-separated (http://127.0.0.1:2379,...).
+    /// etcd client URLs, comma-separated (http://127.0.0.1:2379,...; https:// with
+    /// --etcd-cacert).
     #[arg(long, value_delimiter = ',', required = true)]
     etcd: Vec<String>,
+    /// PEM file of the CA that signed the etcd members' certificates: TLS to etcd.
+    #[arg(long)]
+    etcd_cacert: Option<PathBuf>,
+    /// PEM file of this agent's client certificate (etcd with --client-cert-auth), with
+    /// --etcd-key and --etcd-cacert.
+    #[arg(long, requires_all = ["etcd_key", "etcd_cacert"])]
+    etcd_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's key.
+    #[arg(long, requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
     /// Where the cluster's keys live in etcd (nodes/, subnets/, network).
     #[arg(long, default_value = "/fastpath/")]
     key_prefix: String,
@@ -78,7 +90,13 @@ fn start(cli: Cli) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--network/--subnet-len: {e}"))?;
     let opts = Options {
         node_file: cli.config,
-        endpoints: cli.etcd,
+        etcd: EtcdAccess {
+            endpoints: cli.etcd,
+            tls: cli.etcd_cacert.map(|ca| Tls {
+                ca,
+                client: cli.etcd_cert.zip(cli.etcd_key),
+            }),
+        },
         key_prefix: cli.key_prefix,
         prefix: cli.prefix,
         network,

@@ -8,11 +8,12 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context as _, Result};
 use control::cluster::{self, Cluster, Scope};
-use etcd_client::Client;
+use etcd_client::{Client, ConnectOptions};
 use ipnet::Ipv4Net;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    access::EtcdAccess,
     directory::{self, Directory},
     error::{EtcdError, SubnetError},
     keys::Keys,
@@ -24,7 +25,7 @@ use crate::{
 
 pub struct Options {
     pub node_file: PathBuf,
-    pub endpoints: Vec<String>,
+    pub etcd: EtcdAccess,
     /// Where the cluster's keys live in etcd.
     pub key_prefix: String,
     /// fastpath's namespace and pin prefix on this machine.
@@ -101,13 +102,13 @@ where
 }
 
 /// The connection (the client reconnects by itself: only the first one is waited for here).
-async fn connect(endpoints: &[String], link: &mut Link) -> Client {
+async fn connect(etcd: &EtcdAccess, options: &Option<ConnectOptions>, link: &mut Link) -> Client {
     loop {
-        match Client::connect(endpoints, None).await {
+        match etcd.connect(options).await {
             Ok(client) => return client,
             Err(source) => {
                 let e = EtcdError {
-                    op: format!("connect to {}", endpoints.join(",")),
+                    op: format!("connect to {}", etcd.describe()),
                     source,
                 };
                 tokio::time::sleep(link.failed(&e)).await;
@@ -121,9 +122,12 @@ pub async fn leave(opts: &Options) -> Result<()> {
     let file = NodeFile::read(&opts.node_file)?;
     let name = file.node_name()?;
     let keys = Keys::new(&opts.key_prefix);
-    let mut client = Client::connect(&opts.endpoints, None)
+    let options = opts.etcd.options()?;
+    let mut client = opts
+        .etcd
+        .connect(&options)
         .await
-        .with_context(|| format!("connecting to etcd at {}", opts.endpoints.join(",")))?;
+        .with_context(|| format!("connecting to etcd at {}", opts.etcd.describe()))?;
     directory::deregister(&mut client, &keys, &name, None).await?;
     subnets::release(&mut client, &keys, &name).await?;
     log::warn!("node '{name}' left: its record and subnet are gone");
@@ -159,8 +163,9 @@ async fn agent(opts: Options) -> Result<()> {
         }
         None => None,
     };
+    let options = opts.etcd.options()?;
     let mut link = Link::new(metrics.clone());
-    let mut client = connect(&opts.endpoints, &mut link).await;
+    let mut client = connect(&opts.etcd, &options, &mut link).await;
 
     let network = retry(&mut link, || {
         let mut c = client.clone();

@@ -72,8 +72,33 @@ nodes = ["{name}"]
         path
     }
 
-    /// Starts the agent of node `name` (the `i`th), logging to `<dir>/<name>.log`.
+    /// Starts the agent of node `name` (the `i`th), logging to `<dir>/<name>.log`; under TLS
+    /// with the test CA and its client certificate.
     pub fn start(&mut self, name: &str, i: u8) {
+        let args = self.tls_args(true);
+        self.start_with(name, i, &args);
+    }
+
+    /// The agent's TLS arguments for this etcd (none without TLS); `client_cert`: with the
+    /// client certificate.
+    pub fn tls_args(&self, client_cert: bool) -> Vec<String> {
+        let Some(pki) = &self.etcd.pki else {
+            return Vec::new();
+        };
+        let mut args = vec!["--etcd-cacert".to_string(), pki.ca.display().to_string()];
+        if client_cert {
+            args.extend([
+                "--etcd-cert".to_string(),
+                pki.client.0.display().to_string(),
+                "--etcd-key".to_string(),
+                pki.client.1.display().to_string(),
+            ]);
+        }
+        args
+    }
+
+    /// Starts the agent of node `name` with `extra` arguments.
+    pub fn start_with(&mut self, name: &str, i: u8, extra: &[String]) {
         let file = self.node_file(name, i);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -99,6 +124,7 @@ nodes = ["{name}"]
             .args(["--key-prefix", &self.key_prefix])
             .args(["--prefix", &self.prefix])
             .args(["--network", NETWORK, "--ttl", "3"])
+            .args(extra)
             .env("RUST_LOG", "warn,agent=info,control=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -108,6 +134,16 @@ nodes = ["{name}"]
         match self.agents.iter_mut().find(|(n, _)| n == name) {
             Some(slot) => slot.1 = Some(child),
             None => self.agents.push((name.to_string(), Some(child))),
+        }
+        // The endpoint is up before the agent reaches for etcd: tests may ask it at once.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{name}'s agent serves nothing on {port}; its log:\n{}",
+                self.log(name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -131,6 +167,7 @@ nodes = ["{name}"]
             .arg(&file)
             .args(["--etcd", &self.etcd.endpoints().join(",")])
             .args(["--key-prefix", &self.key_prefix])
+            .args(self.tls_args(true))
             .arg("--leave")
             .output()
             .expect("fastpath-agent --leave runs");
@@ -163,9 +200,7 @@ nodes = ["{name}"]
     pub fn put_record(&self, name: &str, value: &str) {
         let key = agent::keys::Keys::new(&self.key_prefix).node(name);
         self.rt.block_on(async {
-            let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
-                .await
-                .expect("etcd client");
+            let mut client = self.etcd.client().await.expect("etcd client");
             client.put(key, value, None).await.expect("put");
         });
     }
@@ -234,9 +269,7 @@ nodes = ["{name}"]
         let keys = agent::keys::Keys::new(&self.key_prefix);
         loop {
             let leased = self.rt.block_on(async {
-                let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
-                    .await
-                    .ok()?;
+                let mut client = self.etcd.client().await.ok()?;
                 agent::subnets::leases(&mut client, &keys).await.ok()
             });
             if let Some((cidr, _)) = leased
@@ -290,9 +323,7 @@ nodes = ["{name}"]
         let rt = crate::runtime();
         let key = agent::keys::Keys::new(&self.key_prefix).node(name);
         let (client, stream) = rt.block_on(async {
-            let mut client = etcd_client::Client::connect(self.etcd.endpoints(), None)
-                .await
-                .expect("etcd client");
+            let mut client = self.etcd.client().await.expect("etcd client");
             let stream = client.watch(key, None).await.expect("watch");
             (client, stream)
         });

@@ -15,6 +15,103 @@ const ETCD: &str = "/usr/bin/etcd";
 pub struct EtcdCluster {
     members: Vec<Member>,
     dir: PathBuf,
+    /// With TLS: clients must present a certificate of the test CA.
+    pub pki: Option<Pki>,
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate (PEM files).
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server: (PathBuf, PathBuf),
+    pub client: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    /// Made with the openssl command line in `dir`: P-256 keys, a day of validity.
+    fn make(dir: &std::path::Path) -> Self {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .output()
+                .expect("openssl runs (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca = [
+            "req",
+            "-x509",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=fastpath-test-ca",
+        ];
+        openssl(&[&ca[..], &key, &["-keyout", "ca.key", "-out", "ca.pem"]].concat());
+        for (name, usage) in [
+            ("server", "serverAuth,clientAuth"),
+            ("client", "clientAuth"),
+        ] {
+            let ext = format!("{name}.ext");
+            std::fs::write(
+                dir.join(&ext),
+                format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+            )
+            .unwrap();
+            let (csr, keyfile, pem) = (
+                format!("{name}.csr"),
+                format!("{name}.key"),
+                format!("{name}.pem"),
+            );
+            let subject = format!("/CN={name}");
+            let request = ["req", "-subj", &subject];
+            openssl(&[&request[..], &key, &["-keyout", &keyfile, "-out", &csr]].concat());
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ]);
+        }
+        Self {
+            ca: dir.join("ca.pem"),
+            server: (dir.join("server.pem"), dir.join("server.key")),
+            client: (dir.join("client.pem"), dir.join("client.key")),
+        }
+    }
+
+    /// Client options with the test CA and the client certificate.
+    pub fn options(&self) -> etcd_client::ConnectOptions {
+        let read = |p: &PathBuf| std::fs::read(p).unwrap();
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)))
+                .identity(etcd_client::Identity::from_pem(
+                    read(&self.client.0),
+                    read(&self.client.1),
+                )),
+        )
+    }
 }
 
 struct Member {
@@ -38,6 +135,16 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl EtcdCluster {
     /// Starts `size` members and waits until the cluster answers writes.
     pub fn start(size: usize) -> Self {
+        Self::start_with(size, false)
+    }
+
+    /// As [`Self::start`], serving clients over TLS only, to clients with a certificate of the
+    /// test CA (`--client-cert-auth`).
+    pub fn start_tls(size: usize) -> Self {
+        Self::start_with(size, true)
+    }
+
+    fn start_with(size: usize, tls: bool) -> Self {
         assert!(
             std::path::Path::new(ETCD).exists(),
             "{ETCD} is missing: install Debian's etcd-server (`cargo xtask test` does)"
@@ -52,14 +159,16 @@ impl EtcdCluster {
             .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
             .collect();
         let token = dir.file_name().unwrap().to_string_lossy().to_string();
+        let pki = tls.then(|| Pki::make(&dir));
+        let scheme = if tls { "https" } else { "http" };
         let members = ports
             .iter()
             .enumerate()
             .map(|(i, (client, peer))| {
                 let name = format!("m{i}");
-                let client_url = format!("http://127.0.0.1:{client}");
+                let client_url = format!("{scheme}://127.0.0.1:{client}");
                 let peer_url = format!("http://127.0.0.1:{peer}");
-                let args = vec![
+                let mut args = vec![
                     format!("--name={name}"),
                     format!("--data-dir={}", dir.join(&name).display()),
                     format!("--listen-client-urls={client_url}"),
@@ -75,6 +184,14 @@ impl EtcdCluster {
                         dir.join(format!("{name}.log")).display()
                     ),
                 ];
+                if let Some(pki) = &pki {
+                    args.extend([
+                        format!("--cert-file={}", pki.server.0.display()),
+                        format!("--key-file={}", pki.server.1.display()),
+                        format!("--trusted-ca-file={}", pki.ca.display()),
+                        "--client-cert-auth=true".to_string(),
+                    ]);
+                }
                 Member {
                     name,
                     client_port: *client,
@@ -83,7 +200,7 @@ impl EtcdCluster {
                 }
             })
             .collect();
-        let mut cluster = Self { members, dir };
+        let mut cluster = Self { members, dir, pki };
         for i in 0..size {
             cluster.start_member(i);
         }
@@ -93,10 +210,23 @@ impl EtcdCluster {
 
     /// The client URLs of every member.
     pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port))
             .collect()
+    }
+
+    /// A client of the whole cluster (with the test CA's client certificate under TLS).
+    pub async fn client(&self) -> Result<etcd_client::Client, etcd_client::Error> {
+        self.client_of(&self.endpoints()).await
+    }
+
+    async fn client_of(
+        &self,
+        endpoints: &[String],
+    ) -> Result<etcd_client::Client, etcd_client::Error> {
+        etcd_client::Client::connect(endpoints, self.pki.as_ref().map(Pki::options)).await
     }
 
     /// Starts member `i` again (after [`Self::stop_member`]), on its data directory.
@@ -129,7 +259,7 @@ impl EtcdCluster {
                 continue;
             }
             let leads = rt.block_on(async {
-                let mut client = etcd_client::Client::connect([endpoint], None).await.ok()?;
+                let mut client = self.client_of(std::slice::from_ref(endpoint)).await.ok()?;
                 let status = client.status().await.ok()?;
                 Some(status.header()?.member_id() == status.leader())
             });
@@ -166,7 +296,7 @@ impl EtcdCluster {
         loop {
             let endpoints = self.endpoints();
             let ok = rt.block_on(async {
-                let Ok(mut client) = etcd_client::Client::connect(&endpoints, None).await else {
+                let Ok(mut client) = self.client_of(&endpoints).await else {
                     return false;
                 };
                 client.put("/fastpath-test/ready", "1", None).await.is_ok()

@@ -370,3 +370,32 @@ fn metrics_agree_with_stats_and_health_follows_etcd() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// etcd serving clients over TLS with client certificates: agents given the CA and a client
+/// certificate find each other; one without a client certificate is refused by etcd and says
+/// so on /healthz, and never becomes anyone's peer.
+#[test]
+fn agents_reach_a_tls_etcd_with_client_certificates_and_nothing_else_does() {
+    let mut agents = Agents::new(EtcdCluster::start_tls(3));
+    agents.start("a", 1);
+    agents.start("b", 2);
+    agents.wait_reachable("a", "b", Duration::from_secs(20));
+    agents.wait_reachable("b", "a", Duration::from_secs(20));
+
+    let ca_only = agents.tls_args(false);
+    agents.start_with("c", 3, &ca_only);
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = agents.http_get("c", "/healthz");
+        if status.contains("503") && body.starts_with("degraded: etcd") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{status} {body}\n{}",
+            agents.log("c")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(agents.routed("a").len(), 1, "a routes only to b");
+}

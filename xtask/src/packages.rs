@@ -37,6 +37,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "etcd-server",
         "the etcd cluster the agents find each other through",
     ),
+    ("openssl", "the certificates of the TLS etcd test"),
 ];
 
 /// Each package the agents' demo (`cargo xtask run -- agents`) needs, and what for.
