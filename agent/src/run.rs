@@ -187,13 +187,6 @@ async fn agent(opts: Options) -> Result<()> {
     let (config, _) = file.config(pod_cidr, &[])?;
     let mut cluster = Cluster::new(config, &opts.prefix);
     cluster.scope = Scope::OwnNodes;
-    // Each change is logged as it is made (the reconciler's info lines).
-    let mut failures = UpFailures::new(metrics.clone());
-    while let Err(e) = timed_up(&cluster, &metrics).await {
-        tokio::time::sleep(failures.failed(&e)).await;
-    }
-    failures.ok();
-
     let node = cluster.config.nodes[0].clone();
     let vxlan = &cluster.config.vxlan;
     let local = Local {
@@ -215,8 +208,23 @@ async fn agent(opts: Options) -> Result<()> {
         port: local.port,
         mode: cluster.mode_of(&node),
     };
+    // The node comes up with the peers etcd lists now: an agent restarted on a running node
+    // must not withdraw its peers until it hears of them again (their traffic would stop).
     let mut peers = Peers::new(metrics.clone());
     let mut directory = Directory::new(keys.clone());
+    while let Err(e) = directory.list(&mut client).await {
+        tokio::time::sleep(link.failed(&e)).await;
+    }
+    link.ok();
+    // Each change is logged as it is made (the reconciler's info lines).
+    let mut failures = UpFailures::new(metrics.clone());
+    while let Err(e) = peers
+        .converge(&file, pod_cidr, &local, &directory, &mut cluster)
+        .await
+    {
+        tokio::time::sleep(failures.failed(&e)).await;
+    }
+    failures.ok();
     loop {
         // One session: registered, listed, watching. It ends with a watch that must be listed
         // again, or with etcd's failure.
@@ -359,7 +367,8 @@ async fn timed_up(cluster: &Cluster, metrics: &Metrics) -> Result<Vec<String>> {
 
 /// What was last installed and logged.
 struct Peers {
-    installed: Vec<NodeRecord>,
+    /// None until the node was first brought up.
+    installed: Option<Vec<NodeRecord>>,
     /// Key → reason, as last logged: a record is logged once per new reason.
     ignored: BTreeMap<String, String>,
     /// Until then, installed peers whose record is gone stay (new and changed ones go in).
@@ -370,7 +379,7 @@ struct Peers {
 impl Peers {
     fn new(metrics: Metrics) -> Self {
         Self {
-            installed: Vec::new(),
+            installed: None,
             ignored: BTreeMap::new(),
             hold_until: None,
             metrics,
@@ -393,6 +402,7 @@ impl Peers {
         let held: Vec<NodeRecord> = self
             .installed
             .iter()
+            .flatten()
             .filter(|old| {
                 !accepted.iter().any(|new| {
                     new.name == old.name
@@ -435,7 +445,7 @@ impl Peers {
         self.ignored = now;
         self.metrics.ignored_records.set(self.ignored.len() as i64);
         let accepted = self.with_held(accepted);
-        if accepted == self.installed {
+        if self.installed.as_ref() == Some(&accepted) {
             return Ok(());
         }
         let (config, left_out) = file.config(pod_cidr, &accepted)?;
@@ -453,7 +463,7 @@ impl Peers {
         } else {
             log::info!("peers: {}", names.join(", "));
         }
-        self.installed = accepted;
+        self.installed = Some(accepted);
         Ok(())
     }
 }

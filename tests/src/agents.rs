@@ -52,7 +52,8 @@ impl Agents {
         }
     }
 
-    /// Node `name` (the `i`th: underlay 198.18.0.<i>), one pod `<name>1`, no pod CIDR (leased).
+    /// Node `name` (the `i`th: underlay 198.18.0.<i>), pods `<name>1` and `<name>2`, no pod CIDR
+    /// (leased).
     fn node_file(&self, name: &str, i: u8) -> PathBuf {
         let text = format!(
             r#"mode = "tc"
@@ -60,7 +61,7 @@ impl Agents {
 name = "{name}"
 simulated = true
 underlay = {{ device = "fp-ul0", address = "198.18.0.{i}/24", mtu = 1500 }}
-pods = [{{ name = "{name}1" }}]
+pods = [{{ name = "{name}1" }}, {{ name = "{name}2" }}]
 
 [[underlay_segment]]
 name = "lan"
@@ -252,6 +253,13 @@ nodes = ["{name}"]
             .replace(
                 &format!("{{ name = \"{name}1\" }}"),
                 &format!("{{ name = \"{name}1\", address = \"{pod}\" }}"),
+            )
+            .replace(
+                &format!("{{ name = \"{name}2\" }}"),
+                &format!(
+                    "{{ name = \"{name}2\", address = \"{}\" }}",
+                    self.pod_address_of(name, 2)
+                ),
             );
         let path = self.dir.join(format!("{name}-stats.toml"));
         std::fs::write(&path, text).unwrap();
@@ -290,21 +298,41 @@ nodes = ["{name}"]
 
     /// The address of pod `<name>1`: its node's CIDR, .2.
     pub fn pod_address(&self, name: &str) -> Ipv4Addr {
+        self.pod_address_of(name, 1)
+    }
+
+    /// The address of pod `<name><n>`: its node's CIDR, .<n + 1>.
+    pub fn pod_address_of(&self, name: &str, n: u32) -> Ipv4Addr {
         let cidr = self.pod_cidr(name, Duration::from_secs(20));
-        Ipv4Addr::from(u32::from(cidr.network()) + 2)
+        Ipv4Addr::from(u32::from(cidr.network()) + 1 + n)
     }
 
     /// The namespace of pod `<name>1`.
     pub fn pod_netns(&self, name: &str) -> Netns {
-        Netns::named(format!("{}{name}-{name}1", self.prefix))
+        self.pod_netns_of(name, 1)
     }
 
-    /// Pings from `from`'s pod to `to`'s, once a second at most, until one answers.
+    /// The namespace of pod `<name><n>`.
+    pub fn pod_netns_of(&self, name: &str, n: u32) -> Netns {
+        Netns::named(format!("{}{name}-{name}{n}", self.prefix))
+    }
+
+    /// Pings from `from`'s first pod to `to`'s, once a second at most, until one answers.
     pub fn wait_reachable(&self, from: &str, to: &str, within: Duration) -> Duration {
+        self.wait_pods_reachable((from, 1), (to, 1), within)
+    }
+
+    /// Pings from pod (node, n) `from` to pod `to`, once a second at most, until one answers.
+    pub fn wait_pods_reachable(
+        &self,
+        (from, from_pod): (&str, u32),
+        (to, to_pod): (&str, u32),
+        within: Duration,
+    ) -> Duration {
         let start = Instant::now();
-        let dst = self.pod_address(to);
+        let dst = self.pod_address_of(to, to_pod);
         loop {
-            let src = self.pod_netns(from);
+            let src = self.pod_netns_of(from, from_pod);
             if src.exists() && crate::probe::ping(&src, dst, 1, &["-W", "1"]) {
                 return start.elapsed();
             }

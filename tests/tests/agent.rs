@@ -30,9 +30,14 @@ fn agents_find_each_other_and_every_pod_reaches_every_pod_encapsulated() {
         cidrs[0] != cidrs[1] && cidrs[1] != cidrs[2] && cidrs[0] != cidrs[2],
         "{cidrs:?}"
     );
-    for (from, _) in NODES {
-        for (to, _) in NODES.iter().filter(|(to, _)| *to != from) {
-            agents.wait_reachable(from, to, Duration::from_secs(20));
+    // Every pod reaches every other: on its node and across nodes.
+    let pods: Vec<(&str, u32)> = NODES
+        .iter()
+        .flat_map(|(node, _)| [(*node, 1), (*node, 2)])
+        .collect();
+    for from in &pods {
+        for to in pods.iter().filter(|to| *to != from) {
+            agents.wait_pods_reachable(*from, *to, Duration::from_secs(20));
         }
     }
     // Every node's pod program encapsulated towards the two others, and its underlay program
@@ -52,12 +57,29 @@ fn an_agent_killed_and_restarted_keeps_its_subnet_and_its_node_forwarding() {
         agents.wait_reachable("a", to, Duration::from_secs(20));
     }
     let before = agents.pod_cidr("b", Duration::from_secs(1));
+    // A 10 ms ping from a to b goes on while b's agent is killed and started again.
+    let ping = tests::probe::background_ping(&agents.pod_netns("a"), agents.pod_address("b"), 500);
+    std::thread::sleep(Duration::from_secs(1));
     agents.stop("b", Signal::SIGKILL);
     // Its node forwards on without it: pinned programs and maps.
-    agents.wait_reachable("a", "b", Duration::from_secs(2));
+    agents.wait_reachable("c", "b", Duration::from_secs(2));
     agents.start("b", 2);
-    agents.wait_reachable("c", "b", Duration::from_secs(20));
+    let start = std::time::Instant::now();
+    while !agents.log("b").contains("peers: a, c") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            agents.log("b")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(agents.pod_cidr("b", Duration::from_secs(1)), before);
+    let (sent, received) = tests::probe::ping_result(ping);
+    assert_eq!(
+        (sent, received),
+        (500, 500),
+        "a -> b lost packets across b's restart"
+    );
     // SIGTERM: the agent stops, the datapath stays.
     agents.stop("b", Signal::SIGTERM);
     assert!(
@@ -95,7 +117,12 @@ fn nodes_that_join_are_reached_soon_after_their_record_appears() {
         }
         took.push(created.elapsed());
         let _ = tests::probe::ping_result(ping);
-        agents.wait_reachable("a", name, Duration::from_secs(5));
+        // Every pod reaches the new node's pods.
+        for from in ["a", "b", "c"] {
+            for to_pod in [1, 2] {
+                agents.wait_pods_reachable((from, 1), (name, to_pod), Duration::from_secs(5));
+            }
+        }
     }
     took.sort();
     println!(
@@ -174,8 +201,10 @@ fn nodes_that_leave_or_die_are_withdrawn_without_disturbing_the_others() {
     let ping = tests::probe::background_ping(&agents.pod_netns("a"), agents.pod_address("b"), 600);
     agents.leave("c", 3);
     let left = agents.wait_withdrawn("a", c, Duration::from_secs(2));
+    agents.wait_withdrawn("b", c, Duration::from_secs(2));
     agents.stop("d", Signal::SIGKILL);
     let died = agents.wait_withdrawn("a", d, Duration::from_secs(10));
+    agents.wait_withdrawn("b", d, Duration::from_secs(2));
     assert!(
         died >= Duration::from_secs(2),
         "d withdrawn before its lease (3 s) could expire: {died:?}"
