@@ -174,6 +174,13 @@ async fn agent(opts: Options) -> Result<()> {
     })
     .await?;
     let pod_cidr = match file.pod_cidr()? {
+        // Every other node would ignore a record with a CIDR outside the cluster network.
+        Some(cidr) if !network.network.contains(&cidr) => {
+            anyhow::bail!(
+                "node.pod_cidr = {cidr} is outside the cluster network {}: the other nodes would ignore this node",
+                network.network
+            )
+        }
         Some(cidr) => cidr,
         None => {
             retry(&mut link, || {
