@@ -336,7 +336,7 @@ mod tests {
             ),
             (
                 "outside",
-                record("outside", "198.18.0.9", "10.0.0.0/24").to_json(),
+                record("outside", "198.18.0.9", "198.19.5.0/24").to_json(),
             ),
             (
                 "loop",
