@@ -193,6 +193,11 @@ impl Directory {
         Ok(changed)
     }
 
+    /// The key of node `name`'s record.
+    pub fn key_of(&self, name: &str) -> String {
+        self.keys.node(name)
+    }
+
     /// The peers the records describe for `local`, and the records ignored with why.
     pub fn peers(&self, local: &Local) -> (Vec<NodeRecord>, Vec<Ignored>) {
         let stored: Vec<Stored<'_>> = self

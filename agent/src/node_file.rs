@@ -69,7 +69,9 @@ impl NodeFile {
 
     /// The config `fastpath up` runs: this node with `pod_cidr` (the file's, or leased), its pods
     /// addressed, and `peers` added to the static ones. A peer that a static one overrides (by
-    /// name) or clashes with (its pod CIDR or underlay address) is left out: returned with why.
+    /// name) or clashes with (its pod CIDR or underlay address), or that breaks a rule of the node
+    /// description (a peer's name, a CIDR with host bits, ...), is left out: returned with why.
+    /// One bad record never keeps the node from its other peers.
     pub fn config(
         &self,
         pod_cidr: Ipv4Net,
@@ -112,18 +114,18 @@ impl NodeFile {
                     None
                 }
             });
-            match clash {
-                Some(why) => left_out.push((record.name.clone(), why)),
-                None => config.peers.push(record.peer()),
+            if let Some(why) = clash {
+                left_out.push((record.name.clone(), why));
+                continue;
+            }
+            // The same rules as a file's peers (names, overlaps, addresses used twice).
+            config.peers.push(record.peer());
+            if let Err(e) = config.validate() {
+                config.peers.pop();
+                left_out.push((record.name.clone(), format!("{e:#}")));
             }
         }
         config.peers.sort_by(|a, b| a.name.cmp(&b.name));
-        // The merged peers pass the same checks as a file's (overlaps, addresses used twice).
-        let config = ClusterConfig::parse(
-            &toml::to_string(&config).expect("a config serializes"),
-            &self.origin,
-        )
-        .context("the node with its peers from etcd")?;
         Ok((config, left_out))
     }
 }
@@ -195,6 +197,32 @@ pod_cidr = "198.18.65.0/24"
                 ("b".to_string(), "198.18.65.0/24".to_string()),
                 ("c".to_string(), "198.18.67.0/24".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn records_breaking_the_descriptions_rules_are_left_out_and_the_others_installed() {
+        let file = NodeFile::parse(FILE, "node.toml").unwrap();
+        let cidr: Ipv4Net = "198.18.64.0/24".parse().unwrap();
+        let mut upper = record("Upper", 4);
+        upper.name = "Upper".into();
+        let long = record("a-name-too-long", 5);
+        let mut host_bits = record("hb", 6);
+        host_bits.pod_cidr = "198.18.70.5/24".parse().unwrap();
+        let (config, left_out) = file
+            .config(cidr, &[upper, long, host_bits, record("c", 3)])
+            .unwrap();
+        let installed: Vec<&str> = config.peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(installed, ["b", "c"]);
+        let names: Vec<&str> = left_out.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Upper", "a-name-too-long", "hb"], "{left_out:?}");
+        assert!(
+            left_out[0].1.contains("peer.name = 'Upper'"),
+            "{left_out:?}"
+        );
+        assert!(
+            left_out[2].1.contains("must be a network address"),
+            "{left_out:?}"
         );
     }
 

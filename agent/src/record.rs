@@ -68,7 +68,6 @@ pub enum Rejection {
     NameMismatch {
         key_name: String,
     },
-    BadName,
     /// Its pod CIDR overlaps this node's.
     ClaimsOwnCidr,
     /// Its underlay address is this node's.
@@ -102,7 +101,6 @@ impl fmt::Display for Rejection {
                     "the record names another node than its key ('{key_name}')"
                 )
             }
-            Rejection::BadName => f.write_str("the node name is not 1-32 of a-z, 0-9 and '-'"),
             Rejection::ClaimsOwnCidr => f.write_str("its pod CIDR overlaps this node's"),
             Rejection::ClaimsOwnUnderlay => f.write_str("its underlay address is this node's"),
             Rejection::CidrTaken { by } => {
@@ -183,9 +181,6 @@ fn check(local: &Local, s: &Stored<'_>, older: &[NodeRecord]) -> Result<NodeReco
             key_name: key_name.to_string(),
         });
     }
-    if !valid_name(&r.name) {
-        return Err(Rejection::BadName);
-    }
     if r.vni != local.vni || r.port != local.port {
         return Err(Rejection::VxlanMismatch);
     }
@@ -224,14 +219,6 @@ fn check(local: &Local, s: &Stored<'_>, older: &[NodeRecord]) -> Result<NodeReco
         });
     }
     Ok(r)
-}
-
-/// A node name as a key and a device-name suffix can carry.
-pub fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
@@ -346,10 +333,6 @@ mod tests {
                 "far",
                 record("far", "198.18.77.1", "198.18.11.0/24").to_json(),
             ),
-            (
-                "Upper",
-                record("Upper", "198.18.0.12", "198.18.12.0/24").to_json(),
-            ),
             ("m", mac_multicast.to_json()),
             ("v", other_vni.to_json()),
             ("w", wrong_version.to_json()),
@@ -374,7 +357,6 @@ mod tests {
             ("outside", Rejection::OutsideNetwork),
             ("loop", Rejection::BadUnderlay),
             ("far", Rejection::BadUnderlay),
-            ("Upper", Rejection::BadName),
             ("m", Rejection::BadMac),
             ("v", Rejection::VxlanMismatch),
             ("w", Rejection::Version(2)),

@@ -441,23 +441,33 @@ impl Peers {
         cluster: &mut Cluster,
     ) -> Result<()> {
         let (accepted, ignored) = directory.peers(local);
+        let accepted = self.with_held(accepted);
+        // What the node description takes of them: a record that breaks one of its rules is left
+        // out here, and logged like a record the checks refused, by its key, once per reason.
+        let (config, left_out) = file.config(pod_cidr, &accepted)?;
+        let refused = ignored
+            .into_iter()
+            .map(|i| (i.key, i.reason.to_string()))
+            .chain(
+                left_out
+                    .iter()
+                    .map(|(name, why)| (directory.key_of(name), why.clone())),
+            );
         let mut now = BTreeMap::new();
-        for i in ignored {
-            let reason = i.reason.to_string();
-            if self.ignored.get(&i.key) != Some(&reason) {
-                log::warn!("ignoring {}: {reason}", i.key);
+        for (key, reason) in refused {
+            if self.ignored.get(&key) != Some(&reason) {
+                log::warn!("ignoring {key}: {reason}");
             }
-            now.insert(i.key, reason);
+            now.insert(key, reason);
         }
         self.ignored = now;
         self.metrics.ignored_records.set(self.ignored.len() as i64);
-        let accepted = self.with_held(accepted);
+        let accepted: Vec<NodeRecord> = accepted
+            .into_iter()
+            .filter(|r| !left_out.iter().any(|(name, _)| *name == r.name))
+            .collect();
         if self.installed.as_ref() == Some(&accepted) {
             return Ok(());
-        }
-        let (config, left_out) = file.config(pod_cidr, &accepted)?;
-        for (peer, why) in left_out {
-            log::warn!("not installing etcd's record of '{peer}': {why}");
         }
         cluster.config = config;
         timed_up(cluster, &self.metrics)

@@ -109,10 +109,7 @@ nodes = ["{name}"]
         let port = match self.metrics_ports.iter().find(|(n, _)| n == name) {
             Some((_, port)) => *port,
             None => {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .expect("a free port")
-                    .port();
+                let port = crate::etcd::free_ports(1)[0];
                 self.metrics_ports.push((name.to_string(), port));
                 port
             }

@@ -123,7 +123,7 @@ struct Member {
 
 /// `n` distinct ports nothing listens on now (the kernel's choice, all held until every one is
 /// chosen, then released for etcd to bind).
-fn free_ports(n: usize) -> Vec<u16> {
+pub fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1"))
         .collect();

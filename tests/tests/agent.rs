@@ -259,6 +259,15 @@ fn bad_records_are_ignored_logged_once_and_never_installed() {
         ("twin", record("twin", "198.18.0.1", "198.18.79.0/24")),
         ("outside", record("outside", "198.18.0.11", "198.19.5.0/24")),
         ("liar", record("other", "198.18.0.12", "198.18.78.0/24")),
+        // Past the record's checks, refused by the node description's rules.
+        (
+            "hostbits",
+            record("hostbits", "198.18.0.13", "198.18.77.5/24"),
+        ),
+        (
+            "name-too-long",
+            record("name-too-long", "198.18.0.14", "198.18.76.0/24"),
+        ),
     ];
     for (name, value) in &bad {
         agents.put_record(name, value);

@@ -250,7 +250,9 @@ impl ClusterConfig {
         peers
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Every rule of a node description; `parse` applies it, and so does whoever changes a
+    /// parsed one (the agent adding etcd's peers).
+    pub fn validate(&self) -> Result<()> {
         if self.nodes.is_empty() {
             bail!("no [[node]]: describe at least one node");
         }
