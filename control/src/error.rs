@@ -119,6 +119,12 @@ pub enum DatapathError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot read the producer position of the event ring buffer {path}")]
+    EventRing {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
     #[error(
         "{ip} is already in the fast-path maps for {device}, a device of another owner of these \
          maps (a node's pod, or a CNI network's): two pods cannot share an address"

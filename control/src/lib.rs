@@ -15,6 +15,7 @@ pub mod guard;
 pub mod ifname;
 pub mod link_state;
 pub mod mac;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod ownership;

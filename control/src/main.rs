@@ -83,6 +83,56 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Show what the programs do with packets as it happens: every dropped packet (the default),
+    /// or every decision (--type trace), one line each with time, node, program, verdict and
+    /// reason, pods, addresses and ports, length. The programs write events only while a monitor
+    /// runs (with none, checking costs them one map read), and stop by themselves within a second
+    /// of one being killed. Events the ring buffer had no room for are counted and printed (to
+    /// stderr) when their number moves and at exit. One monitor per node at a time.
+    Monitor {
+        /// The node description the cluster was brought up with. Default: the demo cluster.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this node (repeat for more). Default: every node with a fast path loaded.
+        #[arg(long = "node", value_name = "NODE")]
+        nodes: Vec<String>,
+        /// A fastpath-cni network instead of a cluster's nodes (its own maps, or those of the
+        /// node it joined).
+        #[arg(long, value_name = "NETWORK", conflicts_with_all = ["config", "nodes"])]
+        cni: Option<String>,
+        /// Where fastpath-cni keeps its records (its dataDir).
+        #[arg(long, value_name = "DIR", default_value = control::cni::DEFAULT_DATA_DIR, requires = "cni")]
+        cni_data_dir: PathBuf,
+        /// drop: every dropped packet; trace: every decision (pass, redirect, drop), one in
+        /// --sample; all: every drop and the sampled decisions.
+        #[arg(long = "type", value_enum, default_value = "drop")]
+        kind: control::monitor::Kind,
+        /// Only events from or to this pod (its veth or its address; for --cni, the first 12
+        /// characters of its container id).
+        #[arg(long)]
+        pod: Option<String>,
+        /// Only events with this reason (the names `fastpath stats` shows, e.g. spoofed-ip).
+        #[arg(long, value_parser = parse_reason)]
+        reason: Option<datapath_common::reasons::Reason>,
+        /// Trace one decision in N (random sampling in the programs).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        sample: u32,
+        /// Bytes of each packet to capture (up to 128).
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=128))]
+        snap_len: u32,
+        /// One JSON object per event instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Also write the captured bytes to FILE as a pcap file (tcpdump -r FILE, Wireshark).
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<PathBuf>,
+        /// Stop after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Stop after S seconds.
+        #[arg(long, value_name = "S")]
+        seconds: Option<u64>,
+    },
     /// Run a command inside a pod's network namespace: `fastpath exec a1 -- ping 198.18.2.2`.
     Exec {
         /// The pod's name.
@@ -150,6 +200,19 @@ enum Command {
     },
 }
 
+/// A reason by the name `fastpath stats` prints.
+fn parse_reason(name: &str) -> Result<datapath_common::reasons::Reason, String> {
+    let reasons = datapath_common::reasons::REASONS;
+    reasons
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.id)
+        .ok_or_else(|| {
+            let names: Vec<&str> = reasons.iter().map(|r| r.name).collect();
+            format!("no reason '{name}'; reasons: {}", names.join(", "))
+        })
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -188,6 +251,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             watch,
         } => commands::stats::run(prefix, config.as_deref(), json, watch).await,
         Command::Exec { .. } => unreachable!("handled before the runtime starts"),
+        Command::Monitor {
+            config,
+            nodes,
+            cni,
+            cni_data_dir,
+            kind,
+            pod,
+            reason,
+            sample,
+            snap_len,
+            json,
+            pcap,
+            count,
+            seconds,
+        } => {
+            let target = match &cni {
+                Some(network) => commands::monitor::Target::Cni {
+                    network,
+                    data_dir: &cni_data_dir,
+                },
+                None => commands::monitor::Target::Nodes {
+                    config: config.as_deref(),
+                    prefix,
+                    nodes: &nodes,
+                },
+            };
+            let options = control::monitor::Options {
+                kind,
+                sample,
+                snap_len,
+                pod,
+                reason,
+                json,
+                pcap,
+                count,
+                seconds,
+            };
+            commands::monitor::run(target, options).await
+        }
         Command::Demo {
             hooks,
             seconds,

@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod events;
 pub mod maps;
 pub mod reasons;
 

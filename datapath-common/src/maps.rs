@@ -77,9 +77,18 @@ pub struct Remote {
     pub _pad: [u8; 2],
 }
 
-/// Peers map value: the underlay address is a known peer. One byte, because the key is all that
-/// matters: VXLAN from any other address is dropped.
-pub const PEER_KNOWN: u8 = 1;
+/// The peers map's value: the key (a peer's underlay address) is what matters, VXLAN from any
+/// other address is dropped. A struct rather than a bare number so that `bpftool map dump` names
+/// the field.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+pub struct Peer {
+    /// `PEER_*` flags.
+    pub flags: u32,
+}
+
+/// Peer::flags: the underlay address is a known peer.
+pub const PEER_KNOWN: u32 = 1;
 
 #[cfg(feature = "user")]
 mod user {
@@ -87,9 +96,11 @@ mod user {
     unsafe impl aya::Pod for super::Source {}
     unsafe impl aya::Pod for super::NodeConfig {}
     unsafe impl aya::Pod for super::Remote {}
+    unsafe impl aya::Pod for super::Peer {}
 }
 
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 16);
 const _: () = assert!(core::mem::size_of::<Source>() == 12);
 const _: () = assert!(core::mem::size_of::<NodeConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<Remote>() == 12);
+const _: () = assert!(core::mem::size_of::<Peer>() == 4);

@@ -1,10 +1,10 @@
 //! The per-CPU counter map and the one function that writes it.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
+use aya_ebpf::{btf_maps::PerCpuArray, macros::btf_map};
 use datapath_common::{COUNTER_SLOTS, Counter, counter_index, reasons::Reason};
 
-#[map]
-static COUNTERS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+#[btf_map(name = "COUNTERS_V2")]
+static COUNTERS: PerCpuArray<Counter, { COUNTER_SLOTS as usize }> = PerCpuArray::new();
 
 /// Counts one packet of `bytes` for `program` under `reason`. Per-CPU cells need no atomics.
 #[inline(always)]

@@ -76,7 +76,7 @@ fn drop(reason: Reason) -> (Reason, Action) {
 /// True when VXLAN from `ip` (network order) is taken: the address is a configured peer's.
 #[inline(always)]
 fn known_peer(ip: [u8; 4]) -> bool {
-    // SAFETY: the map returns a valid pointer or none; the value is a plain byte.
+    // SAFETY: the map returns a valid pointer or none; the value is plain data.
     unsafe { PEERS.get(u32::from_ne_bytes(ip)) }.is_some()
 }
 
@@ -198,7 +198,7 @@ fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Action) {
     let src = u32::from_ne_bytes(ip.src_addr);
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
     let local_pod = src == node.gateway_ip || unsafe { ENDPOINTS.get(src) }.is_some();
-    if local_pod || REMOTES.get(Key::new(32, src)).is_some() {
+    if local_pod || REMOTES.get(&Key::new(32, src)).is_some() {
         return drop(DROP_UNDERLAY_POD_SOURCE);
     }
     pass(PASS_NOT_OVERLAY)
@@ -236,7 +236,7 @@ fn inner(
         return drop(DROP_VXLAN_INNER_MALFORMED);
     };
     // A peer speaks for its own pods only.
-    match REMOTES.get(Key::new(32, u32::from_ne_bytes(inner.src_addr))) {
+    match REMOTES.get(&Key::new(32, u32::from_ne_bytes(inner.src_addr))) {
         Some(owner) if owner.underlay_ip == u32::from_ne_bytes(outer.src_addr) => {}
         _ => return drop(DROP_INNER_SPOOFED),
     }

@@ -144,7 +144,7 @@ fn remote(eth: &EthHdr, ip: &Ipv4Hdr, node: &NodeConfig) -> Decision {
     if node.flags & NODE_OVERLAY == 0 {
         return pass(PASS_NO_ENDPOINT);
     }
-    let Some(peer) = REMOTES.get(Key::new(32, u32::from_ne_bytes(ip.dst_addr))) else {
+    let Some(peer) = REMOTES.get(&Key::new(32, u32::from_ne_bytes(ip.dst_addr))) else {
         return pass(PASS_NO_ENDPOINT);
     };
     if eth.dst_addr != node.gateway_mac {

@@ -11,6 +11,7 @@ mod forward;
 mod license;
 mod linear;
 mod maps;
+mod monitor;
 mod nd;
 mod packet;
 mod pod_source;
@@ -25,7 +26,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
-use datapath_common::reasons::{self, Reason, program};
+use datapath_common::reasons::{self, Reason, Verdict, program};
 use network_types::{
     eth::{EthHdr, EtherType},
     ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
@@ -37,6 +38,7 @@ use crate::{
     forward::{Action, Decision},
     linear::{linear_len, pull},
     maps::DEVMAP,
+    monitor::Decided,
     packet::Packet,
 };
 
@@ -49,14 +51,18 @@ const ENCAP_HEADERS: u32 = (EthHdr::LEN + Ipv4Hdr::LEN + TcpHdr::LEN) as u32;
 pub fn xdp_pod(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     // Tags are still in the frame here: XDP runs before the kernel takes them off.
-    let Decision { mut reason, action } =
-        forward::decide(&pkt, ctx.ingress_ifindex() as u32, false);
+    let ingress = ctx.ingress_ifindex() as u32;
+    let Decision { mut reason, action } = forward::decide(&pkt, ingress, false);
+    let mut target_ifindex = 0;
     let verdict = match action {
         Action::Pass => xdp_action::XDP_PASS,
         Action::Drop => xdp_action::XDP_DROP,
-        Action::Redirect { ifindex } => DEVMAP
-            .redirect(ifindex, u64::from(xdp_action::XDP_PASS))
-            .unwrap_or(xdp_action::XDP_PASS),
+        Action::Redirect { ifindex } => {
+            target_ifindex = ifindex;
+            DEVMAP
+                .redirect(ifindex, u64::from(xdp_action::XDP_PASS))
+                .unwrap_or(xdp_action::XDP_PASS)
+        }
         Action::Encap { peer } => {
             let (why, verdict) = encap::xdp(&ctx, &pkt, &peer);
             if let Some(why) = why {
@@ -66,6 +72,26 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
         }
     };
     counters::count(program::XDP_POD, reason, pkt.len());
+    let event_verdict = match verdict {
+        xdp_action::XDP_PASS => Verdict::Pass,
+        xdp_action::XDP_DROP => Verdict::Drop,
+        _ => Verdict::Redirect,
+    };
+    monitor::report_xdp(
+        &ctx,
+        &Decided {
+            program: program::XDP_POD,
+            reason,
+            verdict: event_verdict,
+            ifindex: ingress,
+            target_ifindex: if event_verdict == Verdict::Redirect {
+                target_ifindex
+            } else {
+                0
+            },
+            inner_offset: inner_offset(reason),
+        },
+    );
     if is_malformed(reason) {
         debug!(
             &ctx,
@@ -98,10 +124,12 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
         (skb.ingress_ifindex, skb.vlan_present != 0)
     };
     let Decision { mut reason, action } = forward::decide(&pkt, ingress, vlan_present);
+    let mut target_ifindex = 0;
     let verdict = match action {
         Action::Pass => TC_ACT_OK,
         Action::Drop => TC_ACT_SHOT,
         Action::Redirect { ifindex } => {
+            target_ifindex = ifindex;
             // SAFETY: a helper call with plain integer arguments.
             let ret = unsafe { bpf_redirect_peer(ifindex, 0) } as i32;
             if ret != TC_ACT_REDIRECT {
@@ -120,6 +148,21 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
         }
     };
     counters::count(program::TC_POD, reason, len as usize);
+    monitor::report_tc(
+        &ctx,
+        &Decided {
+            program: program::TC_POD,
+            reason,
+            verdict: tc_verdict(verdict),
+            ifindex: ingress,
+            target_ifindex: if verdict == TC_ACT_REDIRECT {
+                target_ifindex
+            } else {
+                0
+            },
+            inner_offset: inner_offset(reason),
+        },
+    );
     if is_malformed(reason) {
         debug!(
             &ctx,
@@ -148,8 +191,10 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
         }
     };
     let (mut reason, action) = decap::decide(&pkt, &arrival);
+    let mut target_ifindex = 0;
     let verdict = match action {
         decap::Action::Decap { ifindex, rewrite } => {
+            target_ifindex = ifindex;
             if DEVMAP.get_ifindex(ifindex).is_none() {
                 reason = reasons::PASS_REDIRECT_FAILED;
                 TC_ACT_OK
@@ -181,10 +226,47 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
         decap::Action::Pass => TC_ACT_OK,
     };
     counters::count(program::TC_UNDERLAY, reason, len as usize);
+    monitor::report_tc(
+        &ctx,
+        &Decided {
+            program: program::TC_UNDERLAY,
+            reason,
+            verdict: tc_verdict(verdict),
+            // SAFETY: the context's skb pointer is valid for the program's run.
+            ifindex: unsafe { (*ctx.skb.skb).ingress_ifindex },
+            target_ifindex: if verdict == TC_ACT_REDIRECT {
+                target_ifindex
+            } else {
+                0
+            },
+            inner_offset: 0,
+        },
+    );
     if reason == reasons::DROP_VXLAN_TRUNCATED {
         debug!(&ctx, "tc_underlay: truncated VXLAN of {} bytes", len);
     }
     verdict
+}
+
+/// The event's verdict for a TC program's return code.
+#[inline(always)]
+fn tc_verdict(code: i32) -> Verdict {
+    match code {
+        TC_ACT_OK => Verdict::Pass,
+        TC_ACT_SHOT => Verdict::Drop,
+        _ => Verdict::Redirect,
+    }
+}
+
+/// Where the pod's packet starts in the frame a pod program leaves: behind the outer headers
+/// once it is encapsulated, so that an event names the pods, not the nodes.
+#[inline(always)]
+fn inner_offset(reason: Reason) -> usize {
+    if reason == reasons::REDIRECT_ENCAPSULATED {
+        OVERHEAD
+    } else {
+        0
+    }
 }
 
 /// IPv4 with options (the UDP port lies further in) and IPv6 that is neither TCP nor UDP (neighbour

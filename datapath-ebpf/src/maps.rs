@@ -1,33 +1,35 @@
 //! The maps the control plane fills (endpoints, sources, node settings, remote pod CIDRs, peers,
-//! redirect targets).
+//! redirect targets). BTF definitions, so that `bpftool map dump` names their fields. Each name
+//! ends in the version of its layout (key, value, type, size): a pin of another layout is never
+//! taken for this one, because its name differs (see the control plane's `datapath::object`).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
-    macros::map,
-    maps::{Array, DevMapHash, HashMap, LpmTrie},
+    btf_maps::{Array, DevMapHash, HashMap, LpmTrie},
+    macros::btf_map,
 };
-use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, MAX_PEERS, NodeConfig, Remote, Source};
+use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, MAX_PEERS, NodeConfig, Peer, Remote, Source};
 
 /// Pod IPv4 (network order) → where the pod is.
-#[map]
-pub static ENDPOINTS: HashMap<u32, Endpoint> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+#[btf_map(name = "ENDPOINTS_V2")]
+pub static ENDPOINTS: HashMap<u32, Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Host-side veth ifindex → the address and MAC its pod may send from.
-#[map]
-pub static SOURCES: HashMap<u32, Source> = HashMap::with_max_entries(MAX_ENDPOINTS, 0);
+#[btf_map(name = "SOURCES_V2")]
+pub static SOURCES: HashMap<u32, Source, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// One entry: this node's settings.
-#[map]
-pub static NODE: Array<NodeConfig> = Array::with_max_entries(1, 0);
+#[btf_map(name = "NODE_V2")]
+pub static NODE: Array<NodeConfig, 1> = Array::new();
 
 /// Remote pod CIDR (network order) → the peer node that has it.
-#[map]
-pub static REMOTES: LpmTrie<u32, Remote> = LpmTrie::with_max_entries(MAX_PEERS, BPF_F_NO_PREALLOC);
+#[btf_map(name = "REMOTES_V2")]
+pub static REMOTES: LpmTrie<u32, Remote, { MAX_PEERS as usize }> = LpmTrie::new();
 
 /// Underlay IPv4 of every peer (network order) → PEER_KNOWN: the sources VXLAN is taken from.
-#[map]
-pub static PEERS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_PEERS, 0);
+#[btf_map(name = "PEERS_V2")]
+pub static PEERS: HashMap<u32, Peer, { MAX_PEERS as usize }> = HashMap::new();
 
-/// XDP redirect targets: host-side veth ifindex → itself, and the underlay device.
-#[map]
-pub static DEVMAP: DevMapHash = DevMapHash::with_max_entries(MAX_ENDPOINTS, 0);
+/// XDP redirect targets: host-side veth ifindex → itself, and the underlay device. The kernel
+/// takes no BTF types for a devmap, so bpftool shows this one in hex.
+#[btf_map(name = "DEVMAP_V2")]
+pub static DEVMAP: DevMapHash<{ MAX_ENDPOINTS as usize }> = DevMapHash::new();

@@ -104,7 +104,7 @@ fn is_pod(ip: [u8; 4], node: &NodeConfig) -> bool {
     }
     node.flags & NODE_OVERLAY != 0
         && REMOTES
-            .get(aya_ebpf::maps::lpm_trie::Key::new(32, key))
+            .get(&aya_ebpf::maps::lpm_trie::Key::new(32, key))
             .is_some()
 }
 

@@ -381,14 +381,14 @@ impl CniHost {
 
     /// Entries of the network's pinned endpoint map (0 when the network has no pins).
     pub fn endpoint_entries(&self) -> Vec<(Ipv4Addr, u32)> {
-        let path = self.pin_dir().join("ENDPOINTS");
+        let path = self.pin_dir().join(control::datapath::ENDPOINTS);
         if !path.exists() {
             return Vec::new();
         }
-        let map =
-            Map::from_map_data(MapData::from_pin(&path).expect("pinned ENDPOINTS")).expect("a map");
+        let map = Map::from_map_data(MapData::from_pin(&path).expect("pinned endpoint map"))
+            .expect("a map");
         let map: HashMap<_, u32, datapath_common::maps::Endpoint> =
-            HashMap::try_from(map).expect("ENDPOINTS is a hash map");
+            HashMap::try_from(map).expect("the endpoint map is a hash map");
         map.iter()
             .map(|e| e.expect("entry"))
             .map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v.ifindex))

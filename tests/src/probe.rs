@@ -78,11 +78,16 @@ pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: Ipv4Addr, len: usize) -> Ve
 /// Sends one raw Ethernet frame out of `dev` in `netns` (an AF_PACKET socket), bypassing the
 /// pod's IP stack: the way a misbehaving pod forges a source.
 pub fn send_raw_frame(netns: &Netns, dev: &str, frame: &[u8]) {
-    send_frame(netns, dev, frame)
+    send_raw_frames(netns, dev, frame, 1);
+}
+
+/// [`send_raw_frame`] `count` times, through one socket.
+pub fn send_raw_frames(netns: &Netns, dev: &str, frame: &[u8], count: usize) {
+    send_frames(netns, dev, frame, count)
         .unwrap_or_else(|e| panic!("sending a raw frame out of {dev} in {}: {e}", netns.label()));
 }
 
-fn send_frame(netns: &Netns, dev: &str, frame: &[u8]) -> io::Result<()> {
+fn send_frames(netns: &Netns, dev: &str, frame: &[u8], count: usize) -> io::Result<()> {
     if frame.len() < 14 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -111,19 +116,22 @@ fn send_frame(netns: &Netns, dev: &str, frame: &[u8]) -> io::Result<()> {
                 }
                 addr.sll_halen = 6;
                 addr.sll_addr[..6].copy_from_slice(&frame[..6]);
-                let sent = libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    (&raw const addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                let err = io::Error::last_os_error();
-                libc::close(fd);
-                if sent != frame.len() as isize {
-                    return Err(err);
+                for _ in 0..count {
+                    let sent = libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        (&raw const addr).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if sent != frame.len() as isize {
+                        let err = io::Error::last_os_error();
+                        libc::close(fd);
+                        return Err(err);
+                    }
                 }
+                libc::close(fd);
                 Ok(())
             }
         })

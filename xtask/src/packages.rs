@@ -38,6 +38,14 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
         "the etcd cluster the agents find each other through",
     ),
     ("openssl", "the certificates of the TLS etcd test"),
+    (
+        "tcpdump",
+        "reads back the pcap files `fastpath monitor` writes",
+    ),
+    (
+        "bpftool",
+        "dumps the pinned maps, which must show their fields by name",
+    ),
 ];
 
 /// Each package the agents' demo (`cargo xtask run -- agents`) needs, and what for.

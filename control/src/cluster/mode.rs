@@ -42,12 +42,19 @@ impl Reconciler<'_> {
         // Held until the end: joined CNI networks rewrite the same maps (see datapath::lock_pins).
         let mut _pins_lock = None;
         if let Some(hook) = wanted {
-            if datapath::ensure_pinned(&dir)
-                .with_context(|| format!("loading the fast path for node '{}'", node.name))?
-            {
+            let pinned = datapath::ensure_pinned(&dir)
+                .with_context(|| format!("loading the fast path for node '{}'", node.name))?;
+            if pinned.loaded {
                 self.changed(format!(
                     "loaded and pinned the fast-path programs of node {}",
                     node.name
+                ));
+            }
+            if !pinned.replaced_maps.is_empty() {
+                self.changed(format!(
+                    "node {}: maps pinned with an older layout ({}) replaced by this build's; their entries are written again",
+                    node.name,
+                    pinned.replaced_maps.join(", ")
                 ));
             }
             _pins_lock = Some(datapath::lock_pins(&dir)?);

@@ -61,7 +61,14 @@ impl Pins {
                 dir.display()
             );
         }
-        datapath::ensure_pinned(dir)?;
+        let pinned = datapath::ensure_pinned(dir)?;
+        if !pinned.replaced_maps.is_empty() {
+            log::warn!(
+                "maps in {} pinned with an older layout ({}) replaced by this build's",
+                dir.display(),
+                pinned.replaced_maps.join(", ")
+            );
+        }
         datapath::attach_filter(host, dir, Hook::Tc, host_veth).await?;
         Ok(())
     }

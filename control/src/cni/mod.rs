@@ -20,6 +20,7 @@ use serde_json::Value;
 pub use fastpath::PIN_ROOT;
 pub use show::show;
 pub use spec::{CniError, Code, SUPPORTED_VERSIONS};
+pub use store::DEFAULT_DATA_DIR;
 
 use self::{
     fastpath::Pins,

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod demo;
 pub mod down;
 pub mod exec;
+pub mod monitor;
 pub mod sibling;
 pub mod stats;
 pub mod status;

@@ -41,7 +41,7 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
     let mut nodes = Vec::new();
     for node in &cluster.config.nodes {
         let dir = cluster.pin_dir(node);
-        let loaded = dir.join("COUNTERS").exists();
+        let loaded = datapath::maps_pinned(&dir);
         let mut counters: Vec<CounterLine> = if loaded {
             datapath::pinned_counters(&dir)?
                 .into_iter()

@@ -13,7 +13,7 @@ use aya::{
 };
 use datapath_common::{
     Counter,
-    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, PEER_KNOWN, Remote, Source},
+    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, PEER_KNOWN, Peer, Remote, Source},
 };
 
 use super::{
@@ -131,11 +131,12 @@ impl Maps {
             }
         }
 
-        let mut known: HashMap<_, u32, u8> =
+        let mut known: HashMap<_, u32, Peer> =
             HashMap::try_from(&mut self.peers).map_err(map_err(PEERS))?;
-        let want: Vec<(u32, u8)> = peers
+        let known_peer = Peer { flags: PEER_KNOWN };
+        let want: Vec<(u32, Peer)> = peers
             .iter()
-            .map(|p| (u32::from_ne_bytes(p.underlay_ip.octets()), PEER_KNOWN))
+            .map(|p| (u32::from_ne_bytes(p.underlay_ip.octets()), known_peer))
             .collect();
         changed += sync_hash(&mut known, &want, |_, _| false).map_err(map_err(PEERS))?;
         Ok(changed)
@@ -319,10 +320,24 @@ fn counters_in(map: &Map) -> Result<Vec<CounterRow>, DatapathError> {
     counter_rows(&counters)
 }
 
+/// Whether a datapath's maps are pinned under `dir` (this layout's counters, at least).
+pub fn maps_pinned(dir: &Path) -> bool {
+    dir.join(COUNTERS).exists()
+}
+
 /// The counters pinned under `dir` (only that map is opened: `stats --watch` reads it every
 /// second).
 pub fn pinned_counters(dir: &Path) -> Result<Vec<CounterRow>, DatapathError> {
     counters_in(&open_pinned(dir, COUNTERS)?)
+}
+
+/// The overlay's UDP port in the node settings pinned under `dir`; none when the maps do not
+/// encapsulate (a network of its own, a node without peers).
+pub fn pinned_vxlan_port(dir: &Path) -> Result<Option<u16>, DatapathError> {
+    let map = open_pinned(dir, NODE)?;
+    let node: Array<_, NodeConfig> = Array::try_from(&map).map_err(map_err(NODE))?;
+    let value = node.get(&0, 0).map_err(map_err(NODE))?;
+    Ok((value.flags & NODE_OVERLAY != 0).then(|| u16::from_be(value.vxlan_port)))
 }
 
 /// The ENDPOINTS entry of `ip` in the maps pinned under `dir` (only that map is opened).

@@ -12,6 +12,7 @@
 //! - `maps`: a node's or network's maps opened from their pins with no program loaded
 //!   ([`Maps::open`]), and the entries written into them (`entries`);
 //! - `counters`: the per-reason counters as rows;
+//! - `events`: the monitor's maps: its request, the event ring buffer, the lost-event count;
 //! - `run_stats`: the kernel's run-time statistics of programs.
 //!
 //! A node's or network's directory under bpffs holds its maps, its programs (`prog-<hook>-<build>`)
@@ -20,6 +21,7 @@
 
 mod counters;
 mod entries;
+mod events;
 mod filters;
 mod links;
 mod maps;
@@ -29,12 +31,17 @@ mod run_stats;
 
 pub use counters::{CounterRow, packets};
 pub use entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry};
+pub use events::{
+    MonitorMaps, decode_event, events_produced, monotonic_ns, open_events, realtime_ns,
+};
 pub use filters::{attach_filter, detach_filter};
 pub use links::{
     LoadedPrograms, PinnedAttach, PinnedLinkName, attach_pinned, detach_pinned, pinned_links,
     run_in_link, tcx_ingress_program_ids,
 };
-pub use maps::{Maps, lock_pins, pinned_counters, pinned_endpoint};
-pub use object::{Hook, PIN_ROOT, TC_POD, TC_UNDERLAY, XDP_POD};
-pub use programs::{Datapath, ensure_pinned, pinned_program_id, program_pin, programs_pinned};
+pub use maps::{Maps, lock_pins, maps_pinned, pinned_counters, pinned_endpoint, pinned_vxlan_port};
+pub use object::{ENDPOINTS, Hook, MAPS, PIN_ROOT, TC_POD, TC_UNDERLAY, XDP_POD};
+pub use programs::{
+    Datapath, Pinned, ensure_pinned, pinned_program_id, program_pin, programs_pinned,
+};
 pub use run_stats::{ProgramRuns, enable_run_time_stats, program_runs};

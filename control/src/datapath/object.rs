@@ -10,15 +10,32 @@ pub(super) static DATAPATH_OBJECT: &[u8] =
 pub const XDP_POD: &str = "xdp_pod";
 pub const TC_POD: &str = "tc_pod";
 pub const TC_UNDERLAY: &str = "tc_underlay";
-pub(super) const COUNTERS: &str = "COUNTERS";
-pub(super) const ENDPOINTS: &str = "ENDPOINTS";
-pub(super) const SOURCES: &str = "SOURCES";
-pub(super) const NODE: &str = "NODE";
-pub(super) const REMOTES: &str = "REMOTES";
-pub(super) const PEERS: &str = "PEERS";
-pub(super) const DEVMAP: &str = "DEVMAP";
+// Map names end in their layout's version (see `datapath-ebpf/src/maps.rs`): a map whose key,
+// value, type or size changes gets the next one, so the pins of an older layout are told apart
+// by name and replaced, never opened as this one.
+pub(super) const COUNTERS: &str = "COUNTERS_V2";
+pub const ENDPOINTS: &str = "ENDPOINTS_V2";
+pub(super) const SOURCES: &str = "SOURCES_V2";
+pub(super) const NODE: &str = "NODE_V2";
+pub(super) const REMOTES: &str = "REMOTES_V2";
+pub(super) const PEERS: &str = "PEERS_V2";
+pub(super) const DEVMAP: &str = "DEVMAP_V2";
+pub(super) const MONITOR: &str = "MONITOR_V1";
+pub(super) const EVENTS: &str = "EVENTS_V1";
+pub(super) const EVENTS_LOST: &str = "EVENTS_LOST_V1";
 /// Every map, pinned under a node's or network's directory by these names.
-pub(super) const MAPS: [&str; 7] = [COUNTERS, ENDPOINTS, SOURCES, NODE, REMOTES, PEERS, DEVMAP];
+pub const MAPS: [&str; 10] = [
+    COUNTERS,
+    ENDPOINTS,
+    SOURCES,
+    NODE,
+    REMOTES,
+    PEERS,
+    DEVMAP,
+    MONITOR,
+    EVENTS,
+    EVENTS_LOST,
+];
 
 /// Where fastpath pins each node's maps, programs and links.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/fastpath";

@@ -285,14 +285,23 @@ pub fn programs_pinned(dir: &Path) -> bool {
         .all(|&hook| program_pin(dir, hook).exists())
 }
 
+/// What [`ensure_pinned`] did.
+#[derive(Debug, Default)]
+pub struct Pinned {
+    /// The programs were loaded and verified (they were not pinned yet).
+    pub loaded: bool,
+    /// Pinned maps of an older layout (by name) that this build's maps replaced.
+    pub replaced_maps: Vec<String>,
+}
+
 /// Pins this build's programs under `dir`, beside the maps pinned there (made when missing),
-/// unless they are there already. Only then are the programs loaded and verified; returns
-/// whether they were. Programs of other builds pinned there are unpinned: links running them
-/// keep them until they are given this build's.
-pub fn ensure_pinned(dir: &Path) -> Result<bool, DatapathError> {
+/// unless they are there already. Only then are the programs loaded and verified. Programs of
+/// other builds pinned there are unpinned, and so are maps of other layouts: links running the
+/// old programs keep them (and their maps) until they are given this build's.
+pub fn ensure_pinned(dir: &Path) -> Result<Pinned, DatapathError> {
     bpffs::ensure_mounted()?;
     if programs_pinned(dir) {
-        return Ok(false);
+        return Ok(Pinned::default());
     }
     std::fs::create_dir_all(dir).map_err(|source| DatapathError::Bpffs {
         path: dir.display().to_string(),
@@ -320,33 +329,55 @@ pub fn ensure_pinned(dir: &Path) -> Result<bool, DatapathError> {
             }
         }
     }
-    unpin_other_builds(dir)?;
-    Ok(true)
+    let replaced_maps = unpin_others(dir)?;
+    Ok(Pinned {
+        loaded: true,
+        replaced_maps,
+    })
 }
 
-fn unpin_other_builds(dir: &Path) -> Result<(), DatapathError> {
+/// Unpins programs of other builds and maps of other layouts from `dir`; returns the maps'
+/// names.
+fn unpin_others(dir: &Path) -> Result<Vec<String>, DatapathError> {
     let entries = std::fs::read_dir(dir).map_err(|source| DatapathError::Bpffs {
         path: dir.display().to_string(),
         source,
     })?;
     let ours: Vec<PathBuf> = Hook::ALL.iter().map(|&h| program_pin(dir, h)).collect();
+    let mut replaced_maps = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_program = entry.file_name().to_string_lossy().starts_with("prog-");
-        if is_program && !ours.contains(&path) {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(DatapathError::Pin {
-                        path: path.display().to_string(),
-                        source,
-                    });
-                }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old_program = name.starts_with("prog-") && !ours.contains(&path);
+        let old_map = is_map_name(&name) && !MAPS.contains(&name.as_str());
+        if !old_program && !old_map {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(DatapathError::Pin {
+                    path: path.display().to_string(),
+                    source,
+                });
             }
         }
+        if old_map {
+            replaced_maps.push(name);
+        }
     }
-    Ok(())
+    replaced_maps.sort();
+    Ok(replaced_maps)
+}
+
+/// Map pins are named as the maps are, in capitals (`ENDPOINTS_V2`, and `ENDPOINTS` before
+/// layouts had versions); programs and links are `prog-…` and `link-…`.
+fn is_map_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The kernel's id of this build's program for `hook` pinned under `dir`.
