@@ -3,8 +3,12 @@
 //! one read of the monitor map's flags.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     btf_maps::{Array, PerCpuArray, RingBuf},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    helpers::{
+        bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_ringbuf_query, bpf_skb_load_bytes,
+        bpf_xdp_load_bytes,
+    },
     macros::btf_map,
     programs::{TcContext, XdpContext},
 };
@@ -29,6 +33,13 @@ static MONITOR: Array<MonitorConfig, 1> = Array::new();
 /// The events, shared by the node's programs.
 #[btf_map(name = "EVENTS_V1")]
 static EVENTS: RingBuf<Event, { RING_BYTES as usize }> = RingBuf::new();
+
+/// Unread event bytes at which the reader is woken. Below it, events are written without a
+/// wakeup (the reader also looks every few milliseconds): a wakeup per event costs microseconds,
+/// and the kernel's default wakes a reader that keeps up on every single one.
+const WAKEUP_BYTES: u64 = RING_BYTES as u64 / 4;
+/// What one event takes in the ring: the record and the kernel's 8-byte header.
+const EVENT_BYTES: u64 = size_of::<Event>() as u64 + 8;
 
 /// Events that found the ring buffer full, per program slot and CPU.
 #[btf_map(name = "EVENTS_LOST_V1")]
@@ -146,7 +157,21 @@ fn write(
         }
         five_tuple(pkt, decided.inner_offset, event);
     }
-    entry.submit(0);
+    // Woken once, by the event that crosses the mark; a reader that does not keep up is not
+    // woken again for every event after it.
+    // SAFETY: the map's address, as the map helpers take it.
+    let unread = unsafe {
+        bpf_ringbuf_query(
+            core::ptr::from_ref(&EVENTS).cast_mut().cast(),
+            u64::from(BPF_RB_AVAIL_DATA),
+        )
+    };
+    let crossing = unread >= WAKEUP_BYTES && unread < WAKEUP_BYTES + EVENT_BYTES;
+    entry.submit(u64::from(if crossing {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }));
 }
 
 /// Fills the event's addresses, protocol and ports from the headers at `offset`, as far as the

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 use tests::fastpath;
 
-const ROWS: [(&str, &str); 12] = [
+const ROWS: [(&str, &str); 14] = [
     ("loopback", "same-node"),
     ("veth", "same-node"),
     ("bridge", "same-node"),
@@ -14,6 +14,8 @@ const ROWS: [(&str, &str); 12] = [
     ("xdp-same", "same-node"),
     ("tc-same", "same-node"),
     ("tc-same-scaled", "same-node"),
+    ("tc-same-drop-monitor", "same-node"),
+    ("tc-same-trace-monitor", "same-node"),
     ("vxlan", "cross-node"),
     ("xdp-cross", "cross-node"),
     ("tc-cross", "cross-node"),
@@ -109,7 +111,7 @@ fn quick_bench_measures_every_row_and_workload() {
         );
     }
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 11, "every speed target is evaluated");
+    assert_eq!(targets.len(), 12, "every speed target is evaluated");
     // Cost growth: the scaled rows against the same mode with the demo's few entries.
     for (scaled, base) in [
         ("tc-same-scaled", "tc-same"),

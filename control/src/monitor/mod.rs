@@ -22,7 +22,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -105,6 +105,8 @@ struct Shared {
     started_ns: u64,
     shown: AtomicU64,
     enough: Notify,
+    /// Set once the programs were told to stop: readers take what is left and return.
+    stopping: AtomicBool,
     pcap: Mutex<Option<PcapWriter>>,
 }
 
@@ -184,6 +186,7 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
         started_ns,
         shown: AtomicU64::new(0),
         enough: Notify::new(),
+        stopping: AtomicBool::new(false),
         pcap: Mutex::new(pcap),
     });
 
@@ -243,9 +246,16 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
             }
         }
     }
-    // The programs stop writing before the last count is read.
+    // The programs stop writing before the readers take the last events and the last count is
+    // read. Readers whose output no longer moves are left behind.
     drop(lease);
-    readers.abort_all();
+    shared.stopping.store(true, Ordering::Relaxed);
+    let finished = tokio::time::timeout(Duration::from_secs(1), async {
+        while readers.join_next().await.is_some() {}
+    });
+    if finished.await.is_err() {
+        readers.abort_all();
+    }
     let lost = report_lost(&mut readings, true);
     if let Some(pcap) = shared.pcap.lock().expect("pcap lock").as_mut() {
         pcap.flush()?;
@@ -261,6 +271,10 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
     })
 }
 
+/// How often a reader looks at its ring buffer besides when woken: the programs wake it only
+/// when a quarter of the ring is unread.
+const POLL_EVERY: Duration = Duration::from_millis(10);
+
 /// Reads `source`'s ring buffer until the monitor stops it or the output is closed.
 async fn read_events(
     source: Source,
@@ -273,45 +287,60 @@ async fn read_events(
     // that owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .with_context(|| format!("polling the event ring buffer of {}", source.label))?;
-    let options = &shared.options;
     loop {
-        let mut ready = ring.readable_mut().await?;
-        let events = ready.get_inner_mut();
-        while let Some(record) = events.next() {
-            let event = datapath::decode_event(&record);
-            drop(record);
-            let Some(event) = event else { continue };
-            if event.time_ns < shared.started_ns
-                || options.reason.is_some_and(|r| r.0 != event.reason)
-            {
-                continue;
-            }
-            let shown = Shown::new(&event, &source, &names, shared.clock_offset_ns);
-            if let Some(pod) = &options.pod
-                && !shown.concerns(pod, &shared.pod_addresses)
-            {
-                continue;
-            }
-            if let Some(pcap) = shared.pcap.lock().expect("pcap lock").as_mut() {
-                let data = &event.data[..(event.cap_len as usize).min(event.data.len())];
-                pcap.packet(shown.time_unix_ns, event.len, data)?;
-            }
-            let line = if options.json {
-                serde_json::to_string(&shown)?
-            } else {
-                shown.line()
-            };
-            if lines.send(line).await.is_err() {
-                return Ok(());
-            }
-            let n = shared.shown.fetch_add(1, Ordering::Relaxed) + 1;
-            if options.count.is_some_and(|count| n >= count) {
-                shared.enough.notify_one();
-                return Ok(());
-            }
+        if let Ok(ready) = tokio::time::timeout(POLL_EVERY, ring.readable_mut()).await {
+            ready?.clear_ready();
         }
-        ready.clear_ready();
+        let last = shared.stopping.load(Ordering::Relaxed);
+        if !drain(ring.get_mut(), &source, &names, &shared, &lines).await? || last {
+            return Ok(());
+        }
     }
+}
+
+/// Shows every event in `events`; false when the monitor has shown enough or its output is
+/// closed.
+async fn drain(
+    events: &mut RingBuf<MapData>,
+    source: &Source,
+    names: &Names,
+    shared: &Shared,
+    lines: &mpsc::Sender<String>,
+) -> Result<bool> {
+    let options = &shared.options;
+    while let Some(record) = events.next() {
+        let event = datapath::decode_event(&record);
+        drop(record);
+        let Some(event) = event else { continue };
+        if event.time_ns < shared.started_ns || options.reason.is_some_and(|r| r.0 != event.reason)
+        {
+            continue;
+        }
+        let shown = Shown::new(&event, source, names, shared.clock_offset_ns);
+        if let Some(pod) = &options.pod
+            && !shown.concerns(pod, &shared.pod_addresses)
+        {
+            continue;
+        }
+        if let Some(pcap) = shared.pcap.lock().expect("pcap lock").as_mut() {
+            let data = &event.data[..(event.cap_len as usize).min(event.data.len())];
+            pcap.packet(shown.time_unix_ns, event.len, data)?;
+        }
+        let line = if options.json {
+            serde_json::to_string(&shown)?
+        } else {
+            shown.line()
+        };
+        if lines.send(line).await.is_err() {
+            return Ok(false);
+        }
+        let n = shared.shown.fetch_add(1, Ordering::Relaxed) + 1;
+        if options.count.is_some_and(|count| n >= count) {
+            shared.enough.notify_one();
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The printing thread: takes lines from the returned sender and writes them to stdout; the

@@ -11,6 +11,7 @@ mod cni_report;
 mod cost;
 mod load;
 mod metric;
+mod monitor_load;
 mod report;
 mod rows;
 mod run;

@@ -454,7 +454,7 @@ const fn target(
     }
 }
 
-const TARGETS: [TargetSpec; 11] = [
+const TARGETS: [TargetSpec; 12] = [
     target(
         "same node, best mode: UDP rate vs single veth",
         SAME,
@@ -530,6 +530,14 @@ const TARGETS: [TargetSpec; 11] = [
     target(
         "cost growth, same node: UDP rate with 10k entries vs with the demo's",
         &[Row::TcSameScaled],
+        Metric::UdpRate,
+        Row::TcSame,
+        0.97,
+        true,
+    ),
+    target(
+        "monitor cost, same node: UDP rate with a drop monitor vs with none",
+        &[Row::TcSameDropMonitor],
         Metric::UdpRate,
         Row::TcSame,
         0.97,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{
     load::Path,
+    monitor_load::MonitorProcess,
     tun::{self, Tunnel},
 };
 use control::{
@@ -69,6 +70,10 @@ pub enum Row {
     TcSame,
     /// `TcSame` with 10,000 more endpoints and 1,000 remote CIDRs in the maps.
     TcSameScaled,
+    /// `TcSame` while `fastpath monitor` reads every drop (none in this traffic).
+    TcSameDropMonitor,
+    /// `TcSame` while `fastpath monitor` traces one decision in 100.
+    TcSameTraceMonitor,
     Vxlan,
     XdpCross,
     TcCross,
@@ -78,7 +83,7 @@ pub enum Row {
 }
 
 impl Row {
-    pub const ALL: [Row; 12] = [
+    pub const ALL: [Row; 14] = [
         Row::Loopback,
         Row::Veth,
         Row::Bridge,
@@ -86,6 +91,8 @@ impl Row {
         Row::XdpSame,
         Row::TcSame,
         Row::TcSameScaled,
+        Row::TcSameDropMonitor,
+        Row::TcSameTraceMonitor,
         Row::Vxlan,
         Row::XdpCross,
         Row::TcCross,
@@ -102,6 +109,8 @@ impl Row {
             Row::XdpSame | Row::XdpCross => "fastpath xdp",
             Row::TcSame | Row::TcCross => "fastpath tc",
             Row::TcSameScaled | Row::TcCrossScaled => "fastpath tc, 10k entries",
+            Row::TcSameDropMonitor => "fastpath tc, drop monitor",
+            Row::TcSameTraceMonitor => "fastpath tc, trace 1/100",
             Row::Vxlan => "kernel vxlan",
             Row::Tun => "tun tunnel",
         }
@@ -129,6 +138,8 @@ impl Row {
             Row::XdpSame
             | Row::TcSame
             | Row::TcSameScaled
+            | Row::TcSameDropMonitor
+            | Row::TcSameTraceMonitor
             | Row::XdpCross
             | Row::TcCross
             | Row::TcCrossScaled => Kind::FastPath,
@@ -141,7 +152,12 @@ impl Row {
         match self {
             Row::Bridge | Row::Vxlan | Row::Tun => Some(Mode::Kernel),
             Row::XdpSame | Row::XdpCross => Some(Mode::Xdp),
-            Row::TcSame | Row::TcCross | Row::TcSameScaled | Row::TcCrossScaled => Some(Mode::Tc),
+            Row::TcSame
+            | Row::TcCross
+            | Row::TcSameScaled
+            | Row::TcCrossScaled
+            | Row::TcSameDropMonitor
+            | Row::TcSameTraceMonitor => Some(Mode::Tc),
             Row::Loopback | Row::Veth | Row::Macvlan => None,
         }
     }
@@ -162,6 +178,8 @@ pub struct Topology {
     cluster: Cluster,
     pod_mtu: u32,
     tunnel: Option<Tunnel>,
+    /// The monitor rows' reader, stopped when the next row is prepared.
+    monitor: Option<MonitorProcess>,
 }
 
 fn extra(name: &str) -> Netns {
@@ -187,6 +205,7 @@ impl Topology {
             cluster: Cluster::new(config, PREFIX),
             pod_mtu,
             tunnel: None,
+            monitor: None,
         };
         cluster::up(&topology.cluster).await?;
 
@@ -275,6 +294,7 @@ impl Topology {
     /// Makes the machine ready for `row` and returns where its traffic goes.
     pub async fn prepare(&mut self, row: Row) -> Result<Path> {
         self.tunnel = None;
+        self.monitor = None;
         if let Some(mode) = row.mode() {
             self.cluster.mode_override = Some(mode);
             cluster::up(&self.cluster)
@@ -286,6 +306,20 @@ impl Topology {
         }
         if matches!(row, Row::TcSameScaled | Row::TcCrossScaled) {
             self.fill_maps()?;
+        }
+        let monitor_args: &[&str] = match row {
+            Row::TcSameDropMonitor => &["--type", "drop"],
+            Row::TcSameTraceMonitor => &["--type", "trace", "--sample", "100"],
+            _ => &[],
+        };
+        if !monitor_args.is_empty() {
+            let (node, _) = self.find_pod(cluster_pods(row.group()).0);
+            self.monitor = Some(MonitorProcess::start(
+                PREFIX,
+                &node.name,
+                &self.cluster.pin_dir(node),
+                monitor_args,
+            )?);
         }
         Ok(match row {
             Row::Loopback => Path {
@@ -313,6 +347,8 @@ impl Topology {
             | Row::XdpSame
             | Row::TcSame
             | Row::TcSameScaled
+            | Row::TcSameDropMonitor
+            | Row::TcSameTraceMonitor
             | Row::Vxlan
             | Row::XdpCross
             | Row::TcCross
@@ -411,6 +447,7 @@ impl Topology {
     /// Removes everything the benchmark made.
     pub async fn close(mut self) -> Result<()> {
         self.tunnel = None;
+        self.monitor = None;
         clean_leftovers().await
     }
 }
@@ -434,6 +471,12 @@ pub fn describe(row: Row) -> &'static str {
         Row::TcSame => "tc_pod redirects veth -> pod (bpf_redirect_peer)",
         Row::TcSameScaled | Row::TcCrossScaled => {
             "as fastpath tc, with 10,000 more endpoints and 1,000 remote CIDRs in the maps"
+        }
+        Row::TcSameDropMonitor => {
+            "as fastpath tc, while `fastpath monitor` reads every drop (the traffic has none)"
+        }
+        Row::TcSameTraceMonitor => {
+            "as fastpath tc, while `fastpath monitor --type trace --sample 100` reads events"
         }
         Row::Vxlan => "bridge, routing, kernel VXLAN device, underlay veth, and back",
         Row::XdpCross => "xdp_pod encapsulates, tc_underlay decapsulates",
