@@ -5,7 +5,8 @@ use bytemuck::{Pod, Zeroable};
 /// Entries the endpoint maps have room for (pods on one node).
 pub const MAX_ENDPOINTS: u32 = 16384;
 
-/// A pod on this node, keyed by its IPv4 address (network byte order, as in the packet).
+/// A pod on this node, keyed by its IPv4 address (bytes as in the packet: bpftool prints them
+/// as the address's four numbers).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Endpoint {
@@ -23,8 +24,8 @@ pub struct Endpoint {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Source {
-    /// The pod's IPv4 address, network byte order.
-    pub ip: u32,
+    /// The pod's IPv4 address, as in the packet.
+    pub ip: [u8; 4],
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
 }
@@ -36,8 +37,8 @@ pub struct NodeConfig {
     /// The bridge's MAC: frames a pod addresses to it are routed, not switched.
     pub gateway_mac: [u8; 6],
     pub _pad: [u8; 2],
-    /// The bridge's IPv4 address, network byte order.
-    pub gateway_ip: u32,
+    /// The bridge's IPv4 address.
+    pub gateway_ip: [u8; 4],
     /// `NODE_*` flags.
     pub flags: u32,
     /// The MAC of the node's VXLAN device (VTEP): inner frames from peers are addressed to it,
@@ -50,8 +51,8 @@ pub struct NodeConfig {
     /// The underlay device: where encapsulated frames leave, and the output device of the route
     /// lookup that finds their next hop.
     pub underlay_ifindex: u32,
-    /// The node's underlay IPv4 address (outer source), network byte order.
-    pub underlay_ip: u32,
+    /// The node's underlay IPv4 address (outer source).
+    pub underlay_ip: [u8; 4],
     /// Largest outer IPv4 packet the underlay carries (the configured underlay MTU).
     pub underlay_mtu: u32,
 }
@@ -69,8 +70,8 @@ pub const MAX_PEERS: u32 = 4096;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Remote {
-    /// The peer's underlay IPv4 address (outer destination), network byte order.
-    pub underlay_ip: u32,
+    /// The peer's underlay IPv4 address (outer destination).
+    pub underlay_ip: [u8; 4],
     /// The MAC of the peer's VXLAN device: the inner destination MAC, as the kernel's neighbour
     /// entry for the peer would give it.
     pub vtep_mac: [u8; 6],

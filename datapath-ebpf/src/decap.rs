@@ -77,7 +77,7 @@ fn drop(reason: Reason) -> (Reason, Action) {
 #[inline(always)]
 fn known_peer(ip: [u8; 4]) -> bool {
     // SAFETY: the map returns a valid pointer or none; the value is plain data.
-    unsafe { PEERS.get(u32::from_ne_bytes(ip)) }.is_some()
+    unsafe { PEERS.get(ip) }.is_some()
 }
 
 /// The network header's ethertype and offset, past up to two VLAN tags in the frame, and whether
@@ -171,7 +171,7 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
         return drop(DROP_VXLAN_VLAN);
     }
     // redirect_peer leaves the kernel no chance to drop what was not addressed to this host.
-    if ip.dst_addr != node.underlay_ip.to_ne_bytes() || arrival.pkt_type != PACKET_HOST {
+    if ip.dst_addr != node.underlay_ip || arrival.pkt_type != PACKET_HOST {
         return drop(DROP_VXLAN_NOT_FOR_NODE);
     }
     // The kernel's VXLAN device takes exactly these flags and zero reserved fields.
@@ -195,7 +195,7 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
 /// from its node; routing a plain packet that claims a pod's address would hand it to the pod.
 #[inline(always)]
 fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Action) {
-    let src = u32::from_ne_bytes(ip.src_addr);
+    let src = ip.src_addr;
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
     let local_pod = src == node.gateway_ip || unsafe { ENDPOINTS.get(src) }.is_some();
     if local_pod || REMOTES.get(&Key::new(32, src)).is_some() {
@@ -236,12 +236,12 @@ fn inner(
         return drop(DROP_VXLAN_INNER_MALFORMED);
     };
     // A peer speaks for its own pods only.
-    match REMOTES.get(&Key::new(32, u32::from_ne_bytes(inner.src_addr))) {
-        Some(owner) if owner.underlay_ip == u32::from_ne_bytes(outer.src_addr) => {}
+    match REMOTES.get(&Key::new(32, inner.src_addr)) {
+        Some(owner) if owner.underlay_ip == outer.src_addr => {}
         _ => return drop(DROP_INNER_SPOOFED),
     }
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
-    let endpoint = unsafe { ENDPOINTS.get(u32::from_ne_bytes(inner.dst_addr)) };
+    let endpoint = unsafe { ENDPOINTS.get(inner.dst_addr) };
     let inner_frags = u16::from_be_bytes(inner.frags);
     if endpoint.is_none() && inner.proto == IpProto::Udp as u8 && inner_frags & IPV4_OFFSET == 0 {
         let Some(udp) = pkt.ptr_at::<UdpHdr>(INNER_IP + inner_header_len) else {

@@ -86,8 +86,8 @@ pub fn next_hop(
     params.l4_protocol = IpProto::Udp as u8;
     params.__bindgen_anon_1.tot_len = outer_len as u16;
     params.ifindex = node.underlay_ifindex;
-    params.__bindgen_anon_3.ipv4_src = node.underlay_ip;
-    params.__bindgen_anon_4.ipv4_dst = peer.underlay_ip;
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(node.underlay_ip);
+    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(peer.underlay_ip);
     // SAFETY: params is a valid bpf_fib_lookup of the size passed.
     let ret = unsafe {
         fib_lookup(
@@ -194,8 +194,8 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
         ttl: OUTER_TTL,
         proto: IpProto::Udp as u8,
         check: [0; 2],
-        src_addr: o.node.underlay_ip.to_ne_bytes(),
-        dst_addr: o.peer.underlay_ip.to_ne_bytes(),
+        src_addr: o.node.underlay_ip,
+        dst_addr: o.peer.underlay_ip,
     };
     outer_ip.check = csum::ipv4_header(&outer_ip);
     let vni = o.node.vni.to_be_bytes();

@@ -85,7 +85,7 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
         return pass(PASS_FAST_PATH_OFF);
     };
     // SAFETY: as above.
-    let Some(endpoint) = (unsafe { ENDPOINTS.get(u32::from_ne_bytes(ip.dst_addr)) }) else {
+    let Some(endpoint) = (unsafe { ENDPOINTS.get(ip.dst_addr) }) else {
         return remote(eth, ip, node);
     };
     // Switched when addressed to the pod itself, routed when addressed to the gateway.
@@ -144,7 +144,7 @@ fn remote(eth: &EthHdr, ip: &Ipv4Hdr, node: &NodeConfig) -> Decision {
     if node.flags & NODE_OVERLAY == 0 {
         return pass(PASS_NO_ENDPOINT);
     }
-    let Some(peer) = REMOTES.get(&Key::new(32, u32::from_ne_bytes(ip.dst_addr))) else {
+    let Some(peer) = REMOTES.get(&Key::new(32, ip.dst_addr)) else {
         return pass(PASS_NO_ENDPOINT);
     };
     if eth.dst_addr != node.gateway_mac {

@@ -9,9 +9,9 @@ use aya_ebpf::{
 };
 use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, MAX_PEERS, NodeConfig, Peer, Remote, Source};
 
-/// Pod IPv4 (network order) → where the pod is.
+/// Pod IPv4 → where the pod is.
 #[btf_map(name = "ENDPOINTS_V2")]
-pub static ENDPOINTS: HashMap<u32, Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
+pub static ENDPOINTS: HashMap<[u8; 4], Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Host-side veth ifindex → the address and MAC its pod may send from.
 #[btf_map(name = "SOURCES_V2")]
@@ -21,13 +21,13 @@ pub static SOURCES: HashMap<u32, Source, { MAX_ENDPOINTS as usize }> = HashMap::
 #[btf_map(name = "NODE_V2")]
 pub static NODE: Array<NodeConfig, 1> = Array::new();
 
-/// Remote pod CIDR (network order) → the peer node that has it.
+/// Remote pod CIDR → the peer node that has it.
 #[btf_map(name = "REMOTES_V2")]
-pub static REMOTES: LpmTrie<u32, Remote, { MAX_PEERS as usize }> = LpmTrie::new();
+pub static REMOTES: LpmTrie<[u8; 4], Remote, { MAX_PEERS as usize }> = LpmTrie::new();
 
-/// Underlay IPv4 of every peer (network order) → PEER_KNOWN: the sources VXLAN is taken from.
+/// Underlay IPv4 of every peer → PEER_KNOWN: the sources VXLAN is taken from.
 #[btf_map(name = "PEERS_V2")]
-pub static PEERS: HashMap<u32, Peer, { MAX_PEERS as usize }> = HashMap::new();
+pub static PEERS: HashMap<[u8; 4], Peer, { MAX_PEERS as usize }> = HashMap::new();
 
 /// XDP redirect targets: host-side veth ifindex → itself, and the underlay device. The kernel
 /// takes no BTF types for a devmap, so bpftool shows this one in hex.

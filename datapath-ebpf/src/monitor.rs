@@ -166,7 +166,7 @@ fn write(
             u64::from(BPF_RB_AVAIL_DATA),
         )
     };
-    let crossing = unread >= WAKEUP_BYTES && unread < WAKEUP_BYTES + EVENT_BYTES;
+    let crossing = (WAKEUP_BYTES..WAKEUP_BYTES + EVENT_BYTES).contains(&unread);
     entry.submit(u64::from(if crossing {
         BPF_RB_FORCE_WAKEUP
     } else {

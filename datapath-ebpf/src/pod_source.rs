@@ -67,7 +67,7 @@ fn ipv4<'a>(
     // SAFETY: ptr_at checked that a whole Ipv4Hdr lies inside the frame.
     let ip = unsafe { &*ip };
     let header_len = ipv4_header_len(ip).ok_or(DROP_POD_IPV4_MALFORMED)?;
-    if u32::from_ne_bytes(ip.src_addr) != source.ip {
+    if ip.src_addr != source.ip {
         return Err(DROP_SPOOFED_IP);
     }
     let Some(node) = node else {
@@ -97,14 +97,13 @@ fn ipv4<'a>(
 /// pods' business, and a peer's decapsulation checks what reaches its own addresses.
 #[inline(always)]
 fn is_pod(ip: [u8; 4], node: &NodeConfig) -> bool {
-    let key = u32::from_ne_bytes(ip);
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
-    if unsafe { ENDPOINTS.get(key) }.is_some() {
+    if unsafe { ENDPOINTS.get(ip) }.is_some() {
         return true;
     }
     node.flags & NODE_OVERLAY != 0
         && REMOTES
-            .get(&aya_ebpf::maps::lpm_trie::Key::new(32, key))
+            .get(&aya_ebpf::maps::lpm_trie::Key::new(32, ip))
             .is_some()
 }
 
@@ -125,8 +124,8 @@ fn arp(pkt: &Packet, source: &Source) -> Result<(), Reason> {
     {
         return Err(DROP_ARP_MALFORMED);
     }
-    let sender_ip = u32::from_ne_bytes(arp.spa);
-    let probe = op == ARP_REQUEST && sender_ip == 0;
+    let sender_ip = arp.spa;
+    let probe = op == ARP_REQUEST && sender_ip == [0; 4];
     if arp.sha != source.mac || (sender_ip != source.ip && !probe) {
         return Err(DROP_ARP_SPOOFED);
     }

@@ -387,11 +387,11 @@ impl CniHost {
         }
         let map = Map::from_map_data(MapData::from_pin(&path).expect("pinned endpoint map"))
             .expect("a map");
-        let map: HashMap<_, u32, datapath_common::maps::Endpoint> =
+        let map: HashMap<_, [u8; 4], datapath_common::maps::Endpoint> =
             HashMap::try_from(map).expect("the endpoint map is a hash map");
         map.iter()
             .map(|e| e.expect("entry"))
-            .map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v.ifindex))
+            .map(|(k, v)| (Ipv4Addr::from(k), v.ifindex))
             .collect()
     }
 

@@ -27,15 +27,15 @@ pub struct PeerEntry {
 
 impl PeerEntry {
     /// The REMOTES entry: (prefix length, network, value).
-    pub(super) fn remote(&self) -> (u32, u32, Remote) {
+    pub(super) fn remote(&self) -> (u32, [u8; 4], Remote) {
         let value = Remote {
-            underlay_ip: u32::from_ne_bytes(self.underlay_ip.octets()),
+            underlay_ip: self.underlay_ip.octets(),
             vtep_mac: self.vtep_mac.0,
             _pad: [0; 2],
         };
         (
             u32::from(self.pod_cidr.prefix_len()),
-            u32::from_ne_bytes(self.pod_cidr.network().octets()),
+            self.pod_cidr.network().octets(),
             value,
         )
     }
@@ -86,20 +86,20 @@ pub struct EndpointEntry {
 
 impl EndpointEntry {
     /// The ENDPOINTS entry: the pod's address → where its frames go, and who says so.
-    pub(super) fn endpoint(&self, owner: Owner) -> (u32, Endpoint) {
+    pub(super) fn endpoint(&self, owner: Owner) -> ([u8; 4], Endpoint) {
         let value = Endpoint {
             ifindex: self.ifindex,
             owner: owner.id(),
             mac: self.mac.0,
             _pad: [0; 2],
         };
-        (u32::from_ne_bytes(self.ip.octets()), value)
+        (self.ip.octets(), value)
     }
 
     /// The SOURCES entry: the pod's veth → the address and MAC it may send from.
     pub(super) fn source(&self) -> (u32, Source) {
         let value = Source {
-            ip: u32::from_ne_bytes(self.ip.octets()),
+            ip: self.ip.octets(),
             mac: self.mac.0,
             _pad: [0; 2],
         };

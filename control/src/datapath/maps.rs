@@ -88,7 +88,7 @@ impl Maps {
             Array::try_from(&mut self.node).map_err(map_err(NODE))?;
         let mut value = NodeConfig {
             gateway_mac: gateway_mac.0,
-            gateway_ip: u32::from_ne_bytes(gateway_ip.octets()),
+            gateway_ip: gateway_ip.octets(),
             flags: NODE_FAST_PATH,
             ..NodeConfig::default()
         };
@@ -98,7 +98,7 @@ impl Maps {
             value.vxlan_port = o.port.to_be();
             value.vni = o.vni;
             value.underlay_ifindex = o.underlay_ifindex;
-            value.underlay_ip = u32::from_ne_bytes(o.underlay_ip.octets());
+            value.underlay_ip = o.underlay_ip.octets();
             value.underlay_mtu = o.underlay_mtu;
         }
         node.set(0, value, 0).map_err(map_err(NODE))
@@ -108,10 +108,10 @@ impl Maps {
     /// were added, changed or removed.
     pub fn sync_peers(&mut self, peers: &[PeerEntry]) -> Result<usize, DatapathError> {
         let mut changed = 0;
-        let mut remotes: LpmTrie<_, u32, Remote> =
+        let mut remotes: LpmTrie<_, [u8; 4], Remote> =
             LpmTrie::try_from(&mut self.remotes).map_err(map_err(REMOTES))?;
-        let want: Vec<(u32, u32, Remote)> = peers.iter().map(PeerEntry::remote).collect();
-        let present: Vec<Key<u32>> = remotes
+        let want: Vec<(u32, [u8; 4], Remote)> = peers.iter().map(PeerEntry::remote).collect();
+        let present: Vec<Key<[u8; 4]>> = remotes
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(REMOTES))?;
@@ -131,12 +131,12 @@ impl Maps {
             }
         }
 
-        let mut known: HashMap<_, u32, Peer> =
+        let mut known: HashMap<_, [u8; 4], Peer> =
             HashMap::try_from(&mut self.peers).map_err(map_err(PEERS))?;
         let known_peer = Peer { flags: PEER_KNOWN };
-        let want: Vec<(u32, Peer)> = peers
+        let want: Vec<([u8; 4], Peer)> = peers
             .iter()
-            .map(|p| (u32::from_ne_bytes(p.underlay_ip.octets()), known_peer))
+            .map(|p| (p.underlay_ip.octets(), known_peer))
             .collect();
         changed += sync_hash(&mut known, &want, |_, _| false).map_err(map_err(PEERS))?;
         Ok(changed)
@@ -144,12 +144,12 @@ impl Maps {
 
     /// Every endpoint entry: a pod's address, and the entry (device, MAC, owner id).
     pub fn endpoints(&self) -> Result<Vec<(Ipv4Addr, Endpoint)>, DatapathError> {
-        let endpoints: HashMap<_, u32, Endpoint> =
+        let endpoints: HashMap<_, [u8; 4], Endpoint> =
             HashMap::try_from(&self.endpoints).map_err(map_err(ENDPOINTS))?;
         let entries = all_entries(&endpoints).map_err(map_err(ENDPOINTS))?;
         Ok(entries
             .into_iter()
-            .map(|(k, v)| (Ipv4Addr::from(k.to_ne_bytes()), v))
+            .map(|(k, v)| (Ipv4Addr::from(k), v))
             .collect())
     }
 
@@ -191,10 +191,10 @@ impl Maps {
         let _inside = netns.enter()?;
         let mut changed = 0;
 
-        let mut endpoints: HashMap<_, u32, Endpoint> =
+        let mut endpoints: HashMap<_, [u8; 4], Endpoint> =
             HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
         let present = all_entries(&endpoints).map_err(map_err(ENDPOINTS))?;
-        let want: Vec<(u32, Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
+        let want: Vec<([u8; 4], Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
         let own_devices: Vec<u32> = entries.iter().map(|e| e.ifindex).collect();
         // This owner's entries; and those from before owners were recorded (owner 0) on one of
         // its own devices, or on a device that is gone.
@@ -215,7 +215,7 @@ impl Maps {
             }
             if let Some(device) = device_name(held.ifindex) {
                 return Err(DatapathError::AddressHeld {
-                    ip: Ipv4Addr::from(key.to_ne_bytes()),
+                    ip: Ipv4Addr::from(*key),
                     device,
                 });
             }
@@ -282,7 +282,7 @@ impl Maps {
         endpoints: &[EndpointEntry],
         remotes: &[PeerEntry],
     ) -> Result<(), DatapathError> {
-        let mut map: HashMap<_, u32, Endpoint> =
+        let mut map: HashMap<_, [u8; 4], Endpoint> =
             HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
         for (key, value) in endpoints.iter().map(|e| e.endpoint(owner)) {
             map.insert(key, value, 0).map_err(map_err(ENDPOINTS))?;
@@ -292,7 +292,7 @@ impl Maps {
         for (key, value) in endpoints.iter().map(EndpointEntry::source) {
             map.insert(key, value, 0).map_err(map_err(SOURCES))?;
         }
-        let mut map: LpmTrie<_, u32, Remote> =
+        let mut map: LpmTrie<_, [u8; 4], Remote> =
             LpmTrie::try_from(&mut self.remotes).map_err(map_err(REMOTES))?;
         for (len, addr, value) in remotes.iter().map(PeerEntry::remote) {
             map.insert(&Key::new(len, addr), value, 0)
@@ -343,9 +343,9 @@ pub fn pinned_vxlan_port(dir: &Path) -> Result<Option<u16>, DatapathError> {
 /// The ENDPOINTS entry of `ip` in the maps pinned under `dir` (only that map is opened).
 pub fn pinned_endpoint(dir: &Path, ip: Ipv4Addr) -> Result<Option<Endpoint>, DatapathError> {
     let map = open_pinned(dir, ENDPOINTS)?;
-    let endpoints: HashMap<_, u32, Endpoint> =
+    let endpoints: HashMap<_, [u8; 4], Endpoint> =
         HashMap::try_from(&map).map_err(map_err(ENDPOINTS))?;
-    match endpoints.get(&u32::from_ne_bytes(ip.octets()), 0) {
+    match endpoints.get(&ip.octets(), 0) {
         Ok(e) => Ok(Some(e)),
         Err(aya::maps::MapError::KeyNotFound) => Ok(None),
         Err(source) => Err(map_err(ENDPOINTS)(source)),
@@ -354,17 +354,18 @@ pub fn pinned_endpoint(dir: &Path, ip: Ipv4Addr) -> Result<Option<Endpoint>, Dat
 
 /// Makes a hash map hold exactly `want` and the present entries `keep` says are not ours to
 /// touch; returns how many entries changed.
-fn sync_hash<T, V>(
-    map: &mut HashMap<T, u32, V>,
-    want: &[(u32, V)],
-    keep: impl Fn(&u32, &V) -> bool,
+fn sync_hash<T, K, V>(
+    map: &mut HashMap<T, K, V>,
+    want: &[(K, V)],
+    keep: impl Fn(&K, &V) -> bool,
 ) -> Result<usize, aya::maps::MapError>
 where
     T: Borrow<MapData> + std::borrow::BorrowMut<MapData>,
+    K: aya::Pod + PartialEq,
     V: aya::Pod + PartialEq,
 {
     let mut changed = 0;
-    let present: Vec<(u32, V)> = map.iter().collect::<Result<_, _>>()?;
+    let present: Vec<(K, V)> = map.iter().collect::<Result<_, _>>()?;
     for (key, _) in present
         .iter()
         .filter(|(k, v)| !keep(k, v) && !want.iter().any(|(w, _)| w == k))
@@ -411,9 +412,9 @@ fn device_name(ifindex: u32) -> Option<String> {
     }
 }
 
-/// Every entry of a hash map keyed by u32.
-fn all_entries<T: Borrow<MapData>, V: aya::Pod>(
-    map: &HashMap<T, u32, V>,
-) -> Result<Vec<(u32, V)>, aya::maps::MapError> {
+/// Every entry of a hash map.
+fn all_entries<T: Borrow<MapData>, K: aya::Pod, V: aya::Pod>(
+    map: &HashMap<T, K, V>,
+) -> Result<Vec<(K, V)>, aya::maps::MapError> {
     map.iter().collect()
 }

@@ -25,6 +25,8 @@ pub struct Shown {
     pub interface: Option<String>,
     pub target_ifindex: u32,
     pub target_interface: Option<String>,
+    /// The frame's ethertype (`ipv4`, `arp`, `0x88cc`, ...), when captured.
+    pub ethertype: Option<String>,
     #[serde(flatten)]
     pub tuple: Option<Tuple>,
     /// The packet inside a VXLAN frame, read from the captured bytes.
@@ -75,6 +77,9 @@ impl Shown {
             interface: names.of(event.ifindex),
             target_ifindex: event.target_ifindex,
             target_interface: names.of(event.target_ifindex),
+            ethertype: data
+                .get(12..14)
+                .map(|t| ethertype_name(u16::from_be_bytes([t[0], t[1]]))),
             tuple: tuple(event),
             inner: source.vxlan_port.and_then(|port| vxlan_inner(data, port)),
             len: event.len,
@@ -106,9 +111,10 @@ impl Shown {
             "{h:02}:{m:02}:{s:02}.{micros:06} {:<8} {:<11} {:<8} {:<26} {:<20}",
             self.source, self.program, self.verdict, self.reason, devices
         );
-        match &self.tuple {
-            Some(t) => line.push_str(&format!(" {}", t.describe())),
-            None => line.push_str(" (not IP)"),
+        match (&self.tuple, &self.ethertype) {
+            (Some(t), _) => line.push_str(&format!(" {}", t.describe())),
+            (None, Some(ethertype)) => line.push_str(&format!(" {ethertype}")),
+            (None, None) => line.push_str(" (not captured)"),
         }
         if let Some(inner) = &self.inner {
             line.push_str(&format!(
@@ -138,8 +144,20 @@ impl Tuple {
     }
 }
 
+fn ethertype_name(ethertype: u16) -> String {
+    match ethertype {
+        0x0800 => "ipv4".into(),
+        0x0806 => "arp".into(),
+        0x86dd => "ipv6".into(),
+        0x8100 => "vlan".into(),
+        0x88a8 => "qinq".into(),
+        t => format!("0x{t:04x}"),
+    }
+}
+
 fn protocol_name(protocol: u8) -> String {
     match protocol {
+        0 => "ipv6-hop-by-hop".into(),
         1 => "icmp".into(),
         6 => "tcp".into(),
         17 => "udp".into(),
