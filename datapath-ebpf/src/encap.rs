@@ -16,7 +16,7 @@ use aya_ebpf::{
     bindings::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_OK, TC_ACT_SHOT,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_OUTPUT, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup, xdp_action,
     },
     helpers::{
@@ -276,10 +276,10 @@ pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, u3
     if !write(&pkt, &outer) {
         return (Some(DROP_ENCAP_FAILED), xdp_action::XDP_DROP);
     }
-    let verdict = DEVMAP
-        .redirect(hop.ifindex, 0)
-        .unwrap_or(xdp_action::XDP_DROP);
-    (None, verdict)
+    match DEVMAP.redirect(hop.ifindex, 0) {
+        Ok(verdict) => (None, verdict),
+        Err(_) => (Some(DROP_ENCAP_FAILED), xdp_action::XDP_DROP),
+    }
 }
 
 /// The length of one outer IPv4 packet on the wire: of the whole skb, or for a GSO skb of one of
@@ -367,7 +367,11 @@ pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, i32)
             bpf_redirect_neigh(hop.ifindex, core::ptr::null_mut(), 0, 0)
         }
     } as i32;
-    (None, ret)
+    if ret == TC_ACT_REDIRECT {
+        (None, ret)
+    } else {
+        (Some(DROP_ENCAP_FAILED), TC_ACT_SHOT)
+    }
 }
 
 /// BPF_F_ADJ_ROOM_ENCAP_L2(len): the inner MAC header length, in the flags' top byte.

@@ -59,9 +59,13 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
         Action::Drop => xdp_action::XDP_DROP,
         Action::Redirect { ifindex } => {
             target_ifindex = ifindex;
-            DEVMAP
-                .redirect(ifindex, u64::from(xdp_action::XDP_PASS))
-                .unwrap_or(xdp_action::XDP_PASS)
+            match DEVMAP.redirect(ifindex, u64::from(xdp_action::XDP_PASS)) {
+                Ok(verdict) if verdict == xdp_action::XDP_REDIRECT => verdict,
+                _ => {
+                    reason = reasons::PASS_REDIRECT_FAILED;
+                    xdp_action::XDP_PASS
+                }
+            }
         }
         Action::Encap { peer } => {
             let (why, verdict) = encap::xdp(&ctx, &pkt, &peer);

@@ -64,18 +64,17 @@ fn wanted(decided: &Decided) -> Option<u32> {
     if config.flags == 0 {
         return None;
     }
-    let drop_wanted = config.flags & MONITOR_DROPS != 0 && decided.verdict == Verdict::Drop;
-    let trace_wanted = config.flags & MONITOR_TRACE != 0
-        // SAFETY: helper calls without arguments.
-        && (config.sample <= 1 || unsafe { bpf_get_prandom_u32() } % config.sample == 0);
-    if !drop_wanted && !trace_wanted {
-        return None;
-    }
-    // SAFETY: as above.
+    // A lapsed request (its monitor was killed) costs this clock read until `up` or the next
+    // monitor clears it.
+    // SAFETY: helper calls without arguments.
     if unsafe { bpf_ktime_get_ns() } >= config.lease_until_ns {
         return None;
     }
-    Some(config.snap_len)
+    let drop_wanted = config.flags & MONITOR_DROPS != 0 && decided.verdict == Verdict::Drop;
+    let trace_wanted = config.flags & MONITOR_TRACE != 0
+        // SAFETY: as above.
+        && (config.sample <= 1 || unsafe { bpf_get_prandom_u32() } % config.sample == 0);
+    (drop_wanted || trace_wanted).then_some(config.snap_len)
 }
 
 /// Writes `decided`'s event for a TC program, the frame as the program leaves it.
@@ -136,8 +135,9 @@ fn write(
     } else {
         ((want - 1) & (SNAP_MAX - 1)) + 1
     };
-    // SAFETY: `event` points to a reserved record of size_of::<Event>() bytes, written field by
-    // field before it is submitted.
+    // SAFETY: `event` points to a reserved record of size_of::<Event>() bytes. Every field is
+    // written before it is submitted; of `data`, the first `cap_len` bytes (the rest keeps what
+    // an earlier record left, which readers do not look at).
     unsafe {
         (*event).time_ns = bpf_ktime_get_ns();
         (*event).program = decided.program;

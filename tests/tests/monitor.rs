@@ -536,3 +536,66 @@ fn a_cni_networks_drops_are_monitored_with_its_pods_names() {
         host.exec("DEL", id, Some(c.netns()), &conf).expect_ok();
     }
 }
+
+#[test]
+fn a_cni_network_pinned_with_an_older_layout_takes_del_check_and_add() {
+    let host = CniHost::new();
+    let conf = host.standalone("198.18.61.0/24");
+    let (c1, c2, c3) = (
+        host.container("c1"),
+        host.container("c2"),
+        host.container("c3"),
+    );
+    let r1 = host
+        .exec("ADD", "c1-layout", Some(c1.netns()), &conf)
+        .expect_ok();
+    host.exec("ADD", "c2-layout", Some(c2.netns()), &conf)
+        .expect_ok();
+    // What an older fastpath left: maps under names without this layout's versions, programs
+    // of another build. The filters on c1's and c2's veths keep running them.
+    let dir = host.pin_dir();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let old = if let Some(map) = name.strip_suffix("_V2").or(name.strip_suffix("_V1")) {
+            map.to_string()
+        } else if let Some(hook) = name.strip_prefix("prog-") {
+            format!("prog-{}-0000000000000000", hook.split('-').next().unwrap())
+        } else {
+            continue;
+        };
+        std::fs::rename(dir.join(&name), dir.join(old)).unwrap();
+    }
+    assert!(!datapath::maps_pinned(&dir));
+
+    // CHECK says what is wrong instead of failing to open a map.
+    let mut check_conf = conf.clone();
+    check_conf["prevResult"] = r1.clone();
+    let check = host.exec("CHECK", "c1-layout", Some(c1.netns()), &check_conf);
+    assert!(!check.success);
+    assert!(
+        check.json["msg"]
+            .as_str()
+            .unwrap_or("")
+            .contains("older layout")
+            || check.json["details"]
+                .as_str()
+                .unwrap_or("")
+                .contains("older layout"),
+        "{}",
+        check.json
+    );
+    // DEL (not the network's last) and ADD work, and replace the old maps.
+    host.exec("DEL", "c2-layout", Some(c2.netns()), &conf)
+        .expect_ok();
+    assert!(datapath::maps_pinned(&dir));
+    assert!(!dir.join("ENDPOINTS").exists());
+    let r3 = host
+        .exec("ADD", "c3-layout", Some(c3.netns()), &conf)
+        .expect_ok();
+    let (ip1, ip3) = (tests::cni::address_of(&r1), tests::cni::address_of(&r3));
+    assert!(probe::ping(c3.netns(), ip1, 1, &[]), "{ip3} → {ip1}");
+    assert!(probe::ping(c1.netns(), ip3, 1, &[]), "{ip1} → {ip3}");
+    for (id, c) in [("c1-layout", &c1), ("c3-layout", &c3)] {
+        host.exec("DEL", id, Some(c.netns()), &conf).expect_ok();
+    }
+}

@@ -58,6 +58,12 @@ impl Reconciler<'_> {
                 ));
             }
             _pins_lock = Some(datapath::lock_pins(&dir)?);
+            if datapath::clear_lapsed_request(&dir)? {
+                log::info!(
+                    "node {}: cleared the request of a monitor that died",
+                    node.name
+                );
+            }
             let mut maps = Maps::open(&dir)?;
             let bridge_mac = nl
                 .link_view(&node.bridge)

@@ -119,6 +119,11 @@ impl Pins {
                 mac: *mac,
             });
         }
+        // Pins of an older layout (an upgrade): this build's maps take their place first; filters
+        // on existing veths keep the old programs and maps until their pods are added again.
+        if !datapath::maps_pinned(dir) {
+            datapath::ensure_pinned(dir)?;
+        }
         Maps::open(dir)?.sync_endpoints(&Netns::host(), owner, &entries, None)?;
         Ok(())
     }
@@ -193,7 +198,9 @@ pub async fn runs_on(host: &Netlink, dir: &Path, veth: &str, ifindex: u32) -> Re
 
 /// The endpoint entry of `ip` in the maps pinned under `dir`.
 pub fn endpoint_ifindex(dir: &Path, ip: Ipv4Addr) -> Result<Option<u32>> {
-    if !dir.exists() {
+    // Also pins of an older layout (before an upgrade's first ADD or DEL replaces them): this
+    // build has no map to look in yet.
+    if !datapath::maps_pinned(dir) {
         return Ok(None);
     }
     Ok(datapath::pinned_endpoint(dir, ip)?.map(|e| e.ifindex))

@@ -30,7 +30,12 @@ use self::{
     spec::{CniResult, Command, Env, NetConf, VersionInfo},
     store::{Record, Store},
 };
-use crate::{datapath::Owner, error::chain, netlink::Netlink, netns::Netns};
+use crate::{
+    datapath::{self, Owner},
+    error::chain,
+    netlink::Netlink,
+    netns::Netns,
+};
 
 /// The bridge of a standalone network whose configuration names none.
 pub const DEFAULT_BRIDGE: &str = "fp-cni0";
@@ -609,7 +614,12 @@ impl Plugin<'_> {
             if !fastpath::runs_on(&host, pins.dir(), &record.host_veth, veth.index).await? {
                 missing.push(format!("tc_pod on {}", record.host_veth));
             }
-            if pins.endpoint_ifindex(ip)? != Some(veth.index) {
+            if !datapath::maps_pinned(pins.dir()) {
+                missing.push(format!(
+                    "this build's fast-path maps in {} (those pinned there are of an older layout; the network's next ADD or DEL replaces them)",
+                    pins.dir().display()
+                ));
+            } else if pins.endpoint_ifindex(ip)? != Some(veth.index) {
                 missing.push(format!(
                     "the fast-path map entry {ip} -> {} (ifindex {})",
                     record.host_veth, veth.index

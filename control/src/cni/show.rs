@@ -155,7 +155,7 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
                 fast_path: linked && mapped,
             });
         }
-        let counters = if dir.exists() {
+        let counters = if datapath::maps_pinned(&dir) {
             datapath::pinned_counters(&dir)?
         } else {
             Vec::new()

@@ -63,6 +63,18 @@ impl MonitorMaps {
     }
 }
 
+/// Clears a request whose lease has run out (its monitor was killed), so that the programs stop
+/// reading the clock for it; returns whether there was one. A live monitor's request is left.
+pub fn clear_lapsed_request(dir: &Path) -> Result<bool, DatapathError> {
+    let mut maps = MonitorMaps::open(dir)?;
+    let request = maps.config()?;
+    if request.flags == 0 || request.lease_until_ns > monotonic_ns() {
+        return Ok(false);
+    }
+    maps.set_config(&MonitorConfig::default())?;
+    Ok(true)
+}
+
 /// The ring buffer pinned under `dir`, for its one reader.
 pub fn open_events(dir: &Path) -> Result<RingBuf<MapData>, DatapathError> {
     RingBuf::try_from(open(dir, EVENTS)?).map_err(map_err(EVENTS))

@@ -32,7 +32,8 @@ mod run_stats;
 pub use counters::{CounterRow, packets};
 pub use entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry};
 pub use events::{
-    MonitorMaps, decode_event, events_produced, monotonic_ns, open_events, realtime_ns,
+    MonitorMaps, clear_lapsed_request, decode_event, events_produced, monotonic_ns, open_events,
+    realtime_ns,
 };
 pub use filters::{attach_filter, detach_filter};
 pub use links::{

@@ -38,34 +38,41 @@ impl Lease {
                     .with_context(|| format!("opening the monitor map in {}", dir.display()))
             })
             .collect::<Result<Vec<_>>>()?;
+        // Made before the first write: whatever fails from here, dropping it clears them all.
+        let mut lease = Self {
+            dirs,
+            stop: Arc::new(AtomicBool::new(false)),
+            renewer: None,
+        };
         renew(&mut maps, request)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let renewer = std::thread::spawn(move || {
+        let stopped = lease.stop.clone();
+        lease.renewer = Some(std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 std::thread::sleep(RENEW_EVERY);
                 if let Err(e) = renew(&mut maps, request) {
                     eprintln!("monitor: cannot renew the request: {e:#}");
                 }
             }
-        });
-        Ok(Self {
-            dirs,
-            stop,
-            renewer: Some(renewer),
-        })
+        }));
+        Ok(lease)
     }
 }
 
+/// Writes `request` with a fresh lease into every map; one that fails does not keep the others
+/// from theirs.
 fn renew(maps: &mut [MonitorMaps], request: MonitorConfig) -> Result<()> {
     let lease_until_ns = datapath::monotonic_ns() + LEASE.as_nanos() as u64;
+    let mut first_error = None;
     for m in maps {
-        m.set_config(&MonitorConfig {
+        let written = m.set_config(&MonitorConfig {
             lease_until_ns,
             ..request
-        })?;
+        });
+        if let Err(e) = written {
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 impl Drop for Lease {

@@ -202,6 +202,10 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
         ));
     }
     drop(lines);
+    // Before the request is written: a signal from here on ends the monitor through its exit
+    // path, which clears the request.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let lease = Lease::start(
         readings.iter().map(|r| r.source.dir.clone()).collect(),
         request,
@@ -219,8 +223,6 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
     // Said once everything is in place: what follows is what the programs write from now.
     eprintln!("monitor: reading {} ({what})", labels.join(", "));
 
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     let deadline = tokio::time::sleep(Duration::from_secs(seconds.unwrap_or(u64::MAX / 4)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -274,11 +276,13 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
 /// How often a reader looks at its ring buffer besides when woken: the programs wake it only
 /// when a quarter of the ring is unread.
 const POLL_EVERY: Duration = Duration::from_millis(10);
+/// How often the names of devices are read again.
+const NAMES_EVERY: Duration = Duration::from_secs(2);
 
 /// Reads `source`'s ring buffer until the monitor stops it or the output is closed.
 async fn read_events(
     source: Source,
-    names: Names,
+    mut names: Names,
     ring: RingBuf<MapData>,
     shared: Arc<Shared>,
     lines: mpsc::Sender<String>,
@@ -287,9 +291,17 @@ async fn read_events(
     // that owns the RingBuf.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .with_context(|| format!("polling the event ring buffer of {}", source.label))?;
+    let mut names_read = tokio::time::Instant::now();
     loop {
         if let Ok(ready) = tokio::time::timeout(POLL_EVERY, ring.readable_mut()).await {
             ready?.clear_ready();
+        }
+        // Devices come and go with pods: their names are read again now and then.
+        if names_read.elapsed() >= NAMES_EVERY
+            && let Ok(fresh) = Names::read(&source).await
+        {
+            names = fresh;
+            names_read = tokio::time::Instant::now();
         }
         let last = shared.stopping.load(Ordering::Relaxed);
         if !drain(ring.get_mut(), &source, &names, &shared, &lines).await? || last {
@@ -318,9 +330,19 @@ async fn drain(
         }
         let shown = Shown::new(&event, source, names, shared.clock_offset_ns);
         if let Some(pod) = &options.pod
-            && !shown.concerns(pod, &shared.pod_addresses)
+            && !shown.concerns(pod, &shared.pod_addresses, |name| {
+                source.pods.iter().any(|p| p.name == name)
+            })
         {
             continue;
+        }
+        // Counted before it is written anywhere, so that readers of several sources together
+        // stop at --count.
+        let n = shared.shown.fetch_add(1, Ordering::Relaxed) + 1;
+        if options.count.is_some_and(|count| n > count) {
+            shared.shown.fetch_sub(1, Ordering::Relaxed);
+            shared.enough.notify_one();
+            return Ok(false);
         }
         if let Some(pcap) = shared.pcap.lock().expect("pcap lock").as_mut() {
             let data = &event.data[..(event.cap_len as usize).min(event.data.len())];
@@ -334,8 +356,7 @@ async fn drain(
         if lines.send(line).await.is_err() {
             return Ok(false);
         }
-        let n = shared.shown.fetch_add(1, Ordering::Relaxed) + 1;
-        if options.count.is_some_and(|count| n >= count) {
+        if options.count == Some(n) {
             shared.enough.notify_one();
             return Ok(false);
         }

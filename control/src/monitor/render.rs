@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use datapath_common::{
     events::{Event, FAMILY_IPV4, FAMILY_IPV6},
-    reasons::{Reason, Verdict, program_name},
+    reasons::{self, Reason, Verdict, program, program_name},
 };
 use serde::Serialize;
 
@@ -81,17 +81,33 @@ impl Shown {
                 .get(12..14)
                 .map(|t| ethertype_name(u16::from_be_bytes([t[0], t[1]]))),
             tuple: tuple(event),
-            inner: source.vxlan_port.and_then(|port| vxlan_inner(data, port)),
+            // Only frames a program made or took as VXLAN: a pod's own UDP to the port is the
+            // pod's, whatever it carries.
+            inner: source
+                .vxlan_port
+                .filter(|_| {
+                    event.program == program::TC_UNDERLAY
+                        || Reason(event.reason) == reasons::REDIRECT_ENCAPSULATED
+                })
+                .and_then(|port| vxlan_inner(data, port)),
             len: event.len,
             cap_len: event.cap_len,
             data: data.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }
 
-    /// Whether the event concerns `pod`: sent from or to its veth, or from or to its address.
-    pub fn concerns(&self, pod: &str, addresses: &[IpAddr]) -> bool {
+    /// Whether the event concerns `pod`: it arrived on or went to the pod's veth, or is addressed
+    /// to the pod, or comes from the pod's address other than through another pod's veth (where
+    /// the source is whatever that pod wrote: `is_pod` tells pods' names).
+    pub fn concerns(&self, pod: &str, addresses: &[IpAddr], is_pod: impl Fn(&str) -> bool) -> bool {
         let named = |i: &Option<String>| i.as_deref() == Some(pod);
-        let addressed = |t: &Tuple| addresses.contains(&t.src) || addresses.contains(&t.dst);
+        let from_another_pod = self
+            .interface
+            .as_deref()
+            .is_some_and(|i| i != pod && is_pod(i));
+        let addressed = |t: &Tuple| {
+            addresses.contains(&t.dst) || (!from_another_pod && addresses.contains(&t.src))
+        };
         named(&self.interface)
             || named(&self.target_interface)
             || self.tuple.as_ref().is_some_and(addressed)

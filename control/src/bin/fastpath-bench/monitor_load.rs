@@ -9,7 +9,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use control::datapath::MonitorMaps;
+use control::datapath::{self, MonitorMaps};
+use datapath_common::events::MonitorConfig;
 
 pub struct MonitorProcess {
     child: Child,
@@ -32,7 +33,12 @@ impl MonitorProcess {
         let mut monitor = Self { child };
         let maps = MonitorMaps::open(dir)?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while maps.config()?.flags == 0 {
+        let pid = monitor.child.id();
+        // Its own request, in force: not one a killed monitor left behind.
+        let reading = |c: MonitorConfig| {
+            c.flags != 0 && c.reader_pid == pid && c.lease_until_ns > datapath::monotonic_ns()
+        };
+        while !reading(maps.config()?) {
             if let Some(status) = monitor.child.try_wait()? {
                 bail!("fastpath monitor exited before it read anything: {status}");
             }
