@@ -44,7 +44,7 @@ pub struct NodeConfig {
     /// The MAC of the node's VXLAN device (VTEP): inner frames from peers are addressed to it,
     /// and frames this node encapsulates carry it as their source.
     pub vtep_mac: [u8; 6],
-    /// VXLAN UDP destination port, network byte order.
+    /// VXLAN UDP destination port.
     pub vxlan_port: u16,
     /// VXLAN network identifier (24 bits), host order.
     pub vni: u32,

@@ -141,7 +141,7 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
         && frags & IPV4_OFFSET == 0
         && match udp {
             // SAFETY: ptr_at checked the UDP header lies inside the frame.
-            Some(udp) => (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes(),
+            Some(udp) => (unsafe { (*udp).dst }) == node.vxlan_port.to_be_bytes(),
             // A first fragment too short to show its port could be the start of VXLAN.
             None => first_fragment,
         };
@@ -248,7 +248,7 @@ fn inner(
             return drop(DROP_VXLAN_INNER_MALFORMED);
         };
         // SAFETY: ptr_at checked the inner UDP header lies inside the frame.
-        if (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes() {
+        if (unsafe { (*udp).dst }) == node.vxlan_port.to_be_bytes() {
             return drop(DROP_VXLAN_NESTED);
         }
     }

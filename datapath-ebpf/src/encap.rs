@@ -211,7 +211,7 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
         (*eth).ether_type = EtherType::Ipv4 as u16;
         *ip = outer_ip;
         (*udp).src = o.source_port.to_be_bytes();
-        (*udp).dst = o.node.vxlan_port.to_ne_bytes();
+        (*udp).dst = o.node.vxlan_port.to_be_bytes();
         (*udp).len = udp_len.to_be_bytes();
         (*udp).check = [0; 2];
         // Flags, 3 reserved bytes, VNI, 1 reserved byte (RFC 7348).

@@ -87,7 +87,7 @@ fn ipv4<'a>(
         .ptr_at::<UdpHdr>(EthHdr::LEN + header_len)
         .ok_or(DROP_POD_IPV4_MALFORMED)?;
     // SAFETY: ptr_at checked the UDP header lies inside the frame.
-    if (unsafe { (*udp).dst }) == node.vxlan_port.to_ne_bytes() && !is_pod(ip.dst_addr, node) {
+    if (unsafe { (*udp).dst }) == node.vxlan_port.to_be_bytes() && !is_pod(ip.dst_addr, node) {
         return Err(DROP_POD_VXLAN);
     }
     Ok(ip)

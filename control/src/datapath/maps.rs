@@ -95,7 +95,7 @@ impl Maps {
         if let Some(o) = overlay {
             value.flags |= NODE_OVERLAY;
             value.vtep_mac = o.vtep_mac.0;
-            value.vxlan_port = o.port.to_be();
+            value.vxlan_port = o.port;
             value.vni = o.vni;
             value.underlay_ifindex = o.underlay_ifindex;
             value.underlay_ip = o.underlay_ip.octets();
@@ -337,7 +337,7 @@ pub fn pinned_vxlan_port(dir: &Path) -> Result<Option<u16>, DatapathError> {
     let map = open_pinned(dir, NODE)?;
     let node: Array<_, NodeConfig> = Array::try_from(&map).map_err(map_err(NODE))?;
     let value = node.get(&0, 0).map_err(map_err(NODE))?;
-    Ok((value.flags & NODE_OVERLAY != 0).then(|| u16::from_be(value.vxlan_port)))
+    Ok((value.flags & NODE_OVERLAY != 0).then_some(value.vxlan_port))
 }
 
 /// The ENDPOINTS entry of `ip` in the maps pinned under `dir` (only that map is opened).
