@@ -19,7 +19,7 @@ use datapath_common::{
 use super::{
     counters::{CounterRow, counter_rows},
     entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry},
-    object::{COUNTERS, DEVMAP, ENDPOINTS, NODE, PEERS, REMOTES, SOURCES},
+    object::{COUNTERS, DEVMAP, ENDPOINTS, MAPS, NODE, PEERS, REMOTES, SOURCES},
 };
 use nix::fcntl::{Flock, FlockArg};
 
@@ -320,9 +320,9 @@ fn counters_in(map: &Map) -> Result<Vec<CounterRow>, DatapathError> {
     counter_rows(&counters)
 }
 
-/// Whether a datapath's maps are pinned under `dir` (this layout's counters, at least).
+/// Whether this build's maps are pinned under `dir`: every one of them, by its layout's name.
 pub fn maps_pinned(dir: &Path) -> bool {
-    dir.join(COUNTERS).exists()
+    MAPS.iter().all(|name| dir.join(name).exists())
 }
 
 /// The counters pinned under `dir` (only that map is opened: `stats --watch` reads it every

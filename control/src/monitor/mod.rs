@@ -212,13 +212,14 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
     )?;
 
     let labels: Vec<&str> = readings.iter().map(|r| r.source.label.as_str()).collect();
+    let decisions = match request.sample {
+        1 => "every decision".to_string(),
+        n => format!("one decision in {n}"),
+    };
     let what = match kind {
         Kind::Drop => "every drop".to_string(),
-        Kind::Trace | Kind::All if request.sample > 1 => {
-            format!("{:?} (one decision in {})", kind, request.sample).to_lowercase()
-        }
-        Kind::Trace => "every decision".to_string(),
-        Kind::All => "every drop and decision".to_string(),
+        Kind::Trace => decisions,
+        Kind::All => format!("every drop, and {decisions}"),
     };
     // Said once everything is in place: what follows is what the programs write from now.
     eprintln!("monitor: reading {} ({what})", labels.join(", "));
