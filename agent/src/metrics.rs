@@ -219,6 +219,20 @@ impl Collector for DatapathCounters {
                 ConstCounter::new(value(row)).encode(family.encode_family(&labels)?)?;
             }
         }
+        // Every program, also those that lost none: a series that appears only once something
+        // is lost cannot be told from one that was never exported.
+        if let Ok(lost) = control::datapath::pinned_events_lost(&self.pin_dir) {
+            let mut family = encoder.encode_descriptor(
+                "monitor_events_lost",
+                "Events for fastpath monitor the node's programs could not write (a full ring buffer), by program",
+                None,
+                MetricType::Counter,
+            )?;
+            for (program, count) in lost {
+                let labels = [("node", self.node.as_str()), ("program", program)];
+                ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -408,6 +408,17 @@ fn metrics_agree_with_stats_and_health_follows_etcd() {
         compared += 1;
     }
     assert!(compared >= 2, "stats listed {compared} program counters");
+    // The monitor's lost events, by program, also while nothing was lost.
+    let (_, text) = agents.http_get("a", "/metrics");
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let mut lost: Vec<String> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "fastpath_monitor_events_lost_total")
+        .map(|s| s.labels.get("program").unwrap_or_default().to_string())
+        .collect();
+    lost.sort();
+    assert_eq!(lost, ["tc_pod", "tc_underlay", "xdp_pod"], "{text}");
 
     agents.etcd.stop_all();
     let start = std::time::Instant::now();

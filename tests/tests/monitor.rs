@@ -328,6 +328,32 @@ fn a_reader_that_stops_reading_loses_events_counted_and_no_packet() {
         .iter()
         .sum();
     assert!(lost_in_maps > 0, "the ring never filled");
+    // `fastpath stats` reports them too.
+    let stats = fastpath(&prefix, None)
+        .args(["stats", "--json"])
+        .output()
+        .unwrap();
+    let nodes: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let node_a = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "a")
+        .unwrap();
+    assert!(
+        node_a["monitor_events_lost"]["tc_pod"].as_u64() > Some(0),
+        "no lost events of tc_pod in stats: {nodes}"
+    );
+    let in_stats: u64 = node_a["monitor_events_lost"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(
+        in_stats >= lost_in_maps,
+        "read after the maps, so not fewer: {nodes}"
+    );
     let mut m = m;
     let moved = m.wait_for_stderr("events lost since the start", Duration::from_secs(3));
     assert!(moved.contains("a:"), "{moved}");

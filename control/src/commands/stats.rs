@@ -13,6 +13,9 @@ struct NodeCounters {
     /// False when the node has no pinned datapath (mode kernel, or not up).
     loaded: bool,
     counters: Vec<CounterLine>,
+    /// Events for `fastpath monitor` each program could not write (a full ring buffer), by
+    /// program, since the node's maps were made.
+    monitor_events_lost: HashMap<&'static str, u64>,
 }
 
 /// A counter as `stats` shows it: a program's, or the guard's (whose reasons are its rules).
@@ -42,19 +45,26 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
     for node in &cluster.config.nodes {
         let dir = cluster.pin_dir(node);
         let loaded = datapath::maps_pinned(&dir);
-        let mut counters: Vec<CounterLine> = if loaded {
-            datapath::pinned_counters(&dir)?
-                .into_iter()
-                .map(CounterLine::from)
-                .collect()
+        let (mut counters, monitor_events_lost): (Vec<CounterLine>, _) = if loaded {
+            (
+                datapath::pinned_counters(&dir)?
+                    .into_iter()
+                    .map(CounterLine::from)
+                    .collect(),
+                datapath::pinned_events_lost(&dir)?
+                    .into_iter()
+                    .filter(|&(_, n)| n > 0)
+                    .collect(),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), HashMap::new())
         };
         counters.extend(guard_rows(cluster, node)?);
         nodes.push(NodeCounters {
             node: node.name.clone(),
             loaded,
             counters,
+            monitor_events_lost,
         });
     }
     Ok(nodes)
@@ -121,6 +131,16 @@ pub async fn run(prefix: &str, config: Option<&Path>, json: bool, watch: bool) -
                 header.push("RATE");
             }
             print!("{}", report::table(&header, &rows, 4));
+            for n in &nodes {
+                let mut lost: Vec<_> = n.monitor_events_lost.iter().collect();
+                lost.sort();
+                for (program, count) in lost {
+                    println!(
+                        "{}: {program} could not write {count} monitor events (the ring buffer was full)",
+                        n.node
+                    );
+                }
+            }
         }
         if !watch {
             return Ok(());

@@ -11,7 +11,7 @@ use std::{
 use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
 use datapath_common::{
     events::{Event, Lost, MonitorConfig},
-    reasons::program,
+    reasons::{self, program},
 };
 
 use super::object::{EVENTS, EVENTS_LOST, MONITOR};
@@ -61,6 +61,15 @@ impl MonitorMaps {
         }
         Ok(total)
     }
+}
+
+/// Events each program could not write because the ring was full, since the maps pinned under
+/// `dir` were made: (program name, count) for every program.
+pub fn pinned_events_lost(dir: &Path) -> Result<Vec<(&'static str, u64)>, DatapathError> {
+    let lost = MonitorMaps::open(dir)?.lost()?;
+    Ok((0..program::SLOTS)
+        .filter_map(|slot| Some((reasons::program_name(slot)?, lost[slot as usize])))
+        .collect())
 }
 
 /// Clears a request whose lease has run out (its monitor was killed), so that the programs stop

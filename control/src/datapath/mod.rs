@@ -33,7 +33,7 @@ pub use counters::{CounterRow, packets};
 pub use entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry};
 pub use events::{
     MonitorMaps, clear_lapsed_request, decode_event, events_produced, monotonic_ns, open_events,
-    realtime_ns,
+    pinned_events_lost, realtime_ns,
 };
 pub use filters::{attach_filter, detach_filter};
 pub use links::{
