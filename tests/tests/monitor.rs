@@ -312,6 +312,16 @@ fn a_reader_that_stops_reading_loses_events_counted_and_no_packet() {
     let prefix = tc.cluster.prefix().to_string();
     let a1 = tc.pod_netns("a1");
     let frame = spoofed_frame(&tc);
+    let lost_everywhere = || -> u64 {
+        ["a", "b"]
+            .iter()
+            .map(|n| {
+                let maps = datapath::MonitorMaps::open(&pin_dir(&tc, n)).unwrap();
+                maps.lost().unwrap().iter().sum::<u64>()
+            })
+            .sum()
+    };
+    let before = lost_everywhere();
     // Its output is never read: the pipe fills, then the monitor's backlog, then the ring.
     let m = Monitor::start(&prefix, None, &["--type", "all", "--json"]);
     let ping = probe::background_ping(&a1, B1, 300);
@@ -365,7 +375,13 @@ fn a_reader_that_stops_reading_loses_events_counted_and_no_packet() {
         .and_then(|s| s.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no lost count in the last line: {stderr:?}"));
-    assert!(lost > 0 && lost <= lost_in_maps + 10_000, "{stderr:?}");
+    // What it reports is what the maps counted while it ran (a program run on the other CPU
+    // as the request was cleared may still add one or two after its last reading).
+    let counted = lost_everywhere() - before;
+    assert!(
+        lost > 0 && lost <= counted && counted <= lost + 5,
+        "{lost} reported, {counted} counted: {stderr:?}"
+    );
 }
 
 #[test]
@@ -499,7 +515,7 @@ fn a_pin_of_an_older_layout_is_replaced_on_up_and_said_in_one_line() {
     let changes = tc.up();
     let said: Vec<&String> = changes
         .iter()
-        .filter(|c| c.contains("older layout"))
+        .filter(|c| c.contains("another layout"))
         .collect();
     assert_eq!(said.len(), 1, "{changes:?}");
     assert!(
@@ -602,11 +618,11 @@ fn a_cni_network_pinned_with_an_older_layout_takes_del_check_and_add() {
         check.json["msg"]
             .as_str()
             .unwrap_or("")
-            .contains("older layout")
+            .contains("another layout")
             || check.json["details"]
                 .as_str()
                 .unwrap_or("")
-                .contains("older layout"),
+                .contains("another layout"),
         "{}",
         check.json
     );

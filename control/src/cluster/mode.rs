@@ -52,7 +52,7 @@ impl Reconciler<'_> {
             }
             if !pinned.replaced_maps.is_empty() {
                 self.changed(format!(
-                    "node {}: maps pinned with an older layout ({}) replaced by this build's; their entries are written again",
+                    "node {}: maps pinned with another layout ({}) replaced by this build's; their entries are written again",
                     node.name,
                     pinned.replaced_maps.join(", ")
                 ));

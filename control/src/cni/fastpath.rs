@@ -64,7 +64,7 @@ impl Pins {
         let pinned = datapath::ensure_pinned(dir)?;
         if !pinned.replaced_maps.is_empty() {
             log::warn!(
-                "maps in {} pinned with an older layout ({}) replaced by this build's",
+                "maps in {} pinned with another layout ({}) replaced by this build's",
                 dir.display(),
                 pinned.replaced_maps.join(", ")
             );

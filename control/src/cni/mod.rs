@@ -616,7 +616,7 @@ impl Plugin<'_> {
             }
             if !datapath::maps_pinned(pins.dir()) {
                 missing.push(format!(
-                    "this build's fast-path maps in {} (those pinned there are of an older layout; the network's next ADD or DEL replaces them)",
+                    "this build's fast-path maps in {} (those pinned there are of another layout; the network's next ADD or DEL replaces them)",
                     pins.dir().display()
                 ));
             } else if pins.endpoint_ifindex(ip)? != Some(veth.index) {

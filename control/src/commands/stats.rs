@@ -13,6 +13,8 @@ struct NodeCounters {
     /// False when the node has no pinned datapath (mode kernel, or not up).
     loaded: bool,
     counters: Vec<CounterLine>,
+    /// Maps are pinned, but not this build's (another layout): `fastpath up` replaces them.
+    other_layout: bool,
     /// Events for `fastpath monitor` each program could not write (a full ring buffer), by
     /// program, since the node's maps were made.
     monitor_events_lost: HashMap<&'static str, u64>,
@@ -51,10 +53,7 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
                     .into_iter()
                     .map(CounterLine::from)
                     .collect(),
-                datapath::pinned_events_lost(&dir)?
-                    .into_iter()
-                    .filter(|&(_, n)| n > 0)
-                    .collect(),
+                datapath::pinned_events_lost(&dir)?.into_iter().collect(),
             )
         } else {
             (Vec::new(), HashMap::new())
@@ -63,6 +62,7 @@ fn read(cluster: &Cluster) -> Result<Vec<NodeCounters>> {
         nodes.push(NodeCounters {
             node: node.name.clone(),
             loaded,
+            other_layout: !loaded && dir.exists(),
             counters,
             monitor_events_lost,
         });
@@ -99,12 +99,12 @@ pub async fn run(prefix: &str, config: Option<&Path>, json: bool, watch: bool) -
             let mut rows = Vec::new();
             for n in &nodes {
                 if !n.loaded {
-                    rows.push(vec![
-                        n.node.clone(),
-                        "-".into(),
-                        "-".into(),
-                        "(no fast path loaded)".into(),
-                    ]);
+                    let why = if n.other_layout {
+                        "(maps pinned by a fastpath with another layout: `fastpath up` replaces them)"
+                    } else {
+                        "(no fast path loaded)"
+                    };
+                    rows.push(vec![n.node.clone(), "-".into(), "-".into(), why.into()]);
                 }
                 for c in &n.counters {
                     let key = (n.node.clone(), c.program, c.reason);
@@ -132,7 +132,11 @@ pub async fn run(prefix: &str, config: Option<&Path>, json: bool, watch: bool) -
             }
             print!("{}", report::table(&header, &rows, 4));
             for n in &nodes {
-                let mut lost: Vec<_> = n.monitor_events_lost.iter().collect();
+                let mut lost: Vec<_> = n
+                    .monitor_events_lost
+                    .iter()
+                    .filter(|&(_, &count)| count > 0)
+                    .collect();
                 lost.sort();
                 for (program, count) in lost {
                     println!(

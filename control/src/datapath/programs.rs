@@ -290,7 +290,7 @@ pub fn programs_pinned(dir: &Path) -> bool {
 pub struct Pinned {
     /// The programs were loaded and verified (they were not pinned yet).
     pub loaded: bool,
-    /// Pinned maps of an older layout (by name) that this build's maps replaced.
+    /// Pinned maps of another layout (by name: an older build's, or a newer one's after a downgrade) that this build's maps replaced.
     pub replaced_maps: Vec<String>,
 }
 

@@ -258,16 +258,21 @@ pub async fn run(sources: Vec<Source>, options: Options) -> Result<Summary> {
     });
     if finished.await.is_err() {
         readers.abort_all();
+        // Aborted tasks let go of their senders once joined: then the printer sees the end.
+        while readers.join_next().await.is_some() {}
     }
     let lost = report_lost(&mut readings, true);
-    if let Some(pcap) = shared.pcap.lock().expect("pcap lock").as_mut() {
-        pcap.flush()?;
-    }
+    let flushed = match shared.pcap.lock().expect("pcap lock").as_mut() {
+        Some(pcap) => pcap.flush(),
+        None => Ok(()),
+    };
     // Lines already taken are printed, unless whoever reads them has stopped.
     let _ = printed.recv_timeout(Duration::from_secs(1));
+    // A reader's failure first: a failed pcap write also fails the flush after it.
     if let Some(e) = failure {
         return Err(e);
     }
+    flushed?;
     Ok(Summary {
         shown: shared.shown.load(Ordering::Relaxed),
         lost,
