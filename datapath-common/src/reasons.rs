@@ -29,6 +29,27 @@ pub enum Verdict {
     Drop = 2,
 }
 
+impl Verdict {
+    /// The verdict's printable name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Redirect => "redirect",
+            Verdict::Drop => "drop",
+        }
+    }
+
+    /// The verdict with this number (as events carry it).
+    pub const fn from_number(n: u32) -> Option<Self> {
+        match n {
+            0 => Some(Verdict::Pass),
+            1 => Some(Verdict::Redirect),
+            2 => Some(Verdict::Drop),
+            _ => None,
+        }
+    }
+}
+
 /// Room for reasons per program slot (the second half of a counter's index).
 pub const MAX_REASONS: u32 = 64;
 

@@ -76,23 +76,14 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
         }
     };
     counters::count(program::XDP_POD, reason, pkt.len());
-    let event_verdict = match verdict {
-        xdp_action::XDP_PASS => Verdict::Pass,
-        xdp_action::XDP_DROP => Verdict::Drop,
-        _ => Verdict::Redirect,
-    };
     monitor::report_xdp(
         &ctx,
         &Decided {
             program: program::XDP_POD,
             reason,
-            verdict: event_verdict,
+            verdict: xdp_verdict(verdict),
             ifindex: ingress,
-            target_ifindex: if event_verdict == Verdict::Redirect {
-                target_ifindex
-            } else {
-                0
-            },
+            target_ifindex,
             inner_offset: inner_offset(reason),
         },
     );
@@ -159,11 +150,7 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
             reason,
             verdict: tc_verdict(verdict),
             ifindex: ingress,
-            target_ifindex: if verdict == TC_ACT_REDIRECT {
-                target_ifindex
-            } else {
-                0
-            },
+            target_ifindex,
             inner_offset: inner_offset(reason),
         },
     );
@@ -187,12 +174,13 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
     pull(&ctx, decap::HEADERS);
     let pkt = Packet::new(ctx.data(), ctx.data_end());
     // SAFETY: the context's skb pointer is valid for the program's run.
-    let arrival = unsafe {
+    let (arrival, ingress) = unsafe {
         let skb = &*ctx.skb.skb;
-        decap::Arrival {
+        let arrival = decap::Arrival {
             pkt_type: skb.pkt_type,
             vlan_tagged: skb.vlan_present != 0,
-        }
+        };
+        (arrival, skb.ingress_ifindex)
     };
     let (mut reason, action) = decap::decide(&pkt, &arrival);
     let mut target_ifindex = 0;
@@ -236,13 +224,8 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
             program: program::TC_UNDERLAY,
             reason,
             verdict: tc_verdict(verdict),
-            // SAFETY: the context's skb pointer is valid for the program's run.
-            ifindex: unsafe { (*ctx.skb.skb).ingress_ifindex },
-            target_ifindex: if verdict == TC_ACT_REDIRECT {
-                target_ifindex
-            } else {
-                0
-            },
+            ifindex: ingress,
+            target_ifindex,
             inner_offset: 0,
         },
     );
@@ -250,6 +233,16 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
         debug!(&ctx, "tc_underlay: truncated VXLAN of {} bytes", len);
     }
     verdict
+}
+
+/// The event's verdict for an XDP program's action.
+#[inline(always)]
+fn xdp_verdict(action: u32) -> Verdict {
+    match action {
+        xdp_action::XDP_PASS => Verdict::Pass,
+        xdp_action::XDP_DROP => Verdict::Drop,
+        _ => Verdict::Redirect,
+    }
 }
 
 /// The event's verdict for a TC program's return code.

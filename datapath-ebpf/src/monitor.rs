@@ -51,6 +51,8 @@ pub struct Decided {
     pub reason: Reason,
     pub verdict: Verdict,
     pub ifindex: u32,
+    /// The device the program chose to redirect to; an event names it only when the redirect
+    /// was the verdict.
     pub target_ifindex: u32,
     /// Where the pod's packet starts in the frame as it is now: behind the outer headers of a
     /// frame the program encapsulated, else at 0.
@@ -144,7 +146,11 @@ fn write(
         (*event).reason = decided.reason.0;
         (*event).verdict = decided.verdict as u32;
         (*event).ifindex = decided.ifindex;
-        (*event).target_ifindex = decided.target_ifindex;
+        (*event).target_ifindex = if decided.verdict == Verdict::Redirect {
+            decided.target_ifindex
+        } else {
+            0
+        };
         (*event).len = len;
         let copied = n > 0 && load((&raw mut (*event).data).cast(), n);
         (*event).cap_len = if copied { n } else { 0 };

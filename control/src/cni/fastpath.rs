@@ -119,11 +119,10 @@ impl Pins {
                 mac: *mac,
             });
         }
-        // Pins of an older layout (an upgrade): this build's maps take their place first; filters
-        // on existing veths keep the old programs and maps until their pods are added again.
-        if !datapath::maps_pinned(dir) {
-            datapath::ensure_pinned(dir)?;
-        }
+        // After an upgrade the pins may be another build's, with maps of another layout: this
+        // build's take their place first (filters on existing veths keep the old programs and
+        // maps until their pods are added again). Otherwise this only looks at the pins.
+        datapath::ensure_pinned(dir)?;
         Maps::open(dir)?.sync_endpoints(&Netns::host(), owner, &entries, None)?;
         Ok(())
     }

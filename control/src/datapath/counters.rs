@@ -5,7 +5,7 @@ use std::borrow::Borrow;
 use aya::maps::{MapData, PerCpuArray};
 use datapath_common::{
     COUNTER_SLOTS, Counter, counter_index,
-    reasons::{self, MAX_REASONS, Reason, Verdict, program},
+    reasons::{self, MAX_REASONS, Reason, program},
 };
 use serde::{Serialize, Serializer};
 
@@ -25,14 +25,6 @@ pub struct CounterRow {
 
 fn reason_name<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(reason.name())
-}
-
-fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "pass",
-        Verdict::Redirect => "redirect",
-        Verdict::Drop => "drop",
-    }
 }
 
 /// Every counter cell that has counted something, summed over CPUs.
@@ -60,7 +52,7 @@ pub(super) fn counter_rows<T: Borrow<MapData>>(
             rows.push(CounterRow {
                 program: reasons::program_name(slot).unwrap_or("unknown-program"),
                 reason,
-                verdict: reason.info().map_or("unknown", |i| verdict_name(i.verdict)),
+                verdict: reason.info().map_or("unknown", |i| i.verdict.name()),
                 packets,
                 bytes,
             });

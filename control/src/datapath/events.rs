@@ -8,24 +8,17 @@ use std::{
     path::Path,
 };
 
-use aya::maps::{Array, Map, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use datapath_common::{
     events::{Event, Lost, MonitorConfig},
     reasons::{self, program},
 };
 
-use super::object::{EVENTS, EVENTS_LOST, MONITOR};
+use super::{
+    maps::{map_err, open_pinned},
+    object::{EVENTS, EVENTS_LOST, MONITOR},
+};
 use crate::error::DatapathError;
-
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
-    move |source| DatapathError::Map { map, source }
-}
-
-fn open(dir: &Path, name: &'static str) -> Result<Map, DatapathError> {
-    MapData::from_pin(dir.join(name))
-        .and_then(Map::from_map_data)
-        .map_err(map_err(name))
-}
 
 /// The monitor request and lost-event count of one node or network.
 pub struct MonitorMaps {
@@ -36,8 +29,9 @@ pub struct MonitorMaps {
 impl MonitorMaps {
     pub fn open(dir: &Path) -> Result<Self, DatapathError> {
         Ok(Self {
-            config: Array::try_from(open(dir, MONITOR)?).map_err(map_err(MONITOR))?,
-            lost: PerCpuArray::try_from(open(dir, EVENTS_LOST)?).map_err(map_err(EVENTS_LOST))?,
+            config: Array::try_from(open_pinned(dir, MONITOR)?).map_err(map_err(MONITOR))?,
+            lost: PerCpuArray::try_from(open_pinned(dir, EVENTS_LOST)?)
+                .map_err(map_err(EVENTS_LOST))?,
         })
     }
 
@@ -86,7 +80,7 @@ pub fn clear_lapsed_request(dir: &Path) -> Result<bool, DatapathError> {
 
 /// The ring buffer pinned under `dir`, for its one reader.
 pub fn open_events(dir: &Path) -> Result<RingBuf<MapData>, DatapathError> {
-    RingBuf::try_from(open(dir, EVENTS)?).map_err(map_err(EVENTS))
+    RingBuf::try_from(open_pinned(dir, EVENTS)?).map_err(map_err(EVENTS))
 }
 
 /// An event as the ring buffer holds it; `None` for a record of another size (an object whose

@@ -36,7 +36,7 @@ pub struct Maps {
     devmap: Map,
 }
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+pub(super) fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { map, source }
 }
 
@@ -308,7 +308,7 @@ impl Maps {
 }
 
 /// The map pinned under `dir` by `name`.
-fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, DatapathError> {
+pub(super) fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, DatapathError> {
     MapData::from_pin(dir.join(name))
         .and_then(Map::from_map_data)
         .map_err(map_err(name))

@@ -24,7 +24,7 @@ pub(super) const MONITOR: &str = "MONITOR_V1";
 pub(super) const EVENTS: &str = "EVENTS_V1";
 pub(super) const EVENTS_LOST: &str = "EVENTS_LOST_V1";
 /// Every map, pinned under a node's or network's directory by these names.
-pub const MAPS: [&str; 10] = [
+pub(super) const MAPS: [&str; 10] = [
     COUNTERS,
     ENDPOINTS,
     SOURCES,

@@ -40,7 +40,7 @@ use tokio::{
     task::JoinSet,
 };
 
-pub use render::Shown;
+use render::Shown;
 pub use source::{PodName, Source};
 
 use crate::datapath::{self, MonitorMaps};

@@ -53,15 +53,6 @@ pub struct Inner {
     pub tuple: Tuple,
 }
 
-pub fn verdict_name(verdict: u32) -> &'static str {
-    match verdict {
-        v if v == Verdict::Pass as u32 => "pass",
-        v if v == Verdict::Redirect as u32 => "redirect",
-        v if v == Verdict::Drop as u32 => "drop",
-        _ => "unknown",
-    }
-}
-
 impl Shown {
     /// `event` from `source`; `clock_offset_ns` turns its monotonic time into the epoch's.
     pub fn new(event: &Event, source: &Source, names: &Names, clock_offset_ns: u64) -> Self {
@@ -71,7 +62,7 @@ impl Shown {
             source: source.label.clone(),
             program: program_name(event.program)
                 .map_or_else(|| format!("program{}", event.program), str::to_string),
-            verdict: verdict_name(event.verdict),
+            verdict: Verdict::from_number(event.verdict).map_or("unknown", Verdict::name),
             reason: Reason(event.reason).name().to_string(),
             ifindex: event.ifindex,
             interface: names.of(event.ifindex),

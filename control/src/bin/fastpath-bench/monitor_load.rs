@@ -20,8 +20,7 @@ impl MonitorProcess {
     /// Starts `fastpath --prefix PREFIX monitor --node NODE ARGS` and waits until its request
     /// is in the node's maps (pinned under `dir`).
     pub fn start(prefix: &str, node: &str, dir: &Path, args: &[&str]) -> Result<Self> {
-        let exe = std::env::current_exe().context("locating fastpath-bench")?;
-        let fastpath = exe.with_file_name("fastpath");
+        let fastpath = control::commands::sibling::path("fastpath")?;
         let child = Command::new(&fastpath)
             .args(["--prefix", prefix, "monitor", "--node", node, "--json"])
             .args(args)
