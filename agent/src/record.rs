@@ -38,6 +38,8 @@ impl NodeRecord {
             name: self.name.clone(),
             underlay_ip: self.underlay_ip,
             pod_cidr: self.pod_cidr,
+            // Records carry IPv4 pod CIDRs only: the agent leases no IPv6 prefixes yet.
+            pod_cidr6: None,
             vtep_mac: Some(self.vtep_mac),
         }
     }

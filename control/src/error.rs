@@ -60,6 +60,11 @@ pub enum NetlinkError {
         #[source]
         source: io::Error,
     },
+    #[error("route to {dst} via {gateway}: the gateway is of another address family")]
+    MixedFamilies {
+        dst: ipnet::IpNet,
+        gateway: std::net::IpAddr,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

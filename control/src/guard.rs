@@ -28,7 +28,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::{error::GuardError, fnv, netns::Netns};
@@ -37,7 +37,9 @@ use crate::{error::GuardError, fnv, netns::Netns};
 pub const PROGRAM: &str = "nft-guard";
 
 pub const UNDERLAY_POD_SOURCE: &str = "underlay-pod-source";
+pub const UNDERLAY_POD_SOURCE6: &str = "underlay-pod-source-ipv6";
 pub const OWN_POD_SOURCE: &str = "own-pod-source-from-overlay";
+pub const OWN_POD_SOURCE6: &str = "own-pod-source-from-overlay-ipv6";
 pub const VXLAN_NOT_FROM_UNDERLAY: &str = "vxlan-not-from-underlay";
 pub const VXLAN_OVER_IPV6: &str = "vxlan-over-ipv6";
 pub const VXLAN_UNKNOWN_PEER: &str = "vxlan-unknown-peer";
@@ -45,15 +47,24 @@ pub const VXLAN_NOT_FOR_NODE: &str = "vxlan-not-for-node";
 pub const VXLAN_NOT_UNICAST: &str = "vxlan-not-unicast";
 
 /// The guard's drop rules by the name they count under, with what each means.
-pub const RULES: [(&str, &str); 7] = [
+pub const RULES: [(&str, &str); 9] = [
     (
         UNDERLAY_POD_SOURCE,
         "a packet on the underlay device (not in VXLAN) claims the address of a pod, this node's \
          or a peer's",
     ),
     (
+        UNDERLAY_POD_SOURCE6,
+        "an IPv6 packet on the underlay device (not in VXLAN) claims the address of a pod, this \
+         node's or a peer's",
+    ),
+    (
         OWN_POD_SOURCE,
         "a packet from the VXLAN device claims an address of this node's own pods",
+    ),
+    (
+        OWN_POD_SOURCE6,
+        "an IPv6 packet from the VXLAN device claims an address of this node's own pods",
     ),
     (
         VXLAN_NOT_FROM_UNDERLAY,
@@ -91,8 +102,8 @@ const CHAINS: [(&str, &[&str]); 3] = [
             VXLAN_NOT_UNICAST,
         ],
     ),
-    ("underlay", &[UNDERLAY_POD_SOURCE]),
-    ("overlay", &[OWN_POD_SOURCE]),
+    ("underlay", &[UNDERLAY_POD_SOURCE, UNDERLAY_POD_SOURCE6]),
+    ("overlay", &[OWN_POD_SOURCE, OWN_POD_SOURCE6]),
 ];
 
 /// What a node's guard holds.
@@ -108,8 +119,12 @@ pub struct Guard {
     pub vxlan_device: String,
     /// This node's pod CIDR.
     pub pod_cidr: Ipv4Net,
+    /// This node's IPv6 pod prefix, when its pods have IPv6.
+    pub pod_cidr6: Option<Ipv6Net>,
     /// Every peer: its underlay address and pod CIDR.
     pub peers: Vec<(Ipv4Addr, Ipv4Net)>,
+    /// The peers' IPv6 pod prefixes.
+    pub peer_cidrs6: Vec<Ipv6Net>,
 }
 
 /// The guard tables' name for the fastpath instance under `prefix`: instances sharing a namespace
@@ -148,6 +163,8 @@ impl Guard {
     fn bodies(&self) -> [String; 2] {
         let peers = elements(self.peers.iter().map(|(ip, _)| ip));
         let cidrs = elements(self.pod_cidrs());
+        let cidrs6 = elements(self.pod_cidrs6());
+        let own6 = elements(self.pod_cidr6);
         let Guard {
             underlay_device,
             underlay_ip,
@@ -175,13 +192,17 @@ impl Guard {
         );
         let netdev = format!(
             r#"  set pod_cidrs {{ type ipv4_addr; flags interval;{cidrs} }}
+  set pod_cidrs6 {{ type ipv6_addr; flags interval;{cidrs6} }}
+  set own_pod_cidrs6 {{ type ipv6_addr; flags interval;{own6} }}
   chain underlay {{
     type filter hook ingress device "{underlay_device}" priority -500; policy accept;
     ip saddr @pod_cidrs counter drop comment "{UNDERLAY_POD_SOURCE}"
+    ip6 saddr @pod_cidrs6 counter drop comment "{UNDERLAY_POD_SOURCE6}"
   }}
   chain overlay {{
     type filter hook ingress device "{vxlan_device}" priority -500; policy accept;
     ip saddr {pod_cidr} counter drop comment "{OWN_POD_SOURCE}"
+    ip6 saddr @own_pod_cidrs6 counter drop comment "{OWN_POD_SOURCE6}"
   }}
 "#
         );
@@ -191,6 +212,13 @@ impl Guard {
     fn pod_cidrs(&self) -> Vec<Ipv4Net> {
         std::iter::once(self.pod_cidr)
             .chain(self.peers.iter().map(|(_, cidr)| *cidr))
+            .collect()
+    }
+
+    fn pod_cidrs6(&self) -> Vec<Ipv6Net> {
+        self.pod_cidr6
+            .into_iter()
+            .chain(self.peer_cidrs6.iter().copied())
             .collect()
     }
 
@@ -217,6 +245,11 @@ impl Guard {
             sets: vec![
                 ("peers".into(), self.peers.len()),
                 ("pod_cidrs".into(), self.pod_cidrs().len()),
+                ("pod_cidrs6".into(), self.pod_cidrs6().len()),
+                (
+                    "own_pod_cidrs6".into(),
+                    usize::from(self.pod_cidr6.is_some()),
+                ),
             ],
         }
         .sorted()
@@ -432,10 +465,12 @@ mod tests {
             vni: 42,
             vxlan_device: "fp-vxlan".into(),
             pod_cidr: "198.18.1.0/24".parse().unwrap(),
+            pod_cidr6: Some("2001:db8:1::/64".parse().unwrap()),
             peers: vec![(
                 Ipv4Addr::new(198, 18, 0, 2),
                 "198.18.2.0/24".parse().unwrap(),
             )],
+            peer_cidrs6: vec!["2001:db8:2::/64".parse().unwrap()],
         }
     }
 
@@ -453,6 +488,11 @@ mod tests {
         assert!(script.contains("elements = { 198.18.0.2 }"), "{script}");
         assert!(
             script.contains("elements = { 198.18.1.0/24, 198.18.2.0/24 }"),
+            "{script}"
+        );
+        assert!(
+            script.contains("elements = { 2001:db8:1::/64, 2001:db8:2::/64 }")
+                && script.contains("set own_pod_cidrs6 { type ipv6_addr; flags interval; elements = { 2001:db8:1::/64 }; }"),
             "{script}"
         );
         assert!(
@@ -487,6 +527,7 @@ mod tests {
     fn a_guard_without_peers_has_empty_sets_and_its_digest_follows_its_rules() {
         let mut lonely = guard();
         lonely.peers.clear();
+        lonely.peer_cidrs6.clear();
         assert!(
             lonely.script().contains("set peers { type ipv4_addr; }"),
             "{}",

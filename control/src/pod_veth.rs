@@ -3,10 +3,10 @@
 //! addresses, routes, whether the pod may receive XDP redirects. `up` also corrects a pair that
 //! exists, and is told every change; the CNI always makes a new one.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use anyhow::{Context as _, Result};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
     ethtool, link_state,
@@ -35,16 +35,23 @@ pub struct PodVeth<'a> {
     pub napi: bool,
 }
 
-/// The pod's addressing: its address (its MAC is derived from it) and its routes (destination
-/// and gateway).
+/// The pod's addressing: its IPv4 address (its MAC is derived from it), its IPv6 address when it
+/// is dual-stack, and its routes (destination and gateway).
 pub struct PodAddressing {
     pub address: Ipv4Net,
-    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    pub address6: Option<Ipv6Net>,
+    pub routes: Vec<(IpNet, IpAddr)>,
 }
 
 impl PodAddressing {
     pub fn mac(&self) -> Mac {
         Mac::pod(self.address.addr())
+    }
+
+    fn addresses(&self) -> Vec<IpNet> {
+        std::iter::once(IpNet::V4(self.address))
+            .chain(self.address6.map(IpNet::V6))
+            .collect()
     }
 }
 
@@ -119,13 +126,13 @@ impl PodVeth<'_> {
             pod.set_up("lo").await?;
             changes.push(format!("brought lo in netns {ns} up"));
         }
-        let address = [addressing.address];
-        link_state::converge(pod, &view, self.mtu, Some(&address), true, changes).await?;
+        let addresses = addressing.addresses();
+        link_state::converge(pod, &view, self.mtu, Some(&addresses), true, changes).await?;
         if self.napi {
             ensure_gro(pod, ifname, changes)?;
         }
         // Routes through a gateway need the interface up, not its carrier.
-        let routes = pod.ipv4_routes(view.index).await?;
+        let routes = pod.routes(view.index).await?;
         for &(dst, gateway) in &addressing.routes {
             if !routes.contains(&(dst, Some(gateway))) {
                 pod.replace_route(dst, Some(gateway), ifname, false)

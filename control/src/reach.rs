@@ -1,9 +1,10 @@
-//! `fastpath check`: one ICMP echo from every pod to every other, from inside the pods'
-//! namespaces, so a user sees at a glance that the cluster forwards (and the counters move).
+//! `fastpath check`: one ICMP echo from every pod to every other, over IPv4 and (between
+//! dual-stack pods) over IPv6, from inside the pods' namespaces, so a user sees at a glance that
+//! the cluster forwards both families (and the counters move).
 
 use std::{
     io,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     time::{Duration, Instant},
 };
 
@@ -15,7 +16,7 @@ use crate::{cluster::Cluster, netns::Netns};
 pub struct Probe {
     pub from: String,
     pub to: String,
-    pub to_address: Ipv4Addr,
+    pub to_address: IpAddr,
     /// Round-trip time in microseconds; None when no reply came in time.
     pub rtt_us: Option<u64>,
     pub error: Option<String>,
@@ -43,36 +44,37 @@ impl Drop for IcmpSocket {
     }
 }
 
-/// Sends one echo request from `netns` to `dst` and waits up to `timeout` for its reply.
+/// Sends one echo request (ICMP or ICMPv6, by `dst`'s family) from `netns` to `dst` and waits up
+/// to `timeout` for its reply.
 pub fn echo(
     netns: &Netns,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     id: u16,
     timeout: Duration,
 ) -> io::Result<Option<Duration>> {
+    let (family, protocol, request_type, reply_type) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8, 0),
+        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128, 129),
+    };
     // SAFETY: socket() has no preconditions; the result is checked.
     let fd = netns
-        .run(|| unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) })
+        .run(|| unsafe { libc::socket(family, libc::SOCK_RAW, protocol) })
         .map_err(io::Error::other)?;
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     let socket = IcmpSocket(fd);
     let mut request = [0u8; 24];
-    request[0] = 8; // echo request
+    request[0] = request_type;
     request[4..6].copy_from_slice(&id.to_be_bytes());
     request[6..8].copy_from_slice(&1u16.to_be_bytes());
     request[8..].copy_from_slice(b"fastpath check!!");
-    let sum = checksum(&request);
-    request[2..4].copy_from_slice(&sum.to_be_bytes());
-    let addr = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(dst.octets()),
-        },
-        sin_zero: [0; 8],
-    };
+    if dst.is_ipv4() {
+        // The kernel fills in an ICMPv6 checksum itself (it covers the IPv6 pseudo-header).
+        let sum = checksum(&request);
+        request[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    let (addr, addr_len) = socket_address(dst);
     let started = Instant::now();
     // SAFETY: buffer and address are valid for the call.
     let sent = unsafe {
@@ -82,7 +84,7 @@ pub fn echo(
             request.len(),
             0,
             (&raw const addr).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            addr_len,
         )
     };
     if sent < 0 {
@@ -98,7 +100,10 @@ pub fn echo(
             tv_sec: left.as_secs() as libc::time_t,
             tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
         };
-        // SAFETY: tv is a valid timeval for SO_RCVTIMEO; buf is valid for recv.
+        // SAFETY: an all-zero sockaddr_storage is valid.
+        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: tv is a valid timeval for SO_RCVTIMEO; buf and from are valid for recvfrom.
         let n = unsafe {
             libc::setsockopt(
                 socket.0,
@@ -107,7 +112,14 @@ pub fn echo(
                 (&raw const tv).cast(),
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             );
-            libc::recv(socket.0, buf.as_mut_ptr().cast(), buf.len(), 0)
+            libc::recvfrom(
+                socket.0,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&raw mut from).cast(),
+                &mut from_len,
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
@@ -119,44 +131,112 @@ pub fn echo(
             }
             return Err(e);
         }
-        // A raw socket hands over the IP header too.
+        // A raw IPv4 socket hands over the IP header too; a raw IPv6 socket does not.
         let n = n as usize;
-        let ihl = usize::from(buf[0] & 0x0f) * 4;
-        let from = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
-        if n >= ihl + 8 && from == dst && buf[ihl] == 0 && buf[ihl + 4..ihl + 6] == id.to_be_bytes()
-        {
+        let at = match dst {
+            IpAddr::V4(_) => usize::from(buf[0] & 0x0f) * 4,
+            IpAddr::V6(_) => 0,
+        };
+        let reply = n >= at + 8
+            && buf[at] == reply_type
+            && buf[at + 4..at + 6] == id.to_be_bytes()
+            && source_of(&from) == Some(dst);
+        if reply {
             return Ok(Some(started.elapsed()));
         }
     }
 }
 
-/// Probes every ordered pair of pods once.
+/// `dst` as a socket address for sendto, with its length.
+fn socket_address(dst: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: an all-zero sockaddr_storage is valid, and large enough for either family.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match dst {
+        IpAddr::V4(v4) => {
+            let addr = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage holds any socket address.
+            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(addr) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        IpAddr::V6(v6) => {
+            let addr = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above.
+            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(addr) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// The address recvfrom filled in.
+fn source_of(from: &libc::sockaddr_storage) -> Option<IpAddr> {
+    match i32::from(from.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it is a sockaddr_in.
+            let v4 =
+                unsafe { &*(from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(v4.sin_addr.s_addr.to_ne_bytes())))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it is a sockaddr_in6.
+            let v6 =
+                unsafe { &*(from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+/// Probes every ordered pair of pods once per family both have.
 pub fn check_all(cluster: &Cluster, timeout: Duration) -> Vec<Probe> {
     let pods: Vec<_> = cluster
         .config
         .nodes
         .iter()
-        .flat_map(|n| n.pods.iter().map(move |p| (p, cluster.pod_netns(n, p))))
+        .flat_map(|n| {
+            n.pods.iter().map(move |p| {
+                let address6 = n.pod_cidr6.and(p.address6);
+                (p, address6, cluster.pod_netns(n, p))
+            })
+        })
         .collect();
     let mut probes = Vec::new();
     let mut id: u16 = (std::process::id() & 0xff) as u16 * 256;
-    for (from, from_ns) in &pods {
-        for (to, _) in &pods {
+    for (from, from6, from_ns) in &pods {
+        for (to, to6, _) in &pods {
             if from.name == to.name {
                 continue;
             }
-            id = id.wrapping_add(1);
-            let (rtt_us, error) = match echo(from_ns, to.address, id, timeout) {
-                Ok(rtt) => (rtt.map(|d| d.as_micros() as u64), None),
-                Err(e) => (None, Some(crate::error::chain(&e))),
-            };
-            probes.push(Probe {
-                from: from.name.clone(),
-                to: to.name.clone(),
-                to_address: to.address,
-                rtt_us,
-                error,
-            });
+            let v6 = from6.and(*to6).map(IpAddr::V6);
+            for to_address in std::iter::once(IpAddr::V4(to.address)).chain(v6) {
+                id = id.wrapping_add(1);
+                let (rtt_us, error) = match echo(from_ns, to_address, id, timeout) {
+                    Ok(rtt) => (rtt.map(|d| d.as_micros() as u64), None),
+                    Err(e) => (None, Some(crate::error::chain(&e))),
+                };
+                probes.push(Probe {
+                    from: from.name.clone(),
+                    to: to.name.clone(),
+                    to_address,
+                    rtt_us,
+                    error,
+                });
+            }
         }
     }
     probes

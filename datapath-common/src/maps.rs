@@ -28,6 +28,9 @@ pub struct Source {
     pub ip: [u8; 4],
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
+    /// The pod's IPv6 address, as in the packet; all zeros when it has none (it then speaks IPv6
+    /// from its link-local address only).
+    pub ip6: [u8; 16],
 }
 
 /// Node-wide settings, in a one-entry array so the control plane can change them at run time.
@@ -101,7 +104,7 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 16);
-const _: () = assert!(core::mem::size_of::<Source>() == 12);
+const _: () = assert!(core::mem::size_of::<Source>() == 28);
 const _: () = assert!(core::mem::size_of::<NodeConfig>() == 40);
 const _: () = assert!(core::mem::size_of::<Remote>() == 12);
 const _: () = assert!(core::mem::size_of::<Peer>() == 4);

@@ -128,7 +128,7 @@ pub const DROP_VXLAN_VLAN: Reason = Reason(52);
 pub const DROP_VXLAN_NOT_FOR_NODE: Reason = Reason(53);
 pub const DROP_VXLAN_OUTER_OPTIONS: Reason = Reason(54);
 pub const DROP_VXLAN_NOT_FOR_VTEP: Reason = Reason(55);
-pub const DROP_VXLAN_INNER_NOT_IPV4: Reason = Reason(56);
+pub const DROP_VXLAN_INNER_NOT_IP: Reason = Reason(56);
 pub const DROP_VXLAN_INNER_MALFORMED: Reason = Reason(57);
 pub const DROP_VXLAN_NESTED: Reason = Reason(58);
 pub const DROP_UNDERLAY_VLAN_DEPTH: Reason = Reason(59);
@@ -463,10 +463,10 @@ pub const REASONS: &[ReasonInfo] = &[
          to this node, they do not bridge to it",
     ),
     reason(
-        DROP_VXLAN_INNER_NOT_IPV4,
-        "vxlan-inner-not-ipv4",
+        DROP_VXLAN_INNER_NOT_IP,
+        "vxlan-inner-not-ip",
         Verdict::Drop,
-        "VXLAN from a peer whose inner frame is not IPv4 (ARP, IPv6, VLAN, others)",
+        "VXLAN from a peer whose inner frame is neither IPv4 nor IPv6 (ARP, VLAN, others)",
     ),
     reason(
         DROP_VXLAN_INNER_MALFORMED,

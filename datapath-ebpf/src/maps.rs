@@ -14,7 +14,7 @@ use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, MAX_PEERS, NodeConfig, Peer
 pub static ENDPOINTS: HashMap<[u8; 4], Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// Host-side veth ifindex → the address and MAC its pod may send from.
-#[btf_map(name = "SOURCES_V2")]
+#[btf_map(name = "SOURCES_V3")]
 pub static SOURCES: HashMap<u32, Source, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// One entry: this node's settings.
@@ -24,6 +24,10 @@ pub static NODE: Array<NodeConfig, 1> = Array::new();
 /// Remote pod CIDR → the peer node that has it.
 #[btf_map(name = "REMOTES_V2")]
 pub static REMOTES: LpmTrie<[u8; 4], Remote, { MAX_PEERS as usize }> = LpmTrie::new();
+
+/// Remote IPv6 pod prefix → the peer node that has it.
+#[btf_map(name = "REMOTES6_V1")]
+pub static REMOTES6: LpmTrie<[u8; 16], Remote, { MAX_PEERS as usize }> = LpmTrie::new();
 
 /// Underlay IPv4 of every peer → PEER_KNOWN: the sources VXLAN is taken from.
 #[btf_map(name = "PEERS_V2")]

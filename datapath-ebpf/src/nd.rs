@@ -1,6 +1,6 @@
-//! What a pod may send over IPv6. fastpath gives pods no IPv6 address yet, so a pod speaks IPv6 only
-//! from its link-local address (EUI-64 of its MAC, the kernel's default); the unspecified address
-//! only where neighbour discovery and MLD need it. Neighbour discovery is where one host speaks for
+//! What a pod may send over IPv6: from its IPv6 address (when it has one) or its link-local
+//! address (EUI-64 of its MAC, the kernel's default); from the unspecified address only where
+//! neighbour discovery and MLD need it. Neighbour discovery is where one host speaks for
 //! others on a link: router advertisements and redirects (a pod is no router) are dropped, and
 //! solicitations and advertisements may name only the pod's own address and MAC.
 //!
@@ -64,7 +64,7 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), Reason> {
         return Err(DROP_POD_IPV6_MALFORMED);
     }
     let unspecified = is_unspecified(&ip.src_addr);
-    if !unspecified && !is_link_local_of(&ip.src_addr, &source.mac) {
+    if !unspecified && !is_address_of(&ip.src_addr, source) {
         return Err(DROP_SPOOFED_IPV6);
     }
     let (fragmented, upper) = upper_layer(pkt, ip.next_hdr)?;
@@ -124,7 +124,7 @@ fn names_itself(pkt: &Packet, at: usize, source: &Source) -> Result<bool, Reason
         .ptr_at::<[u8; 16]>(at + 8)
         .ok_or(DROP_POD_IPV6_MALFORMED)?;
     // SAFETY: ptr_at checked the target address lies inside the frame.
-    Ok(is_link_local_of(unsafe { &*target }, &source.mac))
+    Ok(is_address_of(unsafe { &*target }, source))
 }
 
 /// Follows the extension header chain from `next` (the IPv6 header's next header). Also says
@@ -210,6 +210,25 @@ fn link_layer_options(
 #[inline(always)]
 fn is_unspecified(addr: &[u8; 16]) -> bool {
     addr.iter().all(|b| *b == 0)
+}
+
+/// `addr` is one of the pod's own: its IPv6 address or its link-local one.
+#[inline(always)]
+fn is_address_of(addr: &[u8; 16], source: &Source) -> bool {
+    is_link_local_of(addr, &source.mac)
+        || (!is_unspecified(&source.ip6) && same_address(addr, &source.ip6))
+}
+
+/// Two addresses compared as two 8-byte words: a 16-byte comparison compiles to a call to
+/// `bcmp`, which BPF has not.
+#[inline(always)]
+fn same_address(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let (a, b) = (a.as_ptr().cast::<u64>(), b.as_ptr().cast::<u64>());
+    // SAFETY: both point to 16 readable bytes.
+    unsafe {
+        a.read_unaligned() == b.read_unaligned()
+            && a.add(1).read_unaligned() == b.add(1).read_unaligned()
+    }
 }
 
 /// `addr` is fe80::/64 with the modified EUI-64 interface identifier of `mac` (RFC 4291 app. A).

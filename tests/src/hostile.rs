@@ -719,7 +719,7 @@ pub fn underlay_cases(s: &UnderlayScene) -> Vec<Case> {
                     &frames::arp(2, s.peer_vtep_mac, s.forged_pod, [0; 6], s.victim_ip),
                 ),
             )),
-            DROP_VXLAN_INNER_NOT_IPV4,
+            DROP_VXLAN_INNER_NOT_IP,
         )
         .not_to_victim(),
         Case::new(

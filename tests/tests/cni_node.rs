@@ -182,6 +182,7 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
         .push(control::config::PodConfig {
             name: "a3".into(),
             address: ip1,
+            address6: Some("2001:db8:1::100".parse().unwrap()),
         });
     let refused = tc.rt.block_on(control::cluster::up(&tc.cluster));
     let msg = format!("{:#}", refused.expect_err("an address held by c1"));

@@ -94,6 +94,7 @@ fn every_underlay_decision() {
         .unwrap();
     let peers = [PeerEntry {
         pod_cidr: "198.18.1.0/24".parse().unwrap(),
+        pod_cidr6: None,
         underlay_ip: PEER,
         vtep_mac: Mac::vtep(PEER),
     }];
@@ -109,6 +110,7 @@ fn every_underlay_decision() {
     );
     let pod = EndpointEntry {
         ip: LOCAL_POD,
+        ip6: None,
         ifindex: rx_index,
         mac: Mac(PEER_MAC),
     };

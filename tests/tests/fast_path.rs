@@ -204,7 +204,7 @@ fn forged_sources_are_dropped_and_unknown_destinations_take_the_kernel_path(mode
     // and the bridge sees it.
     let nl = tc.rt.block_on(async { Netlink::open(&a1) }).unwrap();
     tc.rt
-        .block_on(nl.replace_neighbour("eth0", NOBODY, Mac([0x02, 0xfa, 0, 0, 0, 0x77])))
+        .block_on(nl.replace_neighbour("eth0", NOBODY.into(), Mac([0x02, 0xfa, 0, 0, 0, 0x77])))
         .unwrap();
     let sent = traffic::send_udp(
         &a1,

@@ -87,11 +87,13 @@ fn decisions(hook: Hook) {
     let entries = [
         EndpointEntry {
             ip: SENDER.into(),
+            ip6: None,
             ifindex: 1,
             mac: Mac(POD_MAC),
         },
         EndpointEntry {
             ip: RECEIVER.into(),
+            ip6: None,
             ifindex: rx_index,
             mac: Mac(PEER_MAC),
         },
@@ -289,6 +291,7 @@ fn map_writers_keep_each_others_entries() {
     assert_ne!(node, network);
     let entry = |ip: [u8; 4], ifindex: u32| EndpointEntry {
         ip: ip.into(),
+        ip6: None,
         ifindex,
         mac: Mac(POD_MAC),
     };

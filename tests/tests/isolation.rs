@@ -343,6 +343,7 @@ fn three_pod_cluster(mode: Mode) -> TestCluster {
     config.nodes[0].pods.push(config::PodConfig {
         name: "a3".into(),
         address: Ipv4Addr::new(198, 18, 1, 4),
+        address6: Some("2001:db8:1::4".parse().unwrap()),
     });
     let mut tc = TestCluster::with_config(config);
     tc.cluster.mode_override = Some(mode);

@@ -120,7 +120,7 @@ fn up_restores_what_was_removed_or_changed_behind_its_back() {
         nl.delete_link("fp-vxlan").await.unwrap();
         nl.delete_link("fp-a2").await.unwrap();
         nl.set_mtu("fp-br0", 1300).await.unwrap();
-        nl.del_ipv4_address("fp-br0", "198.18.1.1/24".parse().unwrap())
+        nl.del_address("fp-br0", "198.18.1.1/24".parse().unwrap())
             .await
             .unwrap();
         nl.add_address("fp-br0", "198.18.1.99".parse().unwrap(), 24)

@@ -451,7 +451,7 @@ fn bpftool_prints_every_pinned_maps_fields_by_name() {
     let dir = pin_dir(&tc, "a");
     let expected: [(&str, &[&str]); 8] = [
         ("ENDPOINTS_V2", &["ifindex", "owner", "mac"]),
-        ("SOURCES_V2", &["ip", "mac"]),
+        ("SOURCES_V3", &["ip", "mac", "ip6"]),
         (
             "NODE_V2",
             &["gateway_mac", "gateway_ip", "flags", "vtep_mac", "vni"],

@@ -38,7 +38,7 @@ fn unreachable(tc: &TestCluster) -> Vec<String> {
     reach::check_all(&tc.cluster, Duration::from_secs(2))
         .into_iter()
         .filter(|p| p.rtt_us.is_none())
-        .map(|p| format!("{} -> {}: {:?}", p.from, p.to, p.error))
+        .map(|p| format!("{} -> {} ({}): {:?}", p.from, p.to, p.to_address, p.error))
         .collect()
 }
 
@@ -185,6 +185,7 @@ fn own_node(name: &str) -> ClusterConfig {
             name: n.name.clone(),
             underlay_ip: n.underlay.address.addr(),
             pod_cidr: n.pod_cidr,
+            pod_cidr6: n.pod_cidr6,
             vtep_mac: None,
         })
         .collect();

@@ -85,6 +85,7 @@ impl Reconciler<'_> {
                 .into_iter()
                 .map(|p| PeerEntry {
                     pod_cidr: p.pod_cidr,
+                    pod_cidr6: p.pod_cidr6,
                     underlay_ip: p.underlay_ip,
                     vtep_mac: p.vtep_mac,
                 })
@@ -93,6 +94,7 @@ impl Reconciler<'_> {
             for (pod, veth, _) in &pods {
                 entries.push(EndpointEntry {
                     ip: pod.address,
+                    ip6: node.pod_cidr6.and(pod.address6),
                     ifindex: nl.index(veth).await?,
                     // `ensure_pod`, a step before, gave the pod this MAC.
                     mac: Mac::pod(pod.address),

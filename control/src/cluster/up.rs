@@ -2,10 +2,10 @@
 //! difference, so a second run changes nothing, a device removed behind fastpath's back comes
 //! back, and a wrong MTU or address is put right. Each change is reported in words.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, Result, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{Cluster, POD_IFNAME, Scope};
 use crate::{
@@ -47,7 +47,7 @@ pub async fn up(cluster: &Cluster) -> Result<Vec<String>> {
         if node.simulated {
             r.ensure_netns(&netns, Some(&node.name)).await?;
         }
-        r.ensure_forwarding(&netns)?;
+        r.ensure_forwarding(&netns, node.pod_cidr6.is_some())?;
     }
     for link in &cluster.config.underlay_links {
         let [a, b] = &link.nodes;
@@ -219,14 +219,21 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    /// Nodes route between their pods, the VXLAN device and the underlay.
-    fn ensure_forwarding(&mut self, netns: &Netns) -> Result<()> {
+    /// Nodes route between their pods, the VXLAN device and the underlay; IPv6 too when its
+    /// pods have IPv6.
+    fn ensure_forwarding(&mut self, netns: &Netns, ipv6: bool) -> Result<()> {
         let label = netns.label().to_string();
-        let changed = netns
-            .ensure_sysctls(&[("net/ipv4/ip_forward".to_string(), "1")])
-            .with_context(|| format!("enabling IPv4 forwarding in netns {label}"))?;
-        if !changed.is_empty() {
-            self.changed(format!("enabled IPv4 forwarding in netns {label}"));
+        let mut families = vec![("IPv4", "net/ipv4/ip_forward")];
+        if ipv6 {
+            families.push(("IPv6", "net/ipv6/conf/all/forwarding"));
+        }
+        for (family, sysctl) in families {
+            let changed = netns
+                .ensure_sysctls(&[(sysctl.to_string(), "1")])
+                .with_context(|| format!("enabling {family} forwarding in netns {label}"))?;
+            if !changed.is_empty() {
+                self.changed(format!("enabled {family} forwarding in netns {label}"));
+            }
         }
         Ok(())
     }
@@ -279,7 +286,7 @@ impl Reconciler<'_> {
         nl: &Netlink,
         name: &str,
         mtu: u32,
-        addresses: Option<&[Ipv4Net]>,
+        addresses: Option<&[IpNet]>,
     ) -> Result<()> {
         let view = nl.link_view(name).await?.with_context(|| {
             format!("device '{name}' vanished from netns {}", nl.netns().label())
@@ -307,10 +314,20 @@ impl Reconciler<'_> {
             self.mark_created(&nl_a, dev_a, "underlay veth").await?;
             self.mark_created(&nl_b, dev_b, "underlay veth").await?;
         }
-        self.converge_link(&nl_a, dev_a, a.underlay.mtu, Some(&[a.underlay.address]))
-            .await?;
-        self.converge_link(&nl_b, dev_b, b.underlay.mtu, Some(&[b.underlay.address]))
-            .await?;
+        self.converge_link(
+            &nl_a,
+            dev_a,
+            a.underlay.mtu,
+            Some(&[a.underlay.address.into()]),
+        )
+        .await?;
+        self.converge_link(
+            &nl_b,
+            dev_b,
+            b.underlay.mtu,
+            Some(&[b.underlay.address.into()]),
+        )
+        .await?;
         // xdp mode redirects encapsulated frames into the underlay veth, whose far end must run
         // NAPI to take them.
         self.ensure_napi([(&nl_a, dev_a.as_str()), (&nl_b, dev_b.as_str())])
@@ -400,8 +417,13 @@ impl Reconciler<'_> {
         }
         self.converge_link(seg, &port, node.underlay.mtu, Some(&[]))
             .await?;
-        self.converge_link(&nl, dev, node.underlay.mtu, Some(&[node.underlay.address]))
-            .await?;
+        self.converge_link(
+            &nl,
+            dev,
+            node.underlay.mtu,
+            Some(&[node.underlay.address.into()]),
+        )
+        .await?;
         // As for an underlay link: xdp mode redirects into the node's end.
         self.ensure_napi([(&nl, dev.as_str()), (seg, port.as_str())])
     }
@@ -440,8 +462,13 @@ impl Reconciler<'_> {
             self.mark_created(&nl, dev, "underlay (a portless bridge: no underlay link)")
                 .await?;
         }
-        self.converge_link(&nl, dev, node.underlay.mtu, Some(&[node.underlay.address]))
-            .await
+        self.converge_link(
+            &nl,
+            dev,
+            node.underlay.mtu,
+            Some(&[node.underlay.address.into()]),
+        )
+        .await
     }
 
     /// A real node's underlay is the user's device: fastpath checks it and changes nothing.
@@ -504,11 +531,18 @@ impl Reconciler<'_> {
         }
         let gateway = Ipv4Net::new(config::node_gateway(node), node.pod_cidr.prefix_len())
             .expect("valid prefix");
+        let gateway6 = node.pod_cidr6.and_then(|cidr| {
+            let gateway = config::node_gateway6(node)?;
+            Some(Ipv6Net::new(gateway, cidr.prefix_len()).expect("valid prefix"))
+        });
+        let addresses: Vec<IpNet> = std::iter::once(IpNet::V4(gateway))
+            .chain(gateway6.map(IpNet::V6))
+            .collect();
         self.converge_link(
             &nl,
             &node.bridge,
             config::node_pod_mtu(node),
-            Some(&[gateway]),
+            Some(&addresses),
         )
         .await
     }
@@ -559,14 +593,17 @@ impl Reconciler<'_> {
             nl.set_mac(&vx.device, mac).await?;
             self.changed(format!("set MAC of {} to {}", vx.device, mac));
         }
-        // The VXLAN device carries the pod CIDR's network address, as flannel does: it is the
-        // next hop peers route this node's pods through.
-        let own = Ipv4Net::new(node.pod_cidr.network(), 32).expect("/32");
+        // The VXLAN device carries the pod CIDRs' network addresses, as flannel does: they are
+        // the next hops peers route this node's pods through.
+        let addresses: Vec<IpNet> = overlay_routes(node.pod_cidr, node.pod_cidr6)
+            .into_iter()
+            .map(|(_, next_hop)| IpNet::from(next_hop))
+            .collect();
         self.converge_link(
             &nl,
             &vx.device,
             node.underlay.mtu - VXLAN_OVERHEAD,
-            Some(&[own]),
+            Some(&addresses),
         )
         .await
     }
@@ -578,9 +615,14 @@ impl Reconciler<'_> {
         let dev = &self.cluster.config.vxlan.device;
         let peers = self.cluster.config.vxlan_peers_of(node);
         let index = nl.index(dev).await?;
-        let routes = nl.ipv4_routes(index).await?;
-        for (dst, _) in &routes {
-            if !peers.iter().any(|p| p.pod_cidr == *dst) {
+        let routes = nl.routes(index).await?;
+        let wanted: Vec<(IpNet, IpAddr)> = peers
+            .iter()
+            .flat_map(|p| overlay_routes(p.pod_cidr, p.pod_cidr6))
+            .collect();
+        // Routes without a gateway are the kernel's own (an IPv6 address's prefix route).
+        for (dst, _) in routes.iter().filter(|(_, gateway)| gateway.is_some()) {
+            if !wanted.iter().any(|(cidr, _)| cidr == dst) {
                 nl.del_route(*dst, dev).await?;
                 self.changed(format!(
                     "removed route to {dst} via {dev} (no such peer in the config)"
@@ -591,9 +633,12 @@ impl Reconciler<'_> {
         for entry in nl.vxlan_entries(dev).await? {
             let what = match &entry {
                 VxlanEntry::Neighbour { ip, mac, .. }
-                    if !peers
-                        .iter()
-                        .any(|p| p.pod_cidr.network() == *ip && p.vtep_mac == *mac) =>
+                    if !peers.iter().any(|p| {
+                        p.vtep_mac == *mac
+                            && overlay_routes(p.pod_cidr, p.pod_cidr6)
+                                .iter()
+                                .any(|(_, next_hop)| next_hop == ip)
+                    }) =>
                 {
                     format!("neighbour {ip} → {mac}")
                 }
@@ -613,20 +658,19 @@ impl Reconciler<'_> {
             ));
         }
         for peer in &peers {
-            let next_hop = peer.pod_cidr.network();
-            nl.replace_neighbour(dev, next_hop, peer.vtep_mac).await?;
             nl.replace_vxlan_fdb(dev, peer.vtep_mac, peer.underlay_ip)
                 .await?;
-            if !routes.contains(&(peer.pod_cidr, Some(next_hop))) {
-                nl.replace_route(peer.pod_cidr, Some(next_hop), dev, true)
-                    .await?;
-                self.changed(format!(
-                    "routed {} (node {}) via {dev} to {} in netns {}",
-                    peer.pod_cidr,
-                    peer.name,
-                    peer.underlay_ip,
-                    nl.netns().label()
-                ));
+            for (cidr, next_hop) in overlay_routes(peer.pod_cidr, peer.pod_cidr6) {
+                nl.replace_neighbour(dev, next_hop, peer.vtep_mac).await?;
+                if !routes.contains(&(cidr, Some(next_hop))) {
+                    nl.replace_route(cidr, Some(next_hop), dev, true).await?;
+                    self.changed(format!(
+                        "routed {cidr} (node {}) via {dev} to {} in netns {}",
+                        peer.name,
+                        peer.underlay_ip,
+                        nl.netns().label()
+                    ));
+                }
             }
         }
         Ok(())
@@ -637,6 +681,7 @@ impl Reconciler<'_> {
     fn ensure_guard(&mut self, node: &NodeConfig) -> Result<()> {
         let config = &self.cluster.config;
         let netns = self.cluster.node_netns(node);
+        let peers = config.vxlan_peers_of(node);
         let spec = Guard {
             table: guard::table_name(self.cluster.prefix()),
             underlay_device: node.underlay.device.clone(),
@@ -645,11 +690,9 @@ impl Reconciler<'_> {
             vni: config.vxlan.vni,
             vxlan_device: config.vxlan.device.clone(),
             pod_cidr: node.pod_cidr,
-            peers: config
-                .vxlan_peers_of(node)
-                .into_iter()
-                .map(|p| (p.underlay_ip, p.pod_cidr))
-                .collect(),
+            pod_cidr6: node.pod_cidr6,
+            peers: peers.iter().map(|p| (p.underlay_ip, p.pod_cidr)).collect(),
+            peer_cidrs6: peers.iter().filter_map(|p| p.pod_cidr6).collect(),
         };
         if guard::ensure(&netns, &spec)
             .with_context(|| format!("node '{}': kernel-path guard", node.name))?
@@ -692,12 +735,22 @@ impl Reconciler<'_> {
             mtu: config::node_pod_mtu(node),
             napi: true,
         };
+        let default = |any: IpAddr| IpNet::new(any, 0).expect("/0");
+        let mut routes = vec![(
+            default(Ipv4Addr::UNSPECIFIED.into()),
+            config::node_gateway(node).into(),
+        )];
+        if let Some(gateway6) = config::node_gateway6(node) {
+            routes.push((default(Ipv6Addr::UNSPECIFIED.into()), gateway6.into()));
+        }
+        let address6 = node
+            .pod_cidr6
+            .zip(pod.address6)
+            .map(|(cidr, address)| Ipv6Net::new(address, cidr.prefix_len()).expect("valid prefix"));
         let addressing = PodAddressing {
             address: Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix"),
-            routes: vec![(
-                Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0"),
-                config::node_gateway(node),
-            )],
+            address6,
+            routes,
         };
         // Every change is reported, also those made before a step fails.
         let mut changes = Vec::new();
@@ -759,6 +812,14 @@ fn claim_and_create(ownership: &Ownership, netns: &Netns, node: Option<&str>) ->
         .claim_netns(name, node)
         .with_context(|| format!("recording ownership of netns {name}"))?;
     Ok(netns.create()?)
+}
+
+/// The routes to a node's pods over the overlay, by family: the pod CIDR, and the next hop peers
+/// route it through, its network address (which the node's VXLAN device carries).
+fn overlay_routes(pod_cidr: Ipv4Net, pod_cidr6: Option<Ipv6Net>) -> Vec<(IpNet, IpAddr)> {
+    std::iter::once((IpNet::V4(pod_cidr), IpAddr::V4(pod_cidr.network())))
+        .chain(pod_cidr6.map(|cidr| (IpNet::V6(cidr), IpAddr::V6(cidr.network()))))
+        .collect()
 }
 
 fn list(addresses: &[Ipv4Net]) -> String {

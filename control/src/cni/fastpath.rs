@@ -115,6 +115,8 @@ impl Pins {
             };
             entries.push(EndpointEntry {
                 ip: address.addr(),
+                // CNI pods are IPv4-only so far.
+                ip6: None,
                 ifindex: link.index,
                 mac: *mac,
             });

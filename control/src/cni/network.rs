@@ -146,9 +146,13 @@ impl Standalone<'_> {
                     .with_context(|| format!("route to {dst}: gateway '{gw}' is not IPv4"))?,
                 None => gateway,
             };
-            routes.push((dst, gw));
+            routes.push((dst.into(), gw.into()));
         }
-        let addressing = PodAddressing { address, routes };
+        let addressing = PodAddressing {
+            address,
+            address6: None,
+            routes,
+        };
         self.veth(links)
             .configure_pod(&addressing, &mut Vec::new())
             .await?;

@@ -1,5 +1,5 @@
-//! `fastpath check`: one ICMP echo from every pod to every other; fails when any pair cannot
-//! reach the other.
+//! `fastpath check`: one ICMP echo from every pod to every other, per address family both
+//! pods have; fails when any echo goes unanswered.
 
 use std::{path::Path, time::Duration};
 
@@ -30,15 +30,20 @@ pub fn run(prefix: &str, config: Option<&Path>, json: bool) -> Result<()> {
             })
             .collect();
         print!("{}", report::table(&["FROM", "TO", "ICMP ECHO"], &rows, 3));
+        let families = if probes.iter().any(|p| p.to_address.is_ipv6()) {
+            " (IPv4 and IPv6)"
+        } else {
+            ""
+        };
         println!(
-            "{} of {} pod pairs reachable",
+            "{} of {} echoes answered{families}",
             probes.len() - failed,
             probes.len()
         );
     }
     if failed > 0 {
         bail!(
-            "{failed} of {} pod pairs cannot reach each other",
+            "{failed} of {} echoes between pods went unanswered",
             probes.len()
         );
     }

@@ -2,10 +2,15 @@
 //! before anything is created, so a bad file leaves the machine untouched. Every error names the
 //! field and the value at fault.
 
-use std::{collections::HashSet, fmt, net::Ipv4Addr, path::Path};
+use std::{
+    collections::HashSet,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
 
 use anyhow::{Context as _, Result, bail};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::{ifname, mac::Mac};
@@ -18,6 +23,9 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// Smallest MTU fastpath accepts anywhere (IPv4 hosts must take 576-byte datagrams).
 const MIN_MTU: u32 = 576;
+
+/// Smallest pod MTU on a node with IPv6 pods (RFC 8200: every link carries 1280-byte packets).
+const MIN_MTU_IPV6: u32 = 1280;
 
 /// Host-side pod veths are named `fp-<pod>`.
 pub const POD_VETH_PREFIX: &str = "fp-";
@@ -115,6 +123,12 @@ pub struct NodeConfig {
     pub pod_cidr: Ipv4Net,
     /// The bridge's address and the pods' default route; default: the CIDR's first address.
     pub gateway: Option<Ipv4Addr>,
+    /// The node's IPv6 pod prefix, beside the IPv4 one (dual stack): every pod then has an
+    /// `address6` in it.
+    pub pod_cidr6: Option<Ipv6Net>,
+    /// The bridge's IPv6 address and the pods' IPv6 default route; default: the prefix's first
+    /// address after the network address (which is the VXLAN device's, as for IPv4).
+    pub gateway6: Option<Ipv6Addr>,
     /// Pod MTU; default: the underlay MTU less the VXLAN overhead.
     pub mtu: Option<u32>,
     pub mode: Option<Mode>,
@@ -146,6 +160,8 @@ fn default_underlay_mtu() -> u32 {
 pub struct PodConfig {
     pub name: String,
     pub address: Ipv4Addr,
+    /// Its IPv6 address, inside the node's `pod_cidr6`.
+    pub address6: Option<Ipv6Addr>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -154,6 +170,8 @@ pub struct PeerConfig {
     pub name: String,
     pub underlay_ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
+    /// Its IPv6 pod prefix, when its pods are dual-stack.
+    pub pod_cidr6: Option<Ipv6Net>,
     /// The MAC of the peer's VXLAN device; default: derived from its underlay address the way
     /// fastpath derives its own.
     pub vtep_mac: Option<Mac>,
@@ -238,6 +256,7 @@ impl ClusterConfig {
                 name: n.name.clone(),
                 underlay_ip: n.underlay.address.addr(),
                 pod_cidr: n.pod_cidr,
+                pod_cidr6: n.pod_cidr6,
                 vtep_mac: Mac::vtep(n.underlay.address.addr()),
             })
             .collect();
@@ -245,6 +264,7 @@ impl ClusterConfig {
             name: p.name.clone(),
             underlay_ip: p.underlay_ip,
             pod_cidr: p.pod_cidr,
+            pod_cidr6: p.pod_cidr6,
             vtep_mac: p.vtep_mac.unwrap_or_else(|| Mac::vtep(p.underlay_ip)),
         }));
         peers
@@ -268,6 +288,7 @@ impl ClusterConfig {
         let mut pod_names = HashSet::new();
         let mut underlay_ips = HashSet::new();
         let mut cidrs: Vec<(String, Ipv4Net)> = Vec::new();
+        let mut cidrs6: Vec<(String, Ipv6Net)> = Vec::new();
         let mut real_nodes = 0;
         for node in &self.nodes {
             let at = format!("node '{}'", node.name);
@@ -356,6 +377,9 @@ impl ClusterConfig {
                     );
                 }
             }
+            if let Some(cidr6) = validate_ipv6(node, &at)? {
+                cidrs6.push((at.clone(), cidr6));
+            }
         }
         if real_nodes > 1 {
             bail!(
@@ -388,7 +412,18 @@ impl ClusterConfig {
             {
                 bail!("{at}: vtep_mac = '{mac}': must be a unicast address");
             }
-            cidrs.push((at, peer.pod_cidr));
+            cidrs.push((at.clone(), peer.pod_cidr));
+            if let Some(cidr6) = peer.pod_cidr6 {
+                check_pod_cidr6(&at, cidr6)?;
+                cidrs6.push((at, cidr6));
+            }
+        }
+        for (i, (at_a, a)) in cidrs6.iter().enumerate() {
+            for (at_b, b) in &cidrs6[i + 1..] {
+                if a.contains(b) || b.contains(a) {
+                    bail!("{at_a}: pod_cidr6 {a} overlaps pod_cidr6 {b} of {at_b}");
+                }
+            }
         }
         for (i, (at_a, a)) in cidrs.iter().enumerate() {
             for (at_b, b) in &cidrs[i + 1..] {
@@ -514,6 +549,84 @@ impl ClusterConfig {
     }
 }
 
+/// A node's IPv6 settings (`at` names the node in errors); returns its prefix when it has one.
+/// As for IPv4: the prefix is a network address, the gateway and every pod a distinct address
+/// inside it other than the network address (the VXLAN device's), and the pods' MTU carries IPv6.
+fn validate_ipv6(node: &NodeConfig, at: &str) -> Result<Option<Ipv6Net>> {
+    let Some(cidr) = node.pod_cidr6 else {
+        if node.gateway6.is_some() {
+            bail!("{at}: gateway6 is set but pod_cidr6 is not: give the node an IPv6 pod prefix");
+        }
+        if let Some(pod) = node.pods.iter().find(|p| p.address6.is_some()) {
+            bail!(
+                "{at}: pod '{}': address6 is set but the node has no pod_cidr6",
+                pod.name
+            );
+        }
+        return Ok(None);
+    };
+    check_pod_cidr6(at, cidr)?;
+    let pod_mtu = node_pod_mtu(node);
+    if pod_mtu < MIN_MTU_IPV6 {
+        bail!(
+            "{at}: mtu = {pod_mtu}: pods with IPv6 (pod_cidr6) need an MTU of {MIN_MTU_IPV6} or more"
+        );
+    }
+    let gateway = node_gateway6(node).expect("the node has pod_cidr6");
+    if !is_host6(cidr, gateway) {
+        bail!(
+            "{at}: gateway6 = {gateway}: must be an address inside pod_cidr6 {cidr} other than its network address"
+        );
+    }
+    let mut addresses = HashSet::from([gateway]);
+    for pod in &node.pods {
+        let Some(address) = pod.address6 else {
+            bail!(
+                "{at}: pod '{}': no address6: every pod on a node with pod_cidr6 has an IPv6 address",
+                pod.name
+            );
+        };
+        if !is_host6(cidr, address) {
+            bail!(
+                "{at}: pod '{}': address6 = {address}: must be an address inside pod_cidr6 {cidr} other than its network address",
+                pod.name
+            );
+        }
+        if !addresses.insert(address) {
+            bail!(
+                "{at}: pod '{}': address6 = {address}: already used by the gateway or another pod",
+                pod.name
+            );
+        }
+    }
+    Ok(Some(cidr))
+}
+
+/// An IPv6 pod prefix: a network address of global or unique-local unicast space, with room for
+/// the VXLAN device, the gateway and a pod.
+fn check_pod_cidr6(at: &str, cidr: Ipv6Net) -> Result<()> {
+    if cidr != cidr.trunc() || cidr.prefix_len() > 126 {
+        bail!(
+            "{at}: pod_cidr6 = {cidr}: must be a network address (e.g. {}) with a prefix of /126 or shorter",
+            cidr.trunc()
+        );
+    }
+    let network = cidr.network();
+    let special = [
+        ("the unspecified or loopback address", "::/127"),
+        ("IPv4-mapped addresses", "::ffff:0:0/96"),
+        ("link-local addresses", "fe80::/10"),
+        ("multicast addresses", "ff00::/8"),
+    ];
+    for (what, range) in special {
+        let range: Ipv6Net = range.parse().expect("a valid prefix");
+        if range.contains(&network) || cidr.contains(&range.network()) {
+            bail!("{at}: pod_cidr6 = {cidr}: overlaps {what} ({range})");
+        }
+    }
+    Ok(())
+}
+
 /// The pods' MTU on `node`.
 pub fn node_pod_mtu(node: &NodeConfig) -> u32 {
     node.mtu.unwrap_or(node.underlay.mtu - VXLAN_OVERHEAD)
@@ -522,6 +635,21 @@ pub fn node_pod_mtu(node: &NodeConfig) -> u32 {
 /// The gateway (bridge) address of `node`.
 pub fn node_gateway(node: &NodeConfig) -> Ipv4Addr {
     node.gateway.unwrap_or_else(|| first_host(node.pod_cidr))
+}
+
+/// The IPv6 gateway (bridge) address of `node`, when it has IPv6 pods.
+pub fn node_gateway6(node: &NodeConfig) -> Option<Ipv6Addr> {
+    let cidr = node.pod_cidr6?;
+    Some(
+        node.gateway6
+            .unwrap_or_else(|| Ipv6Addr::from(u128::from(cidr.network()) + 1)),
+    )
+}
+
+/// True when `addr` is inside `net` and is not its network address (the subnet-router anycast
+/// address, which fastpath gives the VXLAN device).
+fn is_host6(net: Ipv6Net, addr: Ipv6Addr) -> bool {
+    net.contains(&addr) && addr != net.network()
 }
 
 fn first_host(net: Ipv4Net) -> Ipv4Addr {
@@ -558,6 +686,7 @@ pub struct VxlanPeer {
     pub name: String,
     pub underlay_ip: Ipv4Addr,
     pub pod_cidr: Ipv4Net,
+    pub pod_cidr6: Option<Ipv6Net>,
     pub vtep_mac: Mac,
 }
 

@@ -125,6 +125,146 @@ fn each_bad_value_is_named_with_its_field() {
 }
 
 #[test]
+fn each_bad_ipv6_value_is_named_with_its_field() {
+    let with_peer6 = |cidr6: &str| {
+        format!(
+            "{DEFAULT_CONFIG}\n[[peer]]\nname = \"far\"\nunderlay_ip = \"198.18.0.10\"\npod_cidr = \"198.18.5.0/24\"\npod_cidr6 = \"{cidr6}\"\n"
+        )
+    };
+    let cidr6_a = "pod_cidr6 = \"2001:db8:1::/64\"";
+    let cases = [
+        (
+            demo_with(cidr6_a, "pod_cidr6 = \"2001:db8:1::5/64\""),
+            "pod_cidr6 = 2001:db8:1::5/64: must be a network address (e.g. 2001:db8:1::/64)",
+        ),
+        (
+            demo_with(cidr6_a, "pod_cidr6 = \"2001:db8:1::/127\""),
+            "prefix of /126 or shorter",
+        ),
+        (
+            demo_with(cidr6_a, "pod_cidr6 = \"fe80::/64\""),
+            "pod_cidr6 = fe80::/64: overlaps link-local addresses",
+        ),
+        (
+            demo_with(cidr6_a, "pod_cidr6 = \"ff02::/64\""),
+            "overlaps multicast addresses",
+        ),
+        (
+            demo_with(cidr6_a, "pod_cidr6 = \"::ffff:0:0/104\""),
+            "overlaps IPv4-mapped addresses",
+        ),
+        (
+            demo_with(cidr6_a, "pod_cidr6 = \"2001:db8::/32\""),
+            "node 'a': pod_cidr6 2001:db8::/32 overlaps pod_cidr6 2001:db8:2::/64 of node 'b'",
+        ),
+        (
+            with_peer6("2001:db8:2:0:8000::/65"),
+            "pod_cidr6 2001:db8:2::/64 overlaps pod_cidr6 2001:db8:2:0:8000::/65 of peer 'far'",
+        ),
+        (
+            with_peer6("2001:db8:7::1/64"),
+            "peer 'far': pod_cidr6 = 2001:db8:7::1/64: must be a network address",
+        ),
+        (
+            demo_with(
+                "gateway6 = \"2001:db8:1::1\"",
+                "gateway6 = \"2001:db8:1::\"",
+            ),
+            "gateway6 = 2001:db8:1::: must be an address inside pod_cidr6 2001:db8:1::/64 other than its network address",
+        ),
+        (
+            demo_with(
+                "gateway6 = \"2001:db8:1::1\"",
+                "gateway6 = \"2001:db8:9::1\"",
+            ),
+            "gateway6 = 2001:db8:9::1",
+        ),
+        (
+            demo_with(
+                "address6 = \"2001:db8:1::2\"",
+                "address6 = \"2001:db8:2::2\"",
+            ),
+            "pod 'a1': address6 = 2001:db8:2::2: must be an address inside pod_cidr6 2001:db8:1::/64",
+        ),
+        (
+            demo_with(
+                "address6 = \"2001:db8:1::3\"",
+                "address6 = \"2001:db8:1::2\"",
+            ),
+            "pod 'a2': address6 = 2001:db8:1::2: already used by the gateway or another pod",
+        ),
+        (
+            demo_with(
+                "address6 = \"2001:db8:1::2\"",
+                "address6 = \"2001:db8:1::1\"",
+            ),
+            "address6 = 2001:db8:1::1: already used by the gateway",
+        ),
+        (
+            demo_with(", address6 = \"2001:db8:1::2\"", ""),
+            "pod 'a1': no address6: every pod on a node with pod_cidr6 has an IPv6 address",
+        ),
+        (
+            demo_with(cidr6_a, ""),
+            "node 'a': gateway6 is set but pod_cidr6 is not",
+        ),
+        (
+            demo_with(
+                &format!(
+                    "{cidr6_a}  # optional: IPv6 beside IPv4; every pod then has an address6\ngateway6 = \"2001:db8:1::1\""
+                ),
+                "",
+            ),
+            "node 'a': pod 'a1': address6 is set but the node has no pod_cidr6",
+        ),
+        (
+            demo_with("# mtu = 1450", "mtu = 1200"),
+            "mtu = 1200: pods with IPv6 (pod_cidr6) need an MTU of 1280 or more",
+        ),
+        (
+            demo_with("address6 = \"2001:db8:1::2\"", "address6 = \"198.18.1.9\""),
+            "invalid IPv6 address syntax",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = error_of(&text);
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        assert!(err.starts_with("test.toml"), "errors name the file: {err}");
+    }
+}
+
+#[test]
+fn ipv6_is_optional_and_its_gateway_defaults_to_the_first_address() {
+    let demo = ClusterConfig::load(None).unwrap();
+    for node in &demo.nodes {
+        let cidr6 = node.pod_cidr6.expect("the demo is dual-stack");
+        let first = Ipv6Addr::from(u128::from(cidr6.network()) + 1);
+        assert_eq!(node_gateway6(node), Some(first));
+        for pod in &node.pods {
+            let address6 = pod.address6.expect("every demo pod has IPv6");
+            assert!(cidr6.contains(&address6));
+            assert!(crate::traffic::is_test_address(address6.into()));
+        }
+    }
+    let defaulted = parse(&demo_with("gateway6 = \"2001:db8:1::1\"", "# no gateway6")).unwrap();
+    assert_eq!(
+        node_gateway6(&defaulted.nodes[0]),
+        Some("2001:db8:1::1".parse().unwrap())
+    );
+    let peers = defaulted.vxlan_peers_of(&defaulted.nodes[0]);
+    assert_eq!(peers[0].pod_cidr6, Some("2001:db8:2::/64".parse().unwrap()));
+    let text = r#"
+        [[node]]
+        name = "solo"
+        pod_cidr = "198.18.4.0/24"
+        underlay = { device = "eth1", address = "198.18.0.9/24" }
+        pods = [{ name = "p", address = "198.18.4.2" }]
+    "#;
+    let ipv4_only = parse(text).unwrap();
+    assert_eq!(node_gateway6(&ipv4_only.nodes[0]), None);
+}
+
+#[test]
 fn a_node_without_pods_or_peers_and_a_real_node_are_fine() {
     let text = r#"
         [[node]]

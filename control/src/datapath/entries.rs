@@ -1,6 +1,6 @@
 //! What the control plane writes into the maps, and the map values it becomes.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use datapath_common::maps::{Endpoint, Remote, Source};
 
@@ -21,6 +21,7 @@ pub struct OverlaySettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerEntry {
     pub pod_cidr: ipnet::Ipv4Net,
+    pub pod_cidr6: Option<ipnet::Ipv6Net>,
     pub underlay_ip: Ipv4Addr,
     pub vtep_mac: Mac,
 }
@@ -28,16 +29,29 @@ pub struct PeerEntry {
 impl PeerEntry {
     /// The REMOTES entry: (prefix length, network, value).
     pub(super) fn remote(&self) -> (u32, [u8; 4], Remote) {
-        let value = Remote {
-            underlay_ip: self.underlay_ip.octets(),
-            vtep_mac: self.vtep_mac.0,
-            _pad: [0; 2],
-        };
         (
             u32::from(self.pod_cidr.prefix_len()),
             self.pod_cidr.network().octets(),
-            value,
+            self.value(),
         )
+    }
+
+    /// The REMOTES6 entry, when the peer's pods have IPv6.
+    pub(super) fn remote6(&self) -> Option<(u32, [u8; 16], Remote)> {
+        let cidr = self.pod_cidr6?;
+        Some((
+            u32::from(cidr.prefix_len()),
+            cidr.network().octets(),
+            self.value(),
+        ))
+    }
+
+    fn value(&self) -> Remote {
+        Remote {
+            underlay_ip: self.underlay_ip.octets(),
+            vtep_mac: self.vtep_mac.0,
+            _pad: [0; 2],
+        }
     }
 }
 
@@ -79,6 +93,8 @@ impl Owner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointEntry {
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, when it is dual-stack.
+    pub ip6: Option<Ipv6Addr>,
     /// The pod's host-side veth.
     pub ifindex: u32,
     pub mac: Mac,
@@ -96,12 +112,13 @@ impl EndpointEntry {
         (self.ip.octets(), value)
     }
 
-    /// The SOURCES entry: the pod's veth → the address and MAC it may send from.
+    /// The SOURCES entry: the pod's veth → the addresses and MAC it may send from.
     pub(super) fn source(&self) -> (u32, Source) {
         let value = Source {
             ip: self.ip.octets(),
             mac: self.mac.0,
             _pad: [0; 2],
+            ip6: self.ip6.map_or([0; 16], |ip6| ip6.octets()),
         };
         (self.ifindex, value)
     }

@@ -19,7 +19,7 @@ use datapath_common::{
 use super::{
     counters::{CounterRow, counter_rows},
     entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry},
-    object::{COUNTERS, DEVMAP, ENDPOINTS, MAPS, NODE, PEERS, REMOTES, SOURCES},
+    object::{COUNTERS, DEVMAP, ENDPOINTS, MAPS, NODE, PEERS, REMOTES, REMOTES6, SOURCES},
 };
 use nix::fcntl::{Flock, FlockArg};
 
@@ -32,6 +32,7 @@ pub struct Maps {
     sources: Map,
     node: Map,
     remotes: Map,
+    remotes6: Map,
     peers: Map,
     devmap: Map,
 }
@@ -71,6 +72,7 @@ impl Maps {
             sources: get(SOURCES)?,
             node: get(NODE)?,
             remotes: get(REMOTES)?,
+            remotes6: get(REMOTES6)?,
             peers: get(PEERS)?,
             devmap: get(DEVMAP)?,
         })
@@ -107,29 +109,10 @@ impl Maps {
     /// Makes the remote pod CIDR and peer maps hold exactly `peers`; returns how many entries
     /// were added, changed or removed.
     pub fn sync_peers(&mut self, peers: &[PeerEntry]) -> Result<usize, DatapathError> {
-        let mut changed = 0;
-        let mut remotes: LpmTrie<_, [u8; 4], Remote> =
-            LpmTrie::try_from(&mut self.remotes).map_err(map_err(REMOTES))?;
-        let want: Vec<(u32, [u8; 4], Remote)> = peers.iter().map(PeerEntry::remote).collect();
-        let present: Vec<Key<[u8; 4]>> = remotes
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(REMOTES))?;
-        for key in present.iter().filter(|k| {
-            !want
-                .iter()
-                .any(|(len, addr, _)| k.prefix_len() == *len && k.data() == *addr)
-        }) {
-            remotes.remove(key).map_err(map_err(REMOTES))?;
-            changed += 1;
-        }
-        for (len, addr, value) in &want {
-            let key = Key::new(*len, *addr);
-            if remotes.get(&key, 0).ok().as_ref() != Some(value) {
-                remotes.insert(&key, value, 0).map_err(map_err(REMOTES))?;
-                changed += 1;
-            }
-        }
+        let want: Vec<_> = peers.iter().map(PeerEntry::remote).collect();
+        let mut changed = sync_prefixes(&mut self.remotes, REMOTES, &want)?;
+        let want6: Vec<_> = peers.iter().filter_map(PeerEntry::remote6).collect();
+        changed += sync_prefixes(&mut self.remotes6, REMOTES6, &want6)?;
 
         let mut known: HashMap<_, [u8; 4], Peer> =
             HashMap::try_from(&mut self.peers).map_err(map_err(PEERS))?;
@@ -308,6 +291,37 @@ impl Maps {
 }
 
 /// The map pinned under `dir` by `name`.
+/// Makes the prefix map `map` (REMOTES or REMOTES6) hold exactly `want`: (prefix length,
+/// network, value). Returns how many entries were added, changed or removed.
+fn sync_prefixes<K: aya::Pod + PartialEq>(
+    map: &mut Map,
+    name: &'static str,
+    want: &[(u32, K, Remote)],
+) -> Result<usize, DatapathError> {
+    let mut changed = 0;
+    let mut trie: LpmTrie<_, K, Remote> = LpmTrie::try_from(map).map_err(map_err(name))?;
+    let present: Vec<Key<K>> = trie
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
+    for key in present.iter().filter(|k| {
+        !want
+            .iter()
+            .any(|(len, addr, _)| k.prefix_len() == *len && k.data() == *addr)
+    }) {
+        trie.remove(key).map_err(map_err(name))?;
+        changed += 1;
+    }
+    for (len, addr, value) in want {
+        let key = Key::new(*len, *addr);
+        if trie.get(&key, 0).ok().as_ref() != Some(value) {
+            trie.insert(&key, value, 0).map_err(map_err(name))?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 pub(super) fn open_pinned(dir: &Path, name: &'static str) -> Result<Map, DatapathError> {
     MapData::from_pin(dir.join(name))
         .and_then(Map::from_map_data)

@@ -15,21 +15,23 @@ pub const TC_UNDERLAY: &str = "tc_underlay";
 // by name and replaced, never opened as this one.
 pub(super) const COUNTERS: &str = "COUNTERS_V2";
 pub const ENDPOINTS: &str = "ENDPOINTS_V2";
-pub(super) const SOURCES: &str = "SOURCES_V2";
+pub(super) const SOURCES: &str = "SOURCES_V3";
 pub(super) const NODE: &str = "NODE_V2";
 pub(super) const REMOTES: &str = "REMOTES_V2";
+pub(super) const REMOTES6: &str = "REMOTES6_V1";
 pub(super) const PEERS: &str = "PEERS_V2";
 pub(super) const DEVMAP: &str = "DEVMAP_V2";
 pub(super) const MONITOR: &str = "MONITOR_V1";
 pub(super) const EVENTS: &str = "EVENTS_V1";
 pub(super) const EVENTS_LOST: &str = "EVENTS_LOST_V1";
 /// Every map, pinned under a node's or network's directory by these names.
-pub(super) const MAPS: [&str; 10] = [
+pub(super) const MAPS: [&str; 11] = [
     COUNTERS,
     ENDPOINTS,
     SOURCES,
     NODE,
     REMOTES,
+    REMOTES6,
     PEERS,
     DEVMAP,
     MONITOR,

@@ -4,15 +4,15 @@
 //! namespace once and then used from anywhere. Errors name the device and the namespace.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
 };
 
 use futures::TryStreamExt as _;
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use netlink_packet_route::{
     AddressFamily,
-    address::{AddressAttribute, AddressMessage},
+    address::{AddressAttribute, AddressFlags, AddressMessage},
     link::{
         BridgePortState, InfoBridgePort, InfoData, InfoPortData, InfoVeth, InfoVxlan,
         LinkAttribute, LinkFlags, LinkInfo, LinkMessage, LinkXdp, MacVlanMode,
@@ -20,7 +20,7 @@ use netlink_packet_route::{
     neighbour::{
         NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
     },
-    route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope},
+    route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope},
 };
 use rtnetlink::{
     Handle, LinkBridge, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVeth, LinkVxlan,
@@ -165,7 +165,7 @@ pub struct VethPair<'a> {
 pub enum VxlanEntry {
     /// A next hop's MAC: the peer's VTEP.
     Neighbour {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
         msg: NeighbourMessage,
     },
@@ -185,14 +185,36 @@ pub struct VxlanSpec {
     pub underlay_index: u32,
 }
 
-/// The address an IPv4 address message carries, with its prefix length.
-fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
-    msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-            Ipv4Net::new(*ip, msg.header.prefix_len).ok()
-        }
+/// The address an address message carries, with its prefix length. IPv6 link-local addresses
+/// are the kernel's own (one per interface, from its MAC), not an address anyone configures: they
+/// are left out.
+fn address_of(msg: &AddressMessage) -> Option<IpNet> {
+    let ip = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
         _ => None,
-    })
+    });
+    // IPv6 messages carry the address as IFA_ADDRESS only.
+    let ip = ip.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
+    })?;
+    if let IpAddr::V6(v6) = ip
+        && v6.is_unicast_link_local()
+    {
+        return None;
+    }
+    IpNet::new(ip, msg.header.prefix_len).ok()
+}
+
+/// Whether a route to `dst` is one the kernel makes for itself on every IPv6 interface
+/// (link-local and multicast), not one anyone configures.
+fn is_kernel_ipv6_route(dst: &IpNet) -> bool {
+    match dst {
+        IpNet::V6(net) => net.network().is_unicast_link_local() || net.network().is_multicast(),
+        IpNet::V4(_) => false,
+    }
 }
 
 /// A netlink connection inside one network namespace.
@@ -362,7 +384,10 @@ impl Netlink {
         self.set_link(name, "bring down", msg).await
     }
 
-    /// Adds `addr/prefix` to `name`; an address that is already there is left as it is.
+    /// Adds `addr/prefix` to `name`; an address that is already there is left as it is. An IPv6
+    /// address skips duplicate address detection: fastpath's configuration is what makes
+    /// addresses unique, and an address would otherwise stay unusable ("tentative") for a second
+    /// or more after it is added.
     pub async fn add_address(
         &self,
         name: &str,
@@ -370,13 +395,14 @@ impl Netlink {
         prefix: u8,
     ) -> Result<(), NetlinkError> {
         let index = self.index(name).await?;
-        match self
-            .handle
-            .address()
-            .add(index, addr, prefix)
-            .execute()
-            .await
-        {
+        let mut request = self.handle.address().add(index, addr, prefix);
+        if addr.is_ipv6() {
+            request
+                .message_mut()
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match request.execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
             Err(e) => Err(self.request_error("add an address to", name)(e)),
@@ -508,13 +534,26 @@ impl Netlink {
     }
 
     /// The IPv4 addresses on link `index`, with their prefix lengths.
+    /// The IPv4 addresses of link `index`.
     pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetlinkError> {
-        let msgs = self.ipv4_address_messages(index).await?;
-        Ok(msgs.iter().filter_map(ipv4_of).collect())
+        let addresses = self.addresses(index).await?;
+        Ok(addresses
+            .into_iter()
+            .filter_map(|a| match a {
+                IpNet::V4(v4) => Some(v4),
+                IpNet::V6(_) => None,
+            })
+            .collect())
     }
 
-    /// The IPv4 address messages of link `index` (the kernel's filter is advisory: check it here).
-    async fn ipv4_address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
+    /// The addresses of link `index`, both families, without IPv6 link-local ones.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<IpNet>, NetlinkError> {
+        let msgs = self.address_messages(index).await?;
+        Ok(msgs.iter().filter_map(address_of).collect())
+    }
+
+    /// The address messages of link `index` (the kernel's filter is advisory: check it here).
+    async fn address_messages(&self, index: u32) -> Result<Vec<AddressMessage>, NetlinkError> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -526,15 +565,15 @@ impl Netlink {
             .map_err(self.request_error("list addresses of", &format!("ifindex {index}")))?;
         Ok(msgs
             .into_iter()
-            .filter(|m| m.header.family == AddressFamily::Inet && m.header.index == index)
+            .filter(|m| m.header.index == index)
             .collect())
     }
 
-    pub async fn del_ipv4_address(&self, name: &str, addr: Ipv4Net) -> Result<(), NetlinkError> {
+    pub async fn del_address(&self, name: &str, addr: IpNet) -> Result<(), NetlinkError> {
         let index = self.index(name).await?;
-        let msgs = self.ipv4_address_messages(index).await?;
+        let msgs = self.address_messages(index).await?;
         for msg in msgs {
-            if ipv4_of(&msg) == Some(addr) {
+            if address_of(&msg) == Some(addr) {
                 self.handle
                     .address()
                     .del(msg)
@@ -546,21 +585,21 @@ impl Netlink {
         Ok(())
     }
 
-    /// Adds or replaces the IPv4 route to `dst` via `gateway` out of `dev`; `onlink` says the
+    /// Adds or replaces the route to `dst` via `gateway` out of `dev`; `onlink` says the
     /// gateway is reachable on `dev` without a covering subnet route (as across a VXLAN device).
     pub async fn replace_route(
         &self,
-        dst: Ipv4Net,
-        gateway: Option<Ipv4Addr>,
+        dst: IpNet,
+        gateway: Option<IpAddr>,
         dev: &str,
         onlink: bool,
     ) -> Result<(), NetlinkError> {
         let index = self.index(dev).await?;
-        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst.network(), dst.prefix_len())
-            .output_interface(index);
+        let mut builder = route_to(dst, index);
         if let Some(gateway) = gateway {
-            builder = builder.gateway(gateway);
+            builder = builder
+                .gateway(gateway)
+                .map_err(|_| NetlinkError::MixedFamilies { dst, gateway })?;
         }
         if onlink {
             builder = builder.onlink();
@@ -579,7 +618,21 @@ impl Netlink {
         &self,
         index: u32,
     ) -> Result<Vec<(Ipv4Net, Option<Ipv4Addr>)>, NetlinkError> {
-        let routes: Vec<RouteMessage> = self
+        let routes = self.routes(index).await?;
+        Ok(routes
+            .into_iter()
+            .filter_map(|route| match route {
+                (IpNet::V4(dst), Some(IpAddr::V4(gateway))) => Some((dst, Some(gateway))),
+                (IpNet::V4(dst), None) => Some((dst, None)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The routes of both families in the main table out of link `index`: destination and
+    /// gateway. The kernel's own IPv6 routes (link-local, multicast) are left out.
+    pub async fn routes(&self, index: u32) -> Result<Vec<(IpNet, Option<IpAddr>)>, NetlinkError> {
+        let mut routes: Vec<RouteMessage> = self
             .handle
             .route()
             .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
@@ -587,60 +640,75 @@ impl Netlink {
             .try_collect()
             .await
             .map_err(self.request_error("list routes of", self.netns.label()))?;
+        let v6: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(self.request_error("list routes of", self.netns.label()))?;
+        routes.extend(v6);
         Ok(routes
             .iter()
             .filter(|r| r.header.scope != RouteScope::Host)
+            .filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN)
             .filter(|r| {
                 r.attributes
                     .iter()
                     .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == index))
             })
             .filter_map(|r| {
+                let v6 = r.header.address_family == AddressFamily::Inet6;
                 let dst = r
                     .attributes
                     .iter()
                     .find_map(|a| match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+                        RouteAttribute::Destination(address) => ip_of(address),
                         _ => None,
                     })
-                    .unwrap_or(Ipv4Addr::UNSPECIFIED);
+                    .unwrap_or(if v6 {
+                        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                    } else {
+                        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+                    });
                 let gateway = r.attributes.iter().find_map(|a| match a {
-                    RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+                    RouteAttribute::Gateway(address) => ip_of(address),
                     _ => None,
                 });
-                Some((
-                    Ipv4Net::new(dst, r.header.destination_prefix_length).ok()?,
-                    gateway,
-                ))
+                let dst = IpNet::new(dst, r.header.destination_prefix_length).ok()?;
+                (!is_kernel_ipv6_route(&dst)).then_some((dst, gateway))
             })
             .collect())
     }
 
-    /// Removes the IPv4 route to `dst` out of `dev`.
-    pub async fn del_route(&self, dst: Ipv4Net, dev: &str) -> Result<(), NetlinkError> {
+    /// Removes the route to `dst` out of `dev`.
+    pub async fn del_route(&self, dst: IpNet, dev: &str) -> Result<(), NetlinkError> {
         let index = self.index(dev).await?;
-        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst.network(), dst.prefix_len())
-            .output_interface(index)
-            .build();
-        match self.handle.route().del(msg).execute().await {
+        match self
+            .handle
+            .route()
+            .del(route_to(dst, index).build())
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(self.request_error("remove a route from", dev)(e)),
         }
     }
 
-    /// A permanent ARP entry `ip` → `mac` on `dev`.
+    /// A permanent neighbour entry (ARP or NDP) `ip` → `mac` on `dev`.
     pub async fn replace_neighbour(
         &self,
         dev: &str,
-        ip: Ipv4Addr,
+        ip: IpAddr,
         mac: Mac,
     ) -> Result<(), NetlinkError> {
         let index = self.index(dev).await?;
         self.handle
             .neighbours()
-            .add(index, IpAddr::V4(ip))
+            .add(index, ip)
             .link_layer_address(&mac.0)
             .replace()
             .execute()
@@ -648,13 +716,17 @@ impl Netlink {
             .map_err(self.request_error("add a neighbour entry to", dev))
     }
 
-    /// The permanent entries fastpath puts on VXLAN device `dev`: neighbours (IPv4 address →
-    /// MAC) and FDB entries (MAC → underlay address). The device's own address-list entries
+    /// The permanent entries fastpath puts on VXLAN device `dev`: neighbours (IPv4 or IPv6
+    /// address → MAC) and FDB entries (MAC → underlay address). The device's own address-list entries
     /// (FDB entries with no underlay address) are not among them.
     pub async fn vxlan_entries(&self, dev: &str) -> Result<Vec<VxlanEntry>, NetlinkError> {
         let index = self.index(dev).await?;
         let mut entries = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Bridge] {
+        for family in [
+            AddressFamily::Inet,
+            AddressFamily::Inet6,
+            AddressFamily::Bridge,
+        ] {
             let mut dump = self
                 .handle
                 .neighbours()
@@ -673,11 +745,16 @@ impl Netlink {
                 let mut mac = None;
                 for attr in &msg.attributes {
                     match attr {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(*a),
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
+                            ip = Some(IpAddr::V4(*a))
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
+                            ip = Some(IpAddr::V6(*a))
+                        }
                         // An FDB entry's underlay address (the family is the bridge's, so the
                         // address comes as bytes).
                         NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
-                            ip = <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+                            ip = <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from)
                         }
                         NeighbourAttribute::LinkLayerAddress(l) => {
                             mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac)
@@ -688,8 +765,9 @@ impl Netlink {
                 let (Some(ip), Some(mac)) = (ip, mac) else {
                     continue;
                 };
-                entries.push(match family {
-                    AddressFamily::Bridge => VxlanEntry::Fdb { mac, dst: ip, msg },
+                entries.push(match (family, ip) {
+                    (AddressFamily::Bridge, IpAddr::V4(dst)) => VxlanEntry::Fdb { mac, dst, msg },
+                    (AddressFamily::Bridge, IpAddr::V6(_)) => continue,
                     _ => VxlanEntry::Neighbour { ip, mac, msg },
                 });
             }
@@ -739,5 +817,22 @@ impl Netlink {
             }),
             _ => None,
         }))
+    }
+}
+
+/// A route to `dst` out of link `index`, in the main table, of `dst`'s family.
+fn route_to(dst: IpNet, index: u32) -> RouteMessageBuilder<IpAddr> {
+    RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst.network(), dst.prefix_len())
+        .expect("an unset family takes the destination's")
+        .output_interface(index)
+}
+
+/// The IP address a route attribute carries.
+fn ip_of(address: &RouteAddress) -> Option<IpAddr> {
+    match address {
+        RouteAddress::Inet(ip) => Some(IpAddr::V4(*ip)),
+        RouteAddress::Inet6(ip) => Some(IpAddr::V6(*ip)),
+        _ => None,
     }
 }

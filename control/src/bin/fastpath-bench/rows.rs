@@ -416,6 +416,7 @@ impl Topology {
                     let [_, _, hi, lo] = n.to_be_bytes();
                     EndpointEntry {
                         ip: Ipv4Addr::new(198, 19, hi, lo),
+                        ip6: None,
                         // No device has these: the entries are looked past, never used.
                         ifindex: 1_000_000 + n,
                         mac: Mac([0x02, 0xfb, 0, 0, hi, lo]),
@@ -429,6 +430,7 @@ impl Topology {
                         27,
                     )
                     .expect("a /27"),
+                    pod_cidr6: None,
                     underlay_ip: peer.underlay.address.addr(),
                     vtep_mac: Mac::vtep(peer.underlay.address.addr()),
                 })

@@ -77,7 +77,7 @@ impl Tunnel {
             nl.set_mtu(DEVICE, here.mtu).await?;
             nl.set_up(DEVICE).await?;
             let route = Ipv4Net::new(here.remote_pod, 32).expect("/32");
-            nl.replace_route(route, None, DEVICE, false).await?;
+            nl.replace_route(route.into(), None, DEVICE, false).await?;
             let socket = here
                 .netns
                 .run(|| UdpSocket::bind(SocketAddrV4::new(here.underlay, PORT)))?
