@@ -135,7 +135,7 @@ pub enum DatapathError {
          maps (a node's pod, or a CNI network's): two pods cannot share an address"
     )]
     AddressHeld {
-        ip: std::net::Ipv4Addr,
+        ip: std::net::IpAddr,
         device: String,
     },
     #[error("cannot lock {path}")]

@@ -2,7 +2,7 @@
 //! the one way `up` (bridges, underlays, VXLAN devices) and the pod plumbing (`pod_veth`) correct
 //! a link that exists.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use ipnet::IpNet;
 
 use crate::netlink::{LinkView, Netlink};
@@ -41,5 +41,17 @@ pub async fn converge(
         nl.set_up(name).await?;
         changes.push(format!("brought {name} in netns {ns} up"));
     }
+    Ok(())
+}
+
+/// Has the kernel skip duplicate address detection on `name`, a device its maker just created
+/// and has not brought up. Its link-local address comes from a MAC fastpath chose unique, so the
+/// check finds nothing; meanwhile (a second) the device has no usable link-local address, and a
+/// node routing IPv6 out of it waits that long for neighbour discovery.
+pub fn skip_dad(nl: &Netlink, name: &str) -> Result<()> {
+    let sysctl = format!("net/ipv6/conf/{name}/accept_dad");
+    nl.netns()
+        .ensure_sysctls(&[(sysctl, "0")])
+        .with_context(|| format!("{name} in netns {}", nl.netns().label()))?;
     Ok(())
 }

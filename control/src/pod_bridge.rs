@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     error::NetlinkError,
+    link_state,
     mac::Mac,
     netlink::{LinkView, Netlink},
 };
@@ -38,6 +39,7 @@ impl PodBridge<'_> {
             None => match nl.create_bridge(name, Some(self.mac)).await {
                 Ok(()) => {
                     nl.set_alias(name, self.alias).await?;
+                    link_state::skip_dad(nl, name)?;
                     changes.push(format!("created bridge {name} in netns {ns}"));
                 }
                 Err(NetlinkError::DeviceExists { .. }) => {}

@@ -16,14 +16,17 @@ use crate::{netlink::Netlink, netns::Netns};
 
 /// Per-interface sysctls, `{}` standing for the interface: no router advertisements (a pod takes
 /// its routes from fastpath, never from a neighbour: CVE-2020-10749), no redirects, and the
-/// link-local address derived from the MAC (EUI-64), which is the one IPv6 source address the
-/// programs let a pod use until fastpath gives pods IPv6 addresses.
+/// link-local address derived from the MAC (EUI-64), which with the pod's configured IPv6
+/// address (when it has one) is what the programs let a pod send IPv6 from.
 /// `arp_notify` has the kernel announce the pod's address whenever the interface comes up or its
-/// MAC is set (see [`announce`]).
-const INTERFACE_SYSCTLS: [(&str, &str); 5] = [
+/// MAC is set (see [`announce`]). No duplicate address detection: the link-local address comes
+/// from a MAC fastpath made unique, and would stay unusable for a second (see
+/// [`crate::link_state::skip_dad`]).
+const INTERFACE_SYSCTLS: [(&str, &str); 6] = [
     ("net/ipv6/conf/{}/accept_ra", "0"),
     ("net/ipv6/conf/{}/accept_redirects", "0"),
     ("net/ipv6/conf/{}/addr_gen_mode", "0"),
+    ("net/ipv6/conf/{}/accept_dad", "0"),
     ("net/ipv4/conf/{}/accept_redirects", "0"),
     ("net/ipv4/conf/{}/arp_notify", "1"),
 ];

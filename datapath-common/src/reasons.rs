@@ -104,6 +104,10 @@ pub const PASS_OVERLAY_FRAGMENT: Reason = Reason(22);
 pub const PASS_NOT_FOR_VTEP: Reason = Reason(23);
 pub const PASS_NO_UNDERLAY_ROUTE: Reason = Reason(24);
 pub const PASS_ADJUST_FAILED: Reason = Reason(25);
+pub const PASS_IPV6_EXTENSION: Reason = Reason(26);
+pub const PASS_IPV6_FRAGMENT: Reason = Reason(27);
+pub const PASS_IPV6_MALFORMED: Reason = Reason(28);
+pub const PASS_NEIGHBOUR_DISCOVERY: Reason = Reason(29);
 pub const DROP_SPOOFED_MAC: Reason = Reason(32);
 pub const DROP_SPOOFED_IP: Reason = Reason(33);
 pub const PASS_REDIRECT_FAILED: Reason = Reason(34);
@@ -199,7 +203,7 @@ pub const REASONS: &[ReasonInfo] = &[
         PASS_NO_ENDPOINT,
         "no-endpoint",
         Verdict::Pass,
-        "IPv4 destination is not a fast-path endpoint",
+        "destination is not a fast-path endpoint (a pod on this node, or behind a peer)",
     ),
     reason(
         PASS_IPV4_MALFORMED,
@@ -211,7 +215,8 @@ pub const REASONS: &[ReasonInfo] = &[
         PASS_TTL_EXPIRED,
         "ttl-expired",
         Verdict::Pass,
-        "routed packet whose TTL would reach zero; the kernel answers with ICMP time exceeded",
+        "routed packet whose TTL or hop limit would reach zero; the kernel answers with ICMP (or \
+         ICMPv6) time exceeded",
     ),
     reason(
         PASS_NOT_ADDRESSED_TO_ENDPOINT,
@@ -303,6 +308,31 @@ pub const REASONS: &[ReasonInfo] = &[
         "adjust-failed",
         Verdict::Pass,
         "the kernel refused to make room for the VXLAN headers (or to remove them); frame unchanged",
+    ),
+    reason(
+        PASS_IPV6_EXTENSION,
+        "ipv6-extension-headers",
+        Verdict::Pass,
+        "IPv6 with extension headers, or with an upper protocol other than TCP, UDP and ICMPv6",
+    ),
+    reason(
+        PASS_IPV6_FRAGMENT,
+        "ipv6-fragment",
+        Verdict::Pass,
+        "IPv6 fragment",
+    ),
+    reason(
+        PASS_IPV6_MALFORMED,
+        "ipv6-malformed",
+        Verdict::Pass,
+        "IPv6 header of another version; the kernel drops it with its own reason",
+    ),
+    reason(
+        PASS_NEIGHBOUR_DISCOVERY,
+        "neighbour-discovery",
+        Verdict::Pass,
+        "IPv6 neighbour discovery (solicitations, advertisements, router messages) is the \
+         kernel's",
     ),
     reason(
         DROP_SPOOFED_MAC,

@@ -26,10 +26,12 @@ use network_types::{
 };
 
 use crate::{
-    classify::{IPV4_MF, IPV4_MF_AND_OFFSET, IPV4_OFFSET, ipv4_header_len, is_vlan},
+    classify::{
+        ICMPV6, IPV4_MF, IPV4_MF_AND_OFFSET, IPV4_OFFSET, IPV6_FRAGMENT, ipv4_header_len, is_vlan,
+    },
     encap::OVERHEAD,
     forward::Rewrite,
-    maps::{ENDPOINTS, NODE, PEERS, REMOTES, REMOTES6},
+    maps::{ENDPOINTS, ENDPOINTS6, NODE, PEERS, REMOTES, REMOTES6},
     packet::Packet,
 };
 
@@ -61,6 +63,8 @@ pub enum Action {
     Decap {
         ifindex: u32,
         rewrite: Rewrite,
+        /// The inner packet is IPv6.
+        ipv6: bool,
     },
 }
 
@@ -226,7 +230,7 @@ fn inner(
         return drop(DROP_VXLAN_NOT_FOR_VTEP);
     }
     if inner_eth.ether_type == EtherType::Ipv6 as u16 {
-        return inner_ipv6(pkt, outer);
+        return inner_ipv6(pkt, outer, node);
     }
     if inner_eth.ether_type != EtherType::Ipv4 as u16 {
         return drop(DROP_VXLAN_INNER_NOT_IP);
@@ -280,15 +284,17 @@ fn inner(
                 src_mac: node.gateway_mac,
                 dst_mac: endpoint.mac,
             },
+            ipv6: false,
         },
     )
 }
 
-/// An inner IPv6 packet from a known peer: its own pods' only, under the same rule as IPv4. The
-/// kernel's VXLAN device decapsulates it (the programs do not decapsulate IPv6 yet); its socket
-/// is IPv4-only, so no inner VXLAN over IPv6 is ever decapsulated again.
+/// An inner IPv6 packet from a known peer, under the rules IPv4 has: its own pods' only (else
+/// dropped); to a local pod, TCP, UDP or ICMPv6 right behind the header and a hop limit to spare,
+/// decapsulated; anything else the kernel's VXLAN device takes. Its socket is IPv4-only, so no
+/// inner VXLAN over IPv6 is ever decapsulated again.
 #[inline(always)]
-fn inner_ipv6(pkt: &Packet, outer: &Ipv4Hdr) -> (Reason, Action) {
+fn inner_ipv6(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Action) {
     let Some(inner) = pkt.ptr_at::<Ipv6Hdr>(INNER_IP) else {
         return drop(DROP_VXLAN_TRUNCATED);
     };
@@ -298,7 +304,32 @@ fn inner_ipv6(pkt: &Packet, outer: &Ipv4Hdr) -> (Reason, Action) {
         return drop(DROP_VXLAN_INNER_MALFORMED);
     }
     match REMOTES6.get(&Key::new(128, inner.src_addr)) {
-        Some(owner) if owner.underlay_ip == outer.src_addr => pass(PASS_IPV6),
-        _ => drop(DROP_INNER_SPOOFED),
+        Some(owner) if owner.underlay_ip == outer.src_addr => {}
+        _ => return drop(DROP_INNER_SPOOFED),
     }
+    let next = inner.next_hdr;
+    if next == IPV6_FRAGMENT {
+        return pass(PASS_IPV6_FRAGMENT);
+    }
+    if next != IpProto::Tcp as u8 && next != IpProto::Udp as u8 && next != ICMPV6 {
+        return pass(PASS_IPV6_EXTENSION);
+    }
+    // SAFETY: the map returns a valid pointer or none; entries are plain data.
+    let Some(endpoint) = (unsafe { ENDPOINTS6.get(inner.dst_addr) }) else {
+        return pass(PASS_NO_ENDPOINT);
+    };
+    if inner.hop_limit <= 1 {
+        return pass(PASS_TTL_EXPIRED);
+    }
+    (
+        REDIRECT_DECAPSULATED,
+        Action::Decap {
+            ifindex: endpoint.ifindex,
+            rewrite: Rewrite {
+                src_mac: node.gateway_mac,
+                dst_mac: endpoint.mac,
+            },
+            ipv6: true,
+        },
+    )
 }

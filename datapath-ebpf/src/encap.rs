@@ -1,11 +1,12 @@
 //! VXLAN encapsulation of a pod's frame for a pod on a peer node (RFC 7348), built the way a
 //! kernel-mode peer's VXLAN device expects it: the inner frame is what this node's kernel would
-//! have put into its VXLAN device after routing (our VTEP MAC to the peer's, TTL one less), and
-//! the outer headers are what that device would have put around it (UDP checksum zero, source
-//! port from a hash of the inner flow).
+//! have put into its VXLAN device after routing (our VTEP MAC to the peer's, TTL or hop limit one
+//! less), and the outer headers are what that device would have put around it (UDP checksum
+//! zero, source port from a hash of the inner flow). The underlay is IPv4; the pod's packet is
+//! IPv4 or IPv6.
 //!
 //! Layout after encapsulation, the same for XDP and TC:
-//! `outer Ethernet (0) | outer IPv4 (14) | UDP (34) | VXLAN (42) | inner Ethernet (50) | inner IPv4 (64)`
+//! `outer Ethernet (0) | outer IPv4 (14) | UDP (34) | VXLAN (42) | inner Ethernet (50) | inner IP (64)`
 
 use core::{
     mem::{self, MaybeUninit},
@@ -30,12 +31,13 @@ use datapath_common::{
 };
 use network_types::{
     eth::{EthHdr, EtherType},
-    ip::{IpProto, Ipv4Hdr},
+    ip::{IpProto, Ipv4Hdr, Ipv6Hdr},
     udp::UdpHdr,
     vxlan::VxlanHdr,
 };
 
 use crate::{
+    classify::Ip,
     csum,
     maps::{DEVMAP, NODE},
     packet::{self, Packet},
@@ -133,12 +135,16 @@ fn zeroed_fib_params(storage: &mut MaybeUninit<bpf_fib_lookup>) -> &mut bpf_fib_
 /// ports of TCP and UDP), so one flow keeps one port and flows spread over ECMP paths and RSS
 /// queues. Read before the headers are added.
 #[inline(always)]
-pub fn source_port(pkt: &Packet, ip: &Ipv4Hdr) -> u16 {
-    let mut h = u32::from_ne_bytes(ip.src_addr)
-        ^ u32::from_ne_bytes(ip.dst_addr).rotate_left(16)
-        ^ u32::from(ip.proto);
-    if (ip.proto == IpProto::Tcp as u8 || ip.proto == IpProto::Udp as u8)
-        && let Some(ports) = pkt.ptr_at::<u32>(EthHdr::LEN + Ipv4Hdr::LEN)
+pub fn source_port(pkt: &Packet, ip: &Ip) -> u16 {
+    let proto = ip.proto();
+    let mut h = match ip {
+        Ip::V4(ip) => {
+            u32::from_ne_bytes(ip.src_addr) ^ u32::from_ne_bytes(ip.dst_addr).rotate_left(16)
+        }
+        Ip::V6(ip) => fold(&ip.src_addr) ^ fold(&ip.dst_addr).rotate_left(16),
+    } ^ u32::from(proto);
+    if (proto == IpProto::Tcp as u8 || proto == IpProto::Udp as u8)
+        && let Some(ports) = pkt.ptr_at::<u32>(EthHdr::LEN + ip.header_len())
     {
         // SAFETY: ptr_at checked the four port bytes lie inside the frame.
         h ^= unsafe { core::ptr::read_unaligned(ports) }.rotate_left(8);
@@ -153,6 +159,20 @@ pub fn source_port(pkt: &Packet, ip: &Ipv4Hdr) -> u16 {
     (((u64::from(h) * span) >> 32) as u32 + SOURCE_PORT_MIN) as u16
 }
 
+/// An IPv6 address folded into 32 bits, read in 4-byte words (a byte-wise loop over 16 bytes
+/// costs the verifier and the packet four times the instructions).
+#[inline(always)]
+fn fold(addr: &[u8; 16]) -> u32 {
+    let words = addr.as_ptr().cast::<u32>();
+    // SAFETY: 16 readable bytes are four unaligned u32s.
+    unsafe {
+        words.read_unaligned()
+            ^ words.add(1).read_unaligned()
+            ^ words.add(2).read_unaligned()
+            ^ words.add(3).read_unaligned()
+    }
+}
+
 /// What goes into the headers in front of the pod's frame.
 pub struct Outer<'a> {
     pub node: &'a NodeConfig,
@@ -163,23 +183,37 @@ pub struct Outer<'a> {
     /// The outer IPv4 total length: the whole (possibly GSO) packet's, or 0 when it exceeds 16
     /// bits, which the kernel reads as "take the length from the packet" for GSO TCP.
     pub tot_len: u16,
+    /// The pod's packet is IPv6.
+    pub ipv6: bool,
 }
 
 /// Writes the 64 bytes of outer Ethernet, IPv4, UDP, VXLAN and inner Ethernet headers in front of
-/// the pod's IPv4 header (room for them already made) and decrements the inner TTL. False when
-/// the frame is too short, which room-making rules out.
+/// the pod's IP header (room for them already made) and decrements the inner TTL or hop limit.
+/// False when the frame is too short, which room-making rules out.
 #[inline(always)]
 pub fn write(pkt: &Packet, o: &Outer) -> bool {
-    let (Some(eth), Some(ip), Some(udp), Some(vxlan), Some(inner_eth), Some(inner_ip)) = (
+    let (Some(eth), Some(ip), Some(udp), Some(vxlan), Some(inner_eth)) = (
         pkt.ptr_at_mut::<EthHdr>(0),
         pkt.ptr_at_mut::<Ipv4Hdr>(OUTER_IP),
         pkt.ptr_at_mut::<UdpHdr>(OUTER_UDP),
         pkt.ptr_at_mut::<VxlanHdr>(VXLAN),
         pkt.ptr_at_mut::<EthHdr>(INNER_ETH),
-        pkt.ptr_at_mut::<Ipv4Hdr>(INNER_IP),
     ) else {
         return false;
     };
+    if o.ipv6 {
+        let Some(inner_ip) = pkt.ptr_at_mut::<Ipv6Hdr>(INNER_IP) else {
+            return false;
+        };
+        // SAFETY: ptr_at_mut checked the header lies inside the frame.
+        unsafe { (*inner_ip).hop_limit = (*inner_ip).hop_limit.wrapping_sub(1) };
+    } else {
+        let Some(inner_ip) = pkt.ptr_at_mut::<Ipv4Hdr>(INNER_IP) else {
+            return false;
+        };
+        // SAFETY: as above.
+        unsafe { csum::decrement_ttl(inner_ip) };
+    }
     let udp_len = if o.tot_len == 0 {
         0
     } else {
@@ -230,25 +264,40 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
         );
         packet::write_bytes(&raw mut (*inner_eth).src_addr, &o.node.vtep_mac);
         packet::write_bytes(&raw mut (*inner_eth).dst_addr, &o.peer.vtep_mac);
-        (*inner_eth).ether_type = EtherType::Ipv4 as u16;
-        csum::decrement_ttl(inner_ip);
+        (*inner_eth).ether_type = if o.ipv6 {
+            EtherType::Ipv6 as u16
+        } else {
+            EtherType::Ipv4 as u16
+        };
     }
     true
+}
+
+/// The pod's IP header in a frame about to be encapsulated.
+#[inline(always)]
+fn pod_ip<'a>(pkt: &'a Packet, ipv6: bool) -> Option<Ip<'a>> {
+    // SAFETY: ptr_at checked the header lies inside the frame.
+    unsafe {
+        if ipv6 {
+            Some(Ip::V6(&*pkt.ptr_at::<Ipv6Hdr>(EthHdr::LEN)?))
+        } else {
+            Some(Ip::V4(&*pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN)?))
+        }
+    }
 }
 
 /// Encapsulates in XDP: room in front of the frame, headers written, redirect to the underlay
 /// through the devmap. Returns the reason when it is not `encapsulated`.
 #[inline(always)]
-pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, u32) {
+pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote, ipv6: bool) -> (Option<Reason>, u32) {
     let pass = |reason| (Some(reason), xdp_action::XDP_PASS);
     let Some(node) = NODE.get(0) else {
         return pass(PASS_FAST_PATH_OFF);
     };
-    let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN) else {
+    let Some(ip) = pod_ip(pkt, ipv6) else {
         return pass(PASS_TRUNCATED);
     };
-    // SAFETY: ptr_at checked the header lies inside the frame.
-    let source_port = source_port(pkt, unsafe { &*ip });
+    let source_port = source_port(pkt, &ip);
     // No GSO in XDP: the frame is one packet.
     let outer_len = (pkt.len() - EthHdr::LEN + OVERHEAD) as u32;
     let hop = match next_hop(ctx.ctx.cast(), node, peer, outer_len) {
@@ -272,6 +321,7 @@ pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, u3
         macs: Some(macs),
         source_port,
         tot_len: outer_len as u16,
+        ipv6,
     };
     if !write(&pkt, &outer) {
         return (Some(DROP_ENCAP_FAILED), xdp_action::XDP_DROP);
@@ -286,23 +336,24 @@ pub fn xdp(ctx: &XdpContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, u3
 /// the segments the kernel will cut it into (inner headers + gso_size). None for a GSO skb whose
 /// segments fastpath cannot size.
 #[inline(always)]
-fn tc_outer_len(ctx: &TcContext, pkt: &Packet, ip: &Ipv4Hdr) -> Option<u32> {
+fn tc_outer_len(ctx: &TcContext, pkt: &Packet, ip: &Ip) -> Option<u32> {
     // SAFETY: the context's skb pointer is valid for the program's run.
     let gso_size = unsafe { (*ctx.skb.skb).gso_size };
     if gso_size == 0 {
         return Some(ctx.len() - EthHdr::LEN as u32 + OVERHEAD as u32);
     }
-    let l4_header = if ip.proto == IpProto::Tcp as u8 {
+    let (proto, l3_header) = (ip.proto(), ip.header_len());
+    let l4_header = if proto == IpProto::Tcp as u8 {
         // The data offset: the high nibble of the TCP header's 13th byte, in 32-bit words.
-        let offset = pkt.ptr_at::<u8>(EthHdr::LEN + Ipv4Hdr::LEN + 12)?;
+        let offset = pkt.ptr_at::<u8>(EthHdr::LEN + l3_header + 12)?;
         // SAFETY: ptr_at checked the byte lies inside the frame.
         u32::from(unsafe { *offset } >> 4) * 4
-    } else if ip.proto == IpProto::Udp as u8 {
+    } else if proto == IpProto::Udp as u8 {
         UdpHdr::LEN as u32
     } else {
         return None;
     };
-    Some(Ipv4Hdr::LEN as u32 + l4_header + gso_size + OVERHEAD as u32)
+    Some(l3_header as u32 + l4_header + gso_size + OVERHEAD as u32)
 }
 
 /// Encapsulates in TC with bpf_skb_adjust_room, which marks the skb as encapsulated (inner headers,
@@ -311,21 +362,19 @@ fn tc_outer_len(ctx: &TcContext, pkt: &Packet, ip: &Ipv4Hdr) -> Option<u32> {
 /// the pod's MTU already leaves room for the VXLAN headers. The outer UDP checksum is zero, so
 /// segmenting needs no outer checksum either. Returns the reason when it is not `encapsulated`.
 #[inline(always)]
-pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, i32) {
+pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote, ipv6: bool) -> (Option<Reason>, i32) {
     let pass = |reason| (Some(reason), TC_ACT_OK);
     let Some(node) = NODE.get(0) else {
         return pass(PASS_FAST_PATH_OFF);
     };
-    let Some(ip) = pkt.ptr_at::<Ipv4Hdr>(EthHdr::LEN) else {
+    let Some(ip) = pod_ip(pkt, ipv6) else {
         return pass(PASS_TRUNCATED);
     };
-    // SAFETY: ptr_at checked the header lies inside the frame.
-    let ip = unsafe { &*ip };
-    let Some(outer_len) = tc_outer_len(ctx, pkt, ip) else {
+    let Some(outer_len) = tc_outer_len(ctx, pkt, &ip) else {
         return pass(PASS_TOO_BIG);
     };
     let total = ctx.len() - EthHdr::LEN as u32 + OVERHEAD as u32;
-    let source_port = source_port(pkt, ip);
+    let source_port = source_port(pkt, &ip);
     let hop = match next_hop(ctx.skb.skb.cast(), node, peer, outer_len) {
         Ok(hop) => hop,
         Err(reason) => return pass(reason),
@@ -354,6 +403,7 @@ pub fn tc(ctx: &TcContext, pkt: &Packet, peer: &Remote) -> (Option<Reason>, i32)
         } else {
             total as u16
         },
+        ipv6,
     };
     if !write(&pkt, &outer) {
         return (Some(DROP_ENCAP_FAILED), TC_ACT_SHOT);

@@ -3,15 +3,18 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use datapath_common::{
-    maps::{NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, Remote},
+    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, Remote},
     reasons::*,
 };
-use network_types::{eth::EthHdr, ip::Ipv4Hdr};
+use network_types::{
+    eth::{EthHdr, EtherType},
+    ip::{Ipv4Hdr, Ipv6Hdr},
+};
 
 use crate::{
-    classify::{self, Frame},
+    classify::{self, Frame, Ip},
     csum,
-    maps::{DEVMAP, ENDPOINTS, NODE, REMOTES, SOURCES},
+    maps::{DEVMAP, ENDPOINTS, ENDPOINTS6, NODE, REMOTES, REMOTES6, SOURCES},
     packet::{self, Packet},
     pod_source,
 };
@@ -32,6 +35,7 @@ pub enum Action {
     /// Wrap in VXLAN for the peer node that has the destination's pod CIDR.
     Encap {
         peer: Remote,
+        ipv6: bool,
     },
 }
 
@@ -74,19 +78,19 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
     // Before anything is decided: whatever happens to the frame next, it is the pod's own.
     let frame = match pod_source::check(pkt, eth, source, vlan_tagged, node) {
         Err(reason) => return drop(reason),
-        Ok(Some(ip)) => classify::ipv4_frame(eth, ip),
+        Ok(Some(Ip::V4(ip))) => classify::ipv4_frame(eth, ip),
+        Ok(Some(Ip::V6(ip))) => classify::ipv6_frame(pkt, eth, ip),
         Ok(None) => classify::frame(pkt, eth),
     };
     let ip = match frame {
-        Frame::Ipv4(ip) => ip,
+        Frame::Ip(ip) => ip,
         Frame::Other(reason) => return pass(reason),
     };
     let Some(node) = node.filter(|n| n.flags & NODE_FAST_PATH != 0) else {
         return pass(PASS_FAST_PATH_OFF);
     };
-    // SAFETY: as above.
-    let Some(endpoint) = (unsafe { ENDPOINTS.get(ip.dst_addr) }) else {
-        return remote(eth, ip, node);
+    let Some(endpoint) = endpoint_of(&ip) else {
+        return remote(eth, &ip, node);
     };
     // Switched when addressed to the pod itself, routed when addressed to the gateway.
     let routed = eth.dst_addr != endpoint.mac;
@@ -94,7 +98,7 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
         if eth.dst_addr != node.gateway_mac {
             return pass(PASS_NOT_ADDRESSED_TO_ENDPOINT);
         }
-        if ip.ttl <= 1 {
+        if ip.hop_limit() <= 1 {
             return pass(PASS_TTL_EXPIRED);
         }
     }
@@ -109,7 +113,7 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
             src_mac: node.gateway_mac,
             dst_mac: endpoint.mac,
         };
-        if !apply(pkt, &rewrite) {
+        if !apply(pkt, &rewrite, matches!(ip, Ip::V6(_))) {
             return pass(PASS_TRUNCATED);
         }
         REDIRECT_ROUTED
@@ -121,6 +125,18 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
         action: Action::Redirect {
             ifindex: endpoint.ifindex,
         },
+    }
+}
+
+/// The local pod with `ip`'s destination address.
+#[inline(always)]
+fn endpoint_of(ip: &Ip) -> Option<&'static Endpoint> {
+    // SAFETY: the map returns a valid pointer or none; entries are plain data.
+    unsafe {
+        match ip {
+            Ip::V4(ip) => ENDPOINTS.get(ip.dst_addr),
+            Ip::V6(ip) => ENDPOINTS6.get(ip.dst_addr),
+        }
     }
 }
 
@@ -140,40 +156,64 @@ fn not_from_pod(pkt: &Packet, eth: &EthHdr, node: Option<&NodeConfig>) -> Decisi
 /// A destination that is no local pod: a remote pod when a peer has its CIDR and the frame is
 /// routed (addressed to the gateway), as the kernel would route it into its VXLAN device.
 #[inline(always)]
-fn remote(eth: &EthHdr, ip: &Ipv4Hdr, node: &NodeConfig) -> Decision {
+fn remote(eth: &EthHdr, ip: &Ip, node: &NodeConfig) -> Decision {
     if node.flags & NODE_OVERLAY == 0 {
         return pass(PASS_NO_ENDPOINT);
     }
-    let Some(peer) = REMOTES.get(&Key::new(32, ip.dst_addr)) else {
+    let peer = match ip {
+        Ip::V4(ip) => REMOTES.get(&Key::new(32, ip.dst_addr)),
+        Ip::V6(ip) => REMOTES6.get(&Key::new(128, ip.dst_addr)),
+    };
+    let Some(peer) = peer else {
         return pass(PASS_NO_ENDPOINT);
     };
     if eth.dst_addr != node.gateway_mac {
         return pass(PASS_NOT_ADDRESSED_TO_ENDPOINT);
     }
-    if ip.ttl <= 1 {
+    if ip.hop_limit() <= 1 {
         return pass(PASS_TTL_EXPIRED);
     }
     Decision {
         reason: REDIRECT_ENCAPSULATED,
-        action: Action::Encap { peer: *peer },
+        action: Action::Encap {
+            peer: *peer,
+            ipv6: matches!(ip, Ip::V6(_)),
+        },
     }
 }
 
-/// Does to a routed frame what the kernel's forwarding would: new MACs, TTL one less, IPv4 header
-/// checksum updated incrementally (RFC 1624).
+/// Does to a routed frame (an IPv6 packet with `ipv6`) what the kernel's forwarding would: new
+/// MACs, TTL or hop limit one less (an IPv4 header checksum updated incrementally, RFC 1624;
+/// IPv6 has none). The ethertype is written too: behind a decapsulated packet's Ethernet header
+/// (the outer one) it still says IPv4.
 #[inline(always)]
-pub fn apply(pkt: &Packet, rewrite: &Rewrite) -> bool {
-    let (Some(eth), Some(ip)) = (
-        pkt.ptr_at_mut::<EthHdr>(0),
-        pkt.ptr_at_mut::<Ipv4Hdr>(EthHdr::LEN),
-    ) else {
+pub fn apply(pkt: &Packet, rewrite: &Rewrite, ipv6: bool) -> bool {
+    let Some(eth) = pkt.ptr_at_mut::<EthHdr>(0) else {
         return false;
     };
-    // SAFETY: ptr_at_mut checked both headers lie inside the frame; nothing else aliases them.
+    if ipv6 {
+        let Some(ip) = pkt.ptr_at_mut::<Ipv6Hdr>(EthHdr::LEN) else {
+            return false;
+        };
+        // SAFETY: ptr_at_mut checked the header lies inside the frame.
+        unsafe { (*ip).hop_limit = (*ip).hop_limit.wrapping_sub(1) };
+    } else {
+        let Some(ip) = pkt.ptr_at_mut::<Ipv4Hdr>(EthHdr::LEN) else {
+            return false;
+        };
+        // SAFETY: as above.
+        unsafe { csum::decrement_ttl(ip) };
+    }
+    // SAFETY: ptr_at_mut checked the header lies inside the frame; the MACs do not overlap
+    // `rewrite`.
     unsafe {
         packet::write_bytes(&raw mut (*eth).src_addr, &rewrite.src_mac);
         packet::write_bytes(&raw mut (*eth).dst_addr, &rewrite.dst_mac);
-        csum::decrement_ttl(ip);
+        (*eth).ether_type = if ipv6 {
+            EtherType::Ipv6 as u16
+        } else {
+            EtherType::Ipv4 as u16
+        };
     }
     true
 }

@@ -18,8 +18,8 @@ mod pod_source;
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_SHOT,
-        bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action,
+        BPF_F_ADJ_ROOM_DECAP_L3_IPV6, BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_OK, TC_ACT_REDIRECT,
+        TC_ACT_SHOT, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, xdp_action,
     },
     helpers::bpf_redirect_peer,
     macros::{classifier, xdp},
@@ -42,9 +42,9 @@ use crate::{
     packet::Packet,
 };
 
-/// Up to the end of a TCP header without options: what encapsulation reads in TC (the flow's
-/// ports, and a GSO packet's TCP header length).
-const ENCAP_HEADERS: u32 = (EthHdr::LEN + Ipv4Hdr::LEN + TcpHdr::LEN) as u32;
+/// Up to the end of a TCP header without options behind an IPv6 header (or an IPv4 one): what
+/// encapsulation reads in TC (the flow's ports, and a GSO packet's TCP header length).
+const ENCAP_HEADERS: u32 = (EthHdr::LEN + Ipv6Hdr::LEN + TcpHdr::LEN) as u32;
 
 /// On a pod's host-side veth, native XDP: redirects to local pods through the devmap.
 #[xdp]
@@ -67,8 +67,8 @@ pub fn xdp_pod(ctx: XdpContext) -> u32 {
                 }
             }
         }
-        Action::Encap { peer } => {
-            let (why, verdict) = encap::xdp(&ctx, &pkt, &peer);
+        Action::Encap { peer, ipv6 } => {
+            let (why, verdict) = encap::xdp(&ctx, &pkt, &peer, ipv6);
             if let Some(why) = why {
                 reason = why;
             }
@@ -134,8 +134,8 @@ pub fn tc_pod(ctx: TcContext) -> i32 {
                 ret
             }
         }
-        Action::Encap { peer } => {
-            let (why, verdict) = encap::tc(&ctx, &pkt, &peer);
+        Action::Encap { peer, ipv6 } => {
+            let (why, verdict) = encap::tc(&ctx, &pkt, &peer, ipv6);
             if let Some(why) = why {
                 reason = why;
             }
@@ -185,8 +185,18 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
     let (mut reason, action) = decap::decide(&pkt, &arrival);
     let mut target_ifindex = 0;
     let verdict = match action {
-        decap::Action::Decap { ifindex, rewrite } => {
+        decap::Action::Decap {
+            ifindex,
+            rewrite,
+            ipv6,
+        } => {
             target_ifindex = ifindex;
+            // The packet's protocol becomes the inner one's: IPv4 already is.
+            let inner = if ipv6 {
+                u64::from(BPF_F_ADJ_ROOM_DECAP_L3_IPV6)
+            } else {
+                0
+            };
             if DEVMAP.get_ifindex(ifindex).is_none() {
                 reason = reasons::PASS_REDIRECT_FAILED;
                 TC_ACT_OK
@@ -194,13 +204,13 @@ pub fn tc_underlay(ctx: TcContext) -> i32 {
                 .adjust_room(
                     -(OVERHEAD as i32),
                     BPF_ADJ_ROOM_MAC,
-                    u64::from(BPF_F_ADJ_ROOM_FIXED_GSO),
+                    u64::from(BPF_F_ADJ_ROOM_FIXED_GSO) | inner,
                 )
                 .is_err()
             {
                 reason = reasons::PASS_ADJUST_FAILED;
                 TC_ACT_OK
-            } else if !forward::apply(&Packet::new(ctx.data(), ctx.data_end()), &rewrite) {
+            } else if !forward::apply(&Packet::new(ctx.data(), ctx.data_end()), &rewrite, ipv6) {
                 reason = reasons::DROP_ENCAP_FAILED;
                 TC_ACT_SHOT
             } else {

@@ -13,7 +13,11 @@ use datapath_common::maps::{Endpoint, MAX_ENDPOINTS, MAX_PEERS, NodeConfig, Peer
 #[btf_map(name = "ENDPOINTS_V2")]
 pub static ENDPOINTS: HashMap<[u8; 4], Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
-/// Host-side veth ifindex → the address and MAC its pod may send from.
+/// Pod IPv6 → where the pod is.
+#[btf_map(name = "ENDPOINTS6_V1")]
+pub static ENDPOINTS6: HashMap<[u8; 16], Endpoint, { MAX_ENDPOINTS as usize }> = HashMap::new();
+
+/// Host-side veth ifindex → the addresses and MAC its pod may send from.
 #[btf_map(name = "SOURCES_V3")]
 pub static SOURCES: HashMap<u32, Source, { MAX_ENDPOINTS as usize }> = HashMap::new();
 

@@ -53,8 +53,9 @@ enum Upper {
     LaterFragment,
 }
 
+/// Checks an IPv6 frame from the pod `source` describes; returns its header when it may pass.
 #[inline(always)]
-pub fn check(pkt: &Packet, source: &Source) -> Result<(), Reason> {
+pub fn check<'a>(pkt: &'a Packet, source: &Source) -> Result<&'a Ipv6Hdr, Reason> {
     let ip = pkt
         .ptr_at::<Ipv6Hdr>(IPV6_AT)
         .ok_or(DROP_POD_IPV6_MALFORMED)?;
@@ -71,13 +72,13 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), Reason> {
     let (proto, at) = match upper {
         Upper::Header(proto, at) => (proto, at),
         // Its first fragment was checked; the kernel reassembles nothing without it.
-        Upper::LaterFragment => return Ok(()),
+        Upper::LaterFragment => return Ok(ip),
     };
     if proto != ICMPV6 {
         return if unspecified {
             Err(DROP_SPOOFED_IPV6)
         } else {
-            Ok(())
+            Ok(ip)
         };
     }
     // Type, code and checksum: a one-byte bounds check would compile to a comparison the
@@ -106,15 +107,15 @@ pub fn check(pkt: &Packet, source: &Source) -> Result<(), Reason> {
             }
             at + 24
         }
-        MLD_REPORT | MLD_DONE | MLD2_REPORT => return Ok(()),
+        MLD_REPORT | MLD_DONE | MLD2_REPORT => return Ok(ip),
         _ if unspecified => return Err(DROP_SPOOFED_IPV6),
-        _ => return Ok(()),
+        _ => return Ok(ip),
     };
     if fragmented {
         return Err(DROP_POD_IPV6_MALFORMED);
     }
     let end = IPV6_AT + Ipv6Hdr::LEN + usize::from(u16::from_be_bytes(ip.payload_len));
-    link_layer_options(pkt, options_at, end, &source.mac)
+    link_layer_options(pkt, options_at, end, &source.mac).map(|()| ip)
 }
 
 /// Whether the solicitation or advertisement at `at` is for the pod's own address (its target).

@@ -16,7 +16,7 @@ use network_types::{
 };
 
 use crate::{
-    classify::{IPV4_OFFSET, ipv4_header_len, is_vlan},
+    classify::{IPV4_OFFSET, Ip, ipv4_header_len, is_vlan},
     maps::{ENDPOINTS, REMOTES},
     nd,
     packet::Packet,
@@ -28,7 +28,7 @@ const ARP_REPLY: u16 = 2;
 
 /// Checks a frame that arrived on the veth of the pod `source` describes. `vlan_tagged`: the
 /// kernel already took a VLAN tag off the frame into the packet's metadata (TC only; XDP sees the
-/// tag in the frame). Err is the reason to drop it; an IPv4 frame's checked header comes back, so
+/// tag in the frame). Err is the reason to drop it; an IP frame's checked header comes back, so
 /// that nobody parses it again.
 #[inline(always)]
 pub fn check<'a>(
@@ -37,7 +37,7 @@ pub fn check<'a>(
     source: &Source,
     vlan_tagged: bool,
     node: Option<&NodeConfig>,
-) -> Result<Option<&'a Ipv4Hdr>, Reason> {
+) -> Result<Option<Ip<'a>>, Reason> {
     if eth.src_addr != source.mac {
         return Err(DROP_SPOOFED_MAC);
     }
@@ -45,9 +45,9 @@ pub fn check<'a>(
         return Err(DROP_POD_VLAN);
     }
     match eth.ether_type {
-        t if t == EtherType::Ipv4 as u16 => ipv4(pkt, source, node).map(Some),
+        t if t == EtherType::Ipv4 as u16 => ipv4(pkt, source, node).map(|ip| Some(Ip::V4(ip))),
         t if t == EtherType::Arp as u16 => arp(pkt, source).map(|()| None),
-        t if t == EtherType::Ipv6 as u16 => nd::check(pkt, source).map(|()| None),
+        t if t == EtherType::Ipv6 as u16 => nd::check(pkt, source).map(|ip| Some(Ip::V6(ip))),
         t if is_vlan(t) => Err(DROP_POD_VLAN),
         _ => Err(DROP_POD_OTHER_ETHERTYPE),
     }

@@ -4,18 +4,19 @@
 
 use std::{
     io::{self, Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
     process::Command,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use control::netns::Netns;
 
-/// Runs `ping` in `from` towards `to`; returns whether every echo came back.
-pub fn ping(from: &Netns, to: Ipv4Addr, count: u32, extra: &[&str]) -> bool {
+/// Runs `ping` in `from` towards `to` (IPv4 or IPv6); returns whether every echo came back.
+pub fn ping(from: &Netns, to: impl Into<IpAddr>, count: u32, extra: &[&str]) -> bool {
+    let to = to.into();
     assert!(
-        control::traffic::is_test_address(to.into()),
-        "test traffic only goes to 198.18.0.0/15"
+        control::traffic::is_test_address(to),
+        "test traffic only goes to 198.18.0.0/15 and 2001:db8::/32"
     );
     let out = Command::new("ip")
         .args([
@@ -47,11 +48,13 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Sends `len` bytes over TCP from `from` to `to` in `to_ns` and returns what arrived.
-pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: Ipv4Addr, len: usize) -> Vec<u8> {
-    assert!(control::traffic::is_test_address(to.into()));
+/// Sends `len` bytes over TCP from `from` to `to` (IPv4 or IPv6) in `to_ns` and returns what
+/// arrived.
+pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: impl Into<IpAddr>, len: usize) -> Vec<u8> {
+    let to = to.into();
+    assert!(control::traffic::is_test_address(to));
     let listener = to_ns
-        .run(|| TcpListener::bind(SocketAddrV4::new(to, 0)))
+        .run(|| TcpListener::bind(SocketAddr::new(to, 0)))
         .unwrap()
         .expect("listen in the receiving pod");
     let addr = listener.local_addr().unwrap();
@@ -73,6 +76,54 @@ pub fn tcp_transfer(from: &Netns, to_ns: &Netns, to: Ipv4Addr, len: usize) -> Ve
     conn.write_all(&data).expect("send");
     drop(conn);
     receiver.join().expect("receiver thread")
+}
+
+/// Sends `count` UDP datagrams of `len` bytes from `from` to `to` (IPv4 or IPv6) in `to_ns`, a
+/// millisecond apart at most, and returns how many arrived (waiting up to two seconds for the
+/// last).
+pub fn udp_delivered(
+    from: &Netns,
+    to_ns: &Netns,
+    to: impl Into<IpAddr>,
+    count: u32,
+    len: usize,
+) -> u32 {
+    let to = to.into();
+    assert!(control::traffic::is_test_address(to));
+    let receiver = to_ns
+        .run(|| UdpSocket::bind(SocketAddr::new(to, 0)))
+        .unwrap()
+        .expect("bind in the receiving pod");
+    receiver.set_nonblocking(true).unwrap();
+    let addr = receiver.local_addr().unwrap();
+    let any = if to.is_ipv4() {
+        SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0)
+    } else {
+        SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), 0)
+    };
+    let sender = from
+        .run(|| UdpSocket::bind(any))
+        .unwrap()
+        .expect("bind in the sending pod");
+    let payload = pattern(len);
+    let mut buf = vec![0u8; len + 1];
+    let mut got = 0;
+    let mut drain = |got: &mut u32| {
+        while let Ok(n) = receiver.recv(&mut buf) {
+            assert_eq!(&buf[..n], &payload[..], "datagram content");
+            *got += 1;
+        }
+    };
+    for _ in 0..count {
+        sender.send_to(&payload, addr).expect("send");
+        drain(&mut got);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while got < count && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        drain(&mut got);
+    }
+    got
 }
 
 /// Sends one raw Ethernet frame out of `dev` in `netns` (an AF_PACKET socket), bypassing the

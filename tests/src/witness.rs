@@ -138,3 +138,32 @@ pub fn snmp(pod: &Netns) -> Snmp {
         tcp_in_csum_errors: field("Tcp", "InCsumErrors"),
     }
 }
+
+/// A pod's IPv6 counters that matter here (TCP's are shared with IPv4, in [`Snmp`]).
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub struct Snmp6 {
+    pub udp6_in_datagrams: u64,
+    pub udp6_in_csum_errors: u64,
+    pub icmp6_in_csum_errors: u64,
+}
+
+/// Reads /proc/net/snmp6 (one "name value" per line) as the pod's namespace sees it.
+pub fn snmp6(pod: &Netns) -> Snmp6 {
+    let text = pod
+        .run(|| std::fs::read_to_string("/proc/thread-self/net/snmp6"))
+        .unwrap()
+        .unwrap();
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(char::is_whitespace)?;
+                (n == name).then(|| v.trim().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("snmp6 {name}"))
+    };
+    Snmp6 {
+        udp6_in_datagrams: field("Udp6InDatagrams"),
+        udp6_in_csum_errors: field("Udp6InCsumErrors"),
+        icmp6_in_csum_errors: field("Icmp6InCsumErrors"),
+    }
+}

@@ -1,7 +1,7 @@
 //! How `fastpath up` fails: bad files are refused before anything is created, names that belong
 //! to someone else are never taken over, and an interrupted `up` is finished by `up` or `down`.
 
-use std::{process::Output, time::Duration};
+use std::{net::Ipv4Addr, process::Output, time::Duration};
 
 use control::{
     config::DEFAULT_CONFIG,
@@ -155,7 +155,7 @@ fn a_real_node_keeps_the_users_devices_and_refuses_foreign_names() {
         Netns::named(format!("{prefix}real-r2")),
     ];
     assert!(
-        probe::ping(&pods[0], "198.18.1.3".parse().unwrap(), 2, &[]),
+        probe::ping(&pods[0], Ipv4Addr::new(198, 18, 1, 3), 2, &[]),
         "r1 -> r2 on a real node"
     );
     let table = control::guard::table_name(&prefix);

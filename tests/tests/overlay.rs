@@ -251,7 +251,7 @@ fn underlay_carries_standard_vxlan_within_the_mtu(mode: Mode) {
         );
         assert_eq!(
             (p.inner_src, p.inner_dst),
-            (A1, B1),
+            (A1.into(), B1.into()),
             "{mode}: inner addresses"
         );
         assert_eq!(

@@ -587,6 +587,7 @@ impl Reconciler<'_> {
                     e => e.into(),
                 })?;
             self.mark_created(&nl, &vx.device, "VXLAN device").await?;
+            link_state::skip_dad(&nl, &vx.device)?;
         }
         let mac = Mac::vtep(spec.local);
         if nl.link_view(&vx.device).await?.and_then(|v| v.mac) != Some(mac) {

@@ -103,13 +103,21 @@ pub struct EndpointEntry {
 impl EndpointEntry {
     /// The ENDPOINTS entry: the pod's address → where its frames go, and who says so.
     pub(super) fn endpoint(&self, owner: Owner) -> ([u8; 4], Endpoint) {
-        let value = Endpoint {
+        (self.ip.octets(), self.value(owner))
+    }
+
+    /// The ENDPOINTS6 entry, when the pod has an IPv6 address.
+    pub(super) fn endpoint6(&self, owner: Owner) -> Option<([u8; 16], Endpoint)> {
+        Some((self.ip6?.octets(), self.value(owner)))
+    }
+
+    fn value(&self, owner: Owner) -> Endpoint {
+        Endpoint {
             ifindex: self.ifindex,
             owner: owner.id(),
             mac: self.mac.0,
             _pad: [0; 2],
-        };
-        (self.ip.octets(), value)
+        }
     }
 
     /// The SOURCES entry: the pod's veth → the addresses and MAC it may send from.

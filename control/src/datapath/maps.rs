@@ -2,7 +2,13 @@
 //! pins by any process, with no program loaded (a CNI ADD, a converged `up`, `stats`), or taken
 //! from a datapath just loaded (tests, the demo, `watch`).
 
-use std::{borrow::Borrow, io, net::Ipv4Addr, os::fd::AsFd as _, path::Path};
+use std::{
+    borrow::Borrow,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd as _,
+    path::Path,
+};
 
 use aya::{
     Ebpf,
@@ -19,7 +25,9 @@ use datapath_common::{
 use super::{
     counters::{CounterRow, counter_rows},
     entries::{EndpointEntry, OverlaySettings, Owner, PeerEntry},
-    object::{COUNTERS, DEVMAP, ENDPOINTS, MAPS, NODE, PEERS, REMOTES, REMOTES6, SOURCES},
+    object::{
+        COUNTERS, DEVMAP, ENDPOINTS, ENDPOINTS6, MAPS, NODE, PEERS, REMOTES, REMOTES6, SOURCES,
+    },
 };
 use nix::fcntl::{Flock, FlockArg};
 
@@ -29,6 +37,7 @@ use crate::{bpf_sys::U32Map, error::DatapathError, mac::Mac, netns::Netns};
 pub struct Maps {
     counters: Map,
     endpoints: Map,
+    endpoints6: Map,
     sources: Map,
     node: Map,
     remotes: Map,
@@ -69,6 +78,7 @@ impl Maps {
         Ok(Self {
             counters: get(COUNTERS)?,
             endpoints: get(ENDPOINTS)?,
+            endpoints6: get(ENDPOINTS6)?,
             sources: get(SOURCES)?,
             node: get(NODE)?,
             remotes: get(REMOTES)?,
@@ -172,12 +182,6 @@ impl Maps {
         underlay_ifindex: Option<u32>,
     ) -> Result<usize, DatapathError> {
         let _inside = netns.enter()?;
-        let mut changed = 0;
-
-        let mut endpoints: HashMap<_, [u8; 4], Endpoint> =
-            HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
-        let present = all_entries(&endpoints).map_err(map_err(ENDPOINTS))?;
-        let want: Vec<([u8; 4], Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
         let own_devices: Vec<u32> = entries.iter().map(|e| e.ifindex).collect();
         // This owner's entries; and those from before owners were recorded (owner 0) on one of
         // its own devices, or on a device that is gone.
@@ -186,38 +190,19 @@ impl Maps {
                 || (e.owner == Owner::BEFORE_OWNERS.id()
                     && (own_devices.contains(&e.ifindex) || device_name(e.ifindex).is_none()))
         };
-        // The devices named by the entries this sync replaces or removes: their redirect
-        // targets go with them.
-        let mut released: Vec<u32> = Vec::new();
-        for (key, _) in &want {
-            let Some((_, held)) = present.iter().find(|(k, _)| k == key) else {
-                continue;
-            };
-            if mine(held) {
-                continue;
-            }
-            if let Some(device) = device_name(held.ifindex) {
-                return Err(DatapathError::AddressHeld {
-                    ip: Ipv4Addr::from(*key),
-                    device,
-                });
-            }
-            // Another owner's, for a device that is gone: taken over.
-            released.push(held.ifindex);
-        }
-        released.extend(
-            present
-                .iter()
-                .filter(|(_, e)| mine(e))
-                .map(|(_, e)| e.ifindex),
-        );
-        changed += sync_hash(&mut endpoints, &want, |_, e| !mine(e)).map_err(map_err(ENDPOINTS))?;
+        // Both families are checked before either is written: an address held elsewhere leaves
+        // the maps as they were.
+        let want: Vec<([u8; 4], Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
+        let want6: Vec<([u8; 16], Endpoint)> =
+            entries.iter().filter_map(|e| e.endpoint6(owner)).collect();
+        let mut v4 = OwnedEndpoints::read(&mut self.endpoints, ENDPOINTS)?;
+        let mut v6 = OwnedEndpoints::read(&mut self.endpoints6, ENDPOINTS6)?;
+        let mut released = v4.released(&want, &mine, |k| Ipv4Addr::from(k).into())?;
+        released.extend(v6.released(&want6, &mine, |k| Ipv6Addr::from(k).into())?);
+        let mut changed = v4.sync(&want, &mine)? + v6.sync(&want6, &mine)?;
         // The devices some entry (anyone's) names now.
-        let named: Vec<u32> = all_entries(&endpoints)
-            .map_err(map_err(ENDPOINTS))?
-            .iter()
-            .map(|(_, e)| e.ifindex)
-            .collect();
+        let mut named = v4.named()?;
+        named.extend(v6.named()?);
 
         // A source entry lets its device send as a pod: it lives exactly as long as an endpoint
         // entry names the device (one left by a write that died half-way goes here too).
@@ -287,6 +272,71 @@ impl Maps {
     /// Every counter cell that has counted something, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<CounterRow>, DatapathError> {
         counters_in(&self.counters)
+    }
+}
+
+/// One endpoint map (ENDPOINTS or ENDPOINTS6) as a sync finds it.
+struct OwnedEndpoints<'m, K: aya::Pod> {
+    map: HashMap<&'m mut MapData, K, Endpoint>,
+    name: &'static str,
+    present: Vec<(K, Endpoint)>,
+}
+
+impl<'m, K: aya::Pod + PartialEq> OwnedEndpoints<'m, K> {
+    fn read(map: &'m mut Map, name: &'static str) -> Result<Self, DatapathError> {
+        let map: HashMap<_, K, Endpoint> = HashMap::try_from(map).map_err(map_err(name))?;
+        let present = all_entries(&map).map_err(map_err(name))?;
+        Ok(Self { map, name, present })
+    }
+
+    /// The devices of the entries a sync to `want` replaces or removes (their redirect targets
+    /// go with them); an error when another owner holds one of the addresses for a device that
+    /// exists.
+    fn released(
+        &self,
+        want: &[(K, Endpoint)],
+        mine: &impl Fn(&Endpoint) -> bool,
+        address: impl Fn(K) -> IpAddr,
+    ) -> Result<Vec<u32>, DatapathError> {
+        let mut released = Vec::new();
+        for (key, _) in want {
+            let Some((_, held)) = self.present.iter().find(|(k, _)| k == key) else {
+                continue;
+            };
+            if mine(held) {
+                continue;
+            }
+            if let Some(device) = device_name(held.ifindex) {
+                return Err(DatapathError::AddressHeld {
+                    ip: address(*key),
+                    device,
+                });
+            }
+            // Another owner's, for a device that is gone: taken over.
+            released.push(held.ifindex);
+        }
+        released.extend(
+            self.present
+                .iter()
+                .filter(|(_, e)| mine(e))
+                .map(|(_, e)| e.ifindex),
+        );
+        Ok(released)
+    }
+
+    /// Makes the owner's entries exactly `want`; returns how many changed.
+    fn sync(
+        &mut self,
+        want: &[(K, Endpoint)],
+        mine: &impl Fn(&Endpoint) -> bool,
+    ) -> Result<usize, DatapathError> {
+        sync_hash(&mut self.map, want, |_, e| !mine(e)).map_err(map_err(self.name))
+    }
+
+    /// The devices the map's entries name.
+    fn named(&self) -> Result<Vec<u32>, DatapathError> {
+        let entries = all_entries(&self.map).map_err(map_err(self.name))?;
+        Ok(entries.iter().map(|(_, e)| e.ifindex).collect())
     }
 }
 

@@ -15,6 +15,7 @@ pub const TC_UNDERLAY: &str = "tc_underlay";
 // by name and replaced, never opened as this one.
 pub(super) const COUNTERS: &str = "COUNTERS_V2";
 pub const ENDPOINTS: &str = "ENDPOINTS_V2";
+pub(super) const ENDPOINTS6: &str = "ENDPOINTS6_V1";
 pub(super) const SOURCES: &str = "SOURCES_V3";
 pub(super) const NODE: &str = "NODE_V2";
 pub(super) const REMOTES: &str = "REMOTES_V2";
@@ -25,9 +26,10 @@ pub(super) const MONITOR: &str = "MONITOR_V1";
 pub(super) const EVENTS: &str = "EVENTS_V1";
 pub(super) const EVENTS_LOST: &str = "EVENTS_LOST_V1";
 /// Every map, pinned under a node's or network's directory by these names.
-pub(super) const MAPS: [&str; 11] = [
+pub(super) const MAPS: [&str; 12] = [
     COUNTERS,
     ENDPOINTS,
+    ENDPOINTS6,
     SOURCES,
     NODE,
     REMOTES,

@@ -1,0 +1,593 @@
+//! IPv6 beside IPv4 (the demo cluster is dual-stack), end to end: pods on one node and across
+//! nodes reach each other over IPv6 in every mode and every pair of modes, with what `up` made
+//! (addresses, routes, neighbours) in place and left alone by a second run; the overlay MTU holds
+//! for IPv6 too; what crosses the underlay is standard VXLAN with IPv6 inside; and nobody speaks
+//! IPv6 in another's name: not a pod, not a peer, not a host on the underlay.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket},
+    process::Command,
+    time::Duration,
+};
+
+use control::{
+    config::Mode,
+    datapath::{self, Hook},
+    guard,
+    mac::Mac,
+    netns::Netns,
+};
+use datapath_common::reasons::*;
+use tests::{
+    TestCluster,
+    capture::Capture,
+    frames::{self, ETH_IPV6},
+    probe::{self, pattern},
+    vxlan::{self, FLAG_I},
+    witness,
+};
+
+const A1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+const A2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+const B1: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+const B2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 3);
+const GATEWAY_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+const UNDERLAY_A: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 1);
+const UNDERLAY_B: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 2);
+const UNDERLAY_DEV: &str = "fp-ul0";
+const BRIDGE: &str = "fp-br0";
+const VNI: u32 = 42;
+const VXLAN_PORT: u16 = 4789;
+const PINGS: u32 = 3;
+const DATAGRAMS: u32 = 100;
+const TRANSFER: usize = 1024 * 1024;
+/// Largest ICMPv6 echo payload a DF ping fits in the pods' 1450-byte MTU (1450 - 40 - 8).
+const LARGEST_PING6: usize = 1402;
+/// How long a frame gets to arrive where it should not.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// Packets `hook`'s program on `node` counted under `reason`.
+fn counted(tc: &TestCluster, node: &str, hook: Hook, reason: Reason) -> u64 {
+    let dir = tc.cluster.pin_dir(tc.cluster.config.node(node).unwrap());
+    datapath::pinned_counters(&dir).map_or(0, |rows| datapath::packets(&rows, hook, reason))
+}
+
+/// What `node`'s kernel-path guard dropped, by rule.
+fn guarded(tc: &TestCluster, node: &str) -> BTreeMap<&'static str, u64> {
+    let table = guard::table_name(tc.cluster.prefix());
+    guard::counters(&tc.node_netns(node), &table)
+        .unwrap()
+        .unwrap_or_else(|| panic!("node {node} has no guard table {table}"))
+        .into_iter()
+        .map(|c| (c.reason, c.packets))
+        .collect()
+}
+
+fn pod_program(mode: Mode) -> Option<Hook> {
+    match mode {
+        Mode::Kernel => None,
+        Mode::Xdp => Some(Hook::Xdp),
+        Mode::Tc => Some(Hook::Tc),
+    }
+}
+
+/// Puts node a in `a` and node b in `b` and converges.
+fn set_modes(tc: &mut TestCluster, a: Mode, b: Mode) {
+    tc.cluster.mode_override = None;
+    for node in &mut tc.cluster.config.nodes {
+        node.mode = Some(if node.name == "a" { a } else { b });
+    }
+    tc.up();
+}
+
+fn node_of(pod: &str) -> &'static str {
+    if pod.starts_with('a') { "a" } else { "b" }
+}
+
+/// What the fast path counted for a flow from `from_node` to `to_node`: redirects by the
+/// sender's pod program (switched on one node, encapsulated across), and across nodes the
+/// receiver's decapsulations. Zero where a node runs no program.
+fn redirects(tc: &TestCluster, modes: (Mode, Mode), from_node: &str, to_node: &str) -> (u64, u64) {
+    let mode_of = |node: &str| if node == "a" { modes.0 } else { modes.1 };
+    let sent = pod_program(mode_of(from_node)).map_or(0, |hook| {
+        let reason = if from_node == to_node {
+            REDIRECT_SWITCHED
+        } else {
+            REDIRECT_ENCAPSULATED
+        };
+        counted(tc, from_node, hook, reason)
+    });
+    let received = if from_node != to_node && mode_of(to_node) != Mode::Kernel {
+        counted(tc, to_node, Hook::TcUnderlay, REDIRECT_DECAPSULATED)
+    } else {
+        0
+    };
+    (sent, received)
+}
+
+/// Ping, UDP and a byte-exact TCP transfer over IPv6 from pod `from` to pod `to`; the receiver
+/// counts no checksum error, and the programs on the way forwarded the packets.
+fn ipv6_flows(tc: &TestCluster, modes: (Mode, Mode), from: &str, (to, to_addr): (&str, Ipv6Addr)) {
+    let mode_of = |node: &str| if node == "a" { modes.0 } else { modes.1 };
+    let (from_node, to_node) = (node_of(from), node_of(to));
+    let what = format!(
+        "{from} ({}) -> {to} ({}) over IPv6",
+        mode_of(from_node),
+        mode_of(to_node)
+    );
+    let (src, dst) = (tc.pod_netns(from), tc.pod_netns(to));
+    let before = redirects(tc, modes, from_node, to_node);
+    let (snmp, snmp6) = (witness::snmp(&dst), witness::snmp6(&dst));
+
+    assert!(probe::ping(&src, to_addr, PINGS, &[]), "{what}: ping");
+    assert_eq!(
+        probe::udp_delivered(&src, &dst, to_addr, DATAGRAMS, 300),
+        DATAGRAMS,
+        "{what}: UDP delivered"
+    );
+    let got = probe::tcp_transfer(&src, &dst, to_addr, TRANSFER);
+    assert!(
+        got.len() == TRANSFER && got == pattern(TRANSFER),
+        "{what}: TCP transfer of {TRANSFER} bytes arrived as {} bytes, not byte-exact",
+        got.len()
+    );
+
+    let (snmp_after, snmp6_after) = (witness::snmp(&dst), witness::snmp6(&dst));
+    assert_eq!(
+        (
+            snmp6_after.udp6_in_csum_errors,
+            snmp6_after.icmp6_in_csum_errors,
+            snmp_after.tcp_in_csum_errors
+        ),
+        (
+            snmp6.udp6_in_csum_errors,
+            snmp6.icmp6_in_csum_errors,
+            snmp.tcp_in_csum_errors
+        ),
+        "{what}: checksum errors at the receiver"
+    );
+    assert!(
+        snmp6_after.udp6_in_datagrams - snmp6.udp6_in_datagrams >= u64::from(DATAGRAMS),
+        "{what}: the receiver's stack took the datagrams"
+    );
+    // Every echo request and datagram, whichever program was on the way.
+    let least = u64::from(PINGS + DATAGRAMS);
+    let after = redirects(tc, modes, from_node, to_node);
+    if pod_program(mode_of(from_node)).is_some() {
+        let sent = after.0 - before.0;
+        assert!(
+            sent >= least,
+            "{what}: the sender's program redirected {sent}"
+        );
+    }
+    if from_node != to_node && mode_of(to_node) != Mode::Kernel {
+        let taken = after.1 - before.1;
+        assert!(taken >= least, "{what}: the receiver decapsulated {taken}");
+    }
+}
+
+#[test]
+fn ipv6_reaches_pods_on_the_node_and_across_in_every_mode_and_mode_pair() {
+    let mut tc = TestCluster::demo();
+    let pairs = [
+        (Mode::Kernel, Mode::Kernel),
+        (Mode::Tc, Mode::Tc),
+        (Mode::Xdp, Mode::Xdp),
+        (Mode::Tc, Mode::Kernel),
+        (Mode::Kernel, Mode::Xdp),
+        (Mode::Xdp, Mode::Tc),
+    ];
+    for modes in pairs {
+        set_modes(&mut tc, modes.0, modes.1);
+        ipv6_flows(&tc, modes, "a1", ("a2", A2));
+        ipv6_flows(&tc, modes, "a1", ("b1", B1));
+        ipv6_flows(&tc, modes, "b2", ("a2", A2));
+        // IPv4 beside it is untouched.
+        let v4 = tc.pods().into_iter().find(|p| p.0 == "b1").unwrap().1;
+        assert!(
+            probe::ping(&tc.pod_netns("a1"), v4, 1, &[]),
+            "{modes:?}: IPv4"
+        );
+    }
+}
+
+/// `ip -j` output of `args` in `netns`.
+fn ip_json(netns: &Netns, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("ip")
+        .args(["-n", netns.name().unwrap(), "-j"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The IPv6 addresses of `dev` other than link-local, with their prefix lengths and flags.
+fn global_addresses(netns: &Netns, dev: &str) -> Vec<(String, u64, bool)> {
+    let links = ip_json(netns, &["-6", "addr", "show", "dev", dev]);
+    links[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["scope"] == "global")
+        .map(|a| {
+            (
+                a["local"].as_str().unwrap().to_string(),
+                a["prefixlen"].as_u64().unwrap(),
+                a["tentative"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn up_gives_every_device_its_ipv6_addresses_routes_and_neighbours_and_keeps_them() {
+    let tc = TestCluster::demo_in(Mode::Tc);
+    let (node_a, a1) = (tc.node_netns("a"), tc.pod_netns("a1"));
+    let untentative = |addr: &str, len: u64| vec![(addr.to_string(), len, false)];
+    assert_eq!(
+        global_addresses(&a1, "eth0"),
+        untentative("2001:db8:1::2", 64)
+    );
+    assert_eq!(
+        global_addresses(&node_a, BRIDGE),
+        untentative("2001:db8:1::1", 64)
+    );
+    assert_eq!(
+        global_addresses(&node_a, "fp-vxlan"),
+        untentative("2001:db8:1::", 128)
+    );
+    let default = ip_json(&a1, &["-6", "route", "show", "default"]);
+    assert_eq!(default[0]["gateway"], "2001:db8:1::1", "{default}");
+    let to_b = ip_json(&node_a, &["-6", "route", "show", "2001:db8:2::/64"]);
+    assert_eq!(
+        (&to_b[0]["gateway"], &to_b[0]["dev"]),
+        (&"2001:db8:2::".into(), &"fp-vxlan".into()),
+        "{to_b}"
+    );
+    assert!(to_b[0]["flags"].to_string().contains("onlink"), "{to_b}");
+    let neighbours = ip_json(&node_a, &["-6", "neigh", "show", "dev", "fp-vxlan"]);
+    let peer = neighbours
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["dst"] == "2001:db8:2::")
+        .unwrap_or_else(|| panic!("no neighbour entry for b's next hop: {neighbours}"));
+    assert_eq!(peer["lladdr"], Mac::vtep(UNDERLAY_B).to_string());
+    assert!(peer["state"].to_string().contains("PERMANENT"), "{peer}");
+    assert_eq!(
+        probe::sysctl(&node_a, "net/ipv6/conf/all/forwarding", None),
+        "1"
+    );
+
+    assert_eq!(tc.up(), Vec::<String>::new(), "a second up changes nothing");
+
+    // Taken away behind fastpath's back, they come back.
+    for args in [
+        vec!["-6", "route", "del", "2001:db8:2::/64", "dev", "fp-vxlan"],
+        vec!["-6", "addr", "del", "2001:db8:1::1/64", "dev", BRIDGE],
+    ] {
+        let ok = Command::new("ip")
+            .args(["-n", node_a.name().unwrap()])
+            .args(&args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip {args:?}");
+    }
+    let changes = tc.up();
+    assert!(
+        changes.iter().any(|c| c.contains("routed 2001:db8:2::/64"))
+            && changes
+                .iter()
+                .any(|c| c.contains("added address 2001:db8:1::1/64 to fp-br0")),
+        "{changes:?}"
+    );
+    assert!(probe::ping(&a1, B1, 1, &[]), "b1 over IPv6 again");
+
+    // `fastpath check` echoes over both families.
+    let out = tests::fastpath(tc.cluster.prefix(), None)
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ipv6 = probes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["to_address"].as_str().unwrap().contains(':'))
+        .count();
+    assert_eq!(
+        ipv6, 12,
+        "every ordered pair of the four pods over IPv6: {probes}"
+    );
+}
+
+/// The largest DF-sized IPv6 packet crosses; with the pod's MTU raised past the overlay's, a
+/// bigger one gets packet-too-big for the overlay MTU from the node.
+fn ipv6_mtu_is_respected(mode: Mode) {
+    let tc = TestCluster::demo_in(mode);
+    let a1 = tc.pod_netns("a1");
+    let largest = LARGEST_PING6.to_string();
+    assert!(
+        probe::ping(&a1, B1, 2, &["-M", "do", "-s", &largest]),
+        "{mode}: ping of {LARGEST_PING6} bytes a1 -> b1"
+    );
+    let node_a = tc.node_netns("a");
+    for (ns, dev) in [(&a1, "eth0"), (&node_a, "fp-a1")] {
+        let ok = Command::new("ip")
+            .args(["-n", ns.name().unwrap(), "link", "set", dev, "mtu", "1500"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "raise the MTU of {dev}");
+    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", a1.name().unwrap()])
+        .args(["ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1452"])
+        .arg(B1.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("Packet too big: mtu=1450"),
+        "{mode}: a 1500-byte IPv6 packet gets packet-too-big for 1450: {text}"
+    );
+}
+
+#[test]
+fn kernel_mode_answers_too_big_ipv6_with_packet_too_big() {
+    ipv6_mtu_is_respected(Mode::Kernel);
+}
+
+#[test]
+fn tc_mode_answers_too_big_ipv6_with_packet_too_big() {
+    ipv6_mtu_is_respected(Mode::Tc);
+}
+
+#[test]
+fn xdp_mode_answers_too_big_ipv6_with_packet_too_big() {
+    ipv6_mtu_is_respected(Mode::Xdp);
+}
+
+/// Captures what node b's underlay device receives while a1 sends b1 ICMPv6, UDP and TCP (on b:
+/// an XDP redirect into a's underlay veth passes no capture on a): every VXLAN frame from a is
+/// standard, with a1's and b1's IPv6 addresses inside.
+fn underlay_carries_ipv6_in_standard_vxlan(mode: Mode) {
+    let tc = TestCluster::demo_in(mode);
+    let (a1, b1) = (tc.pod_netns("a1"), tc.pod_netns("b1"));
+    let capture = Capture::start(&tc.node_netns("b"), UNDERLAY_DEV);
+    assert!(probe::ping(&a1, B1, PINGS, &[]), "{mode}: ping");
+    assert_eq!(
+        probe::udp_delivered(&a1, &b1, B1, 20, 200),
+        20,
+        "{mode}: UDP"
+    );
+    assert_eq!(
+        probe::tcp_transfer(&a1, &b1, B1, 64 * 1024).len(),
+        64 * 1024,
+        "{mode}: TCP"
+    );
+    std::thread::sleep(SETTLE);
+    let frames = capture.finish();
+    let from_a: Vec<_> = frames
+        .iter()
+        .filter(|f| {
+            !f.outgoing && vxlan::is_udp_to(f, VXLAN_PORT) && f.data[26..30] == UNDERLAY_A.octets()
+        })
+        .collect();
+    assert!(from_a.len() >= 20, "{mode}: {} VXLAN frames", from_a.len());
+    let mut protocols = std::collections::BTreeSet::new();
+    for f in from_a {
+        let p = vxlan::parse(f).unwrap_or_else(|e| panic!("{mode}: not standard VXLAN: {e}"));
+        assert_eq!(
+            (p.outer_src, p.outer_dst, p.port, p.vni),
+            (UNDERLAY_A, UNDERLAY_B, VXLAN_PORT, VNI),
+            "{mode}: outer addresses, port, VNI"
+        );
+        assert_eq!(
+            (p.inner_src_mac, p.inner_dst_mac),
+            (Mac::vtep(UNDERLAY_A).0, Mac::vtep(UNDERLAY_B).0),
+            "{mode}: inner MACs are the VTEPs'"
+        );
+        assert_eq!(
+            (p.inner_src, p.inner_dst),
+            (IpAddr::V6(A1), IpAddr::V6(B1)),
+            "{mode}: inner addresses"
+        );
+        assert_eq!(
+            p.inner_ttl, 63,
+            "{mode}: hop limit one less, routed on node a"
+        );
+        protocols.insert(p.inner_proto);
+    }
+    assert_eq!(
+        protocols.into_iter().collect::<Vec<_>>(),
+        [6, 17, 58],
+        "{mode}: TCP, UDP and ICMPv6 all seen"
+    );
+}
+
+#[test]
+fn kernel_mode_carries_ipv6_in_standard_vxlan() {
+    underlay_carries_ipv6_in_standard_vxlan(Mode::Kernel);
+}
+
+#[test]
+fn tc_mode_carries_ipv6_in_standard_vxlan() {
+    underlay_carries_ipv6_in_standard_vxlan(Mode::Tc);
+}
+
+#[test]
+fn xdp_mode_carries_ipv6_in_standard_vxlan() {
+    underlay_carries_ipv6_in_standard_vxlan(Mode::Xdp);
+}
+
+/// A UDP socket a victim pod listens on, at its IPv6 address.
+struct Victim(UdpSocket);
+
+impl Victim {
+    fn bind(netns: &Netns, addr: Ipv6Addr) -> Self {
+        let socket = netns
+            .run(|| UdpSocket::bind(SocketAddr::new(addr.into(), 0)))
+            .unwrap()
+            .unwrap();
+        socket.set_nonblocking(true).unwrap();
+        Self(socket)
+    }
+
+    fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().port()
+    }
+
+    /// The sources of what arrived since the last call.
+    fn arrivals(&self) -> Vec<IpAddr> {
+        std::thread::sleep(SETTLE);
+        let mut buf = [0u8; 2048];
+        let mut from = Vec::new();
+        while let Ok((_, addr)) = self.0.recv_from(&mut buf) {
+            from.push(addr.ip());
+        }
+        from
+    }
+}
+
+/// An IPv6 UDP frame from `src` to the victim, hop limit 64.
+fn udp6_frame(macs: ([u8; 6], [u8; 6]), src: Ipv6Addr, dst: Ipv6Addr, port: u16) -> Vec<u8> {
+    let mut frame = vxlan::inner_udp(macs, src, dst, port, b"fastpath ipv6");
+    frame[14 + 7] = 64;
+    frame
+}
+
+/// From a1's eth0, raw frames to a victim (a2 on the node, b1 across) from another pod's IPv6
+/// address: dropped and counted; the same frame from a1's own address arrives.
+fn pods_cannot_send_from_another_pods_ipv6_address(mode: Mode) {
+    let tc = TestCluster::demo_in(mode);
+    let hook = pod_program(mode).unwrap();
+    let (node_a, a1) = (tc.node_netns("a"), tc.pod_netns("a1"));
+    let a1_mac = tc.mac_of(&a1, "eth0");
+    let gateway_mac = tc.mac_of(&node_a, BRIDGE);
+    for (victim, victim_addr, forged) in [("a2", A2, B2), ("b1", B1, A2)] {
+        let sink = Victim::bind(&tc.pod_netns(victim), victim_addr);
+        let send = |src: Ipv6Addr| {
+            let frame = udp6_frame((a1_mac, gateway_mac), src, victim_addr, sink.port());
+            probe::send_raw_frame(&a1, "eth0", &frame);
+        };
+        // Neighbours first, so the honest frame is not held up by resolution.
+        assert!(probe::ping(&a1, victim_addr, 1, &[]));
+        let before = counted(&tc, "a", hook, DROP_SPOOFED_IPV6);
+        send(forged);
+        send(GATEWAY_A);
+        send(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x99));
+        assert_eq!(sink.arrivals(), Vec::<IpAddr>::new(), "{mode}: to {victim}");
+        assert_eq!(
+            counted(&tc, "a", hook, DROP_SPOOFED_IPV6) - before,
+            3,
+            "{mode}: counted as spoofed-ipv6"
+        );
+        send(A1);
+        assert_eq!(
+            sink.arrivals(),
+            vec![IpAddr::V6(A1)],
+            "{mode}: the honest twin reaches {victim}"
+        );
+    }
+}
+
+#[test]
+fn in_tc_mode_no_pod_sends_from_another_pods_ipv6_address() {
+    pods_cannot_send_from_another_pods_ipv6_address(Mode::Tc);
+}
+
+#[test]
+fn in_xdp_mode_no_pod_sends_from_another_pods_ipv6_address() {
+    pods_cannot_send_from_another_pods_ipv6_address(Mode::Xdp);
+}
+
+/// From node b's underlay device (the peer, or anyone on its wire): VXLAN to node a with inner
+/// IPv6 from outside b's prefix, and plain IPv6 claiming a pod's address. None reaches a1; the
+/// same VXLAN from b's own pod does.
+fn peers_speak_only_for_their_own_ipv6_pods(mode: Mode) {
+    let tc = TestCluster::demo_in(mode);
+    let (node_a, node_b, a1) = (tc.node_netns("a"), tc.node_netns("b"), tc.pod_netns("a1"));
+    let sink = Victim::bind(&a1, A1);
+    let outer = vxlan::Outer {
+        src_mac: tc.mac_of(&node_b, UNDERLAY_DEV),
+        dst_mac: tc.mac_of(&node_a, UNDERLAY_DEV),
+        src: UNDERLAY_B,
+        dst: UNDERLAY_A,
+        port: VXLAN_PORT,
+    };
+    let vteps = (Mac::vtep(UNDERLAY_B).0, Mac::vtep(UNDERLAY_A).0);
+    let in_vxlan = |src: Ipv6Addr| {
+        let inner = udp6_frame(vteps, src, A1, sink.port());
+        vxlan::frame(&outer, FLAG_I, VNI, &inner)
+    };
+    let send = |frame: &[u8]| probe::send_raw_frame(&node_b, UNDERLAY_DEV, frame);
+    assert!(
+        probe::ping(&tc.pod_netns("b1"), A1, 1, &[]),
+        "{mode}: warm up"
+    );
+
+    let stranger = Ipv6Addr::new(0x2001, 0xdb8, 7, 0, 0, 0, 0, 1);
+    let spoofed_before = counted(&tc, "a", Hook::TcUnderlay, DROP_INNER_SPOOFED);
+    let guard_before = guarded(&tc, "a");
+    send(&in_vxlan(A2));
+    if mode != Mode::Kernel {
+        // The kernel path would deliver it: its VXLAN device does not know whose prefix is whose.
+        send(&in_vxlan(stranger));
+    }
+    let plain = frames::ethernet(
+        outer.dst_mac,
+        outer.src_mac,
+        ETH_IPV6,
+        &udp6_frame(vteps, B1, A1, sink.port())[14..],
+    );
+    send(&plain);
+    assert_eq!(sink.arrivals(), Vec::<IpAddr>::new(), "{mode}");
+    let guard_after = guarded(&tc, "a");
+    let by_guard = |rule: &str| guard_after[rule] - guard_before[rule];
+    assert_eq!(
+        by_guard(guard::UNDERLAY_POD_SOURCE6),
+        1,
+        "{mode}: plain IPv6 from b1's address on the underlay"
+    );
+    if mode == Mode::Kernel {
+        // No program: the kernel's VXLAN device takes a peer's word for any address but this
+        // node's own pods'.
+        assert_eq!(by_guard(guard::OWN_POD_SOURCE6), 1, "{mode}");
+    } else {
+        assert_eq!(
+            counted(&tc, "a", Hook::TcUnderlay, DROP_INNER_SPOOFED) - spoofed_before,
+            2,
+            "{mode}: inner IPv6 sources outside b's prefix"
+        );
+    }
+    send(&in_vxlan(B2));
+    assert_eq!(
+        sink.arrivals(),
+        vec![IpAddr::V6(B2)],
+        "{mode}: b's own pod's IPv6 arrives"
+    );
+}
+
+#[test]
+fn in_kernel_mode_peers_speak_only_for_their_own_ipv6_pods() {
+    peers_speak_only_for_their_own_ipv6_pods(Mode::Kernel);
+}
+
+#[test]
+fn in_tc_mode_peers_speak_only_for_their_own_ipv6_pods() {
+    peers_speak_only_for_their_own_ipv6_pods(Mode::Tc);
+}
+
+#[test]
+fn in_xdp_mode_peers_speak_only_for_their_own_ipv6_pods() {
+    peers_speak_only_for_their_own_ipv6_pods(Mode::Xdp);
+}
