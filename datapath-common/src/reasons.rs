@@ -78,6 +78,8 @@ impl core::fmt::Display for Reason {
 }
 
 pub const PASS_ARP: Reason = Reason(1);
+/// Retired: IPv6 is forwarded now, and what is left to the kernel has reasons of its own
+/// ([`PASS_NEIGHBOUR_DISCOVERY`], [`PASS_IPV6_EXTENSION`], …). The number stays reserved.
 pub const PASS_IPV6: Reason = Reason(2);
 pub const PASS_OTHER_ETHERTYPE: Reason = Reason(3);
 pub const PASS_L2_MULTICAST: Reason = Reason(4);
@@ -167,7 +169,7 @@ pub const REASONS: &[ReasonInfo] = &[
         PASS_IPV6,
         "ipv6",
         Verdict::Pass,
-        "IPv6 is left to the kernel",
+        "retired (IPv6 is forwarded; what is not has reasons of its own); no program counts it",
     ),
     reason(
         PASS_OTHER_ETHERTYPE,

@@ -4,9 +4,10 @@
 
 use std::{
     io::Write as _,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    str::FromStr,
 };
 
 use aya::maps::{HashMap, Map, MapData};
@@ -42,6 +43,15 @@ pub fn readme_conflist(name: &str) -> Value {
     let start = after.find("```json").expect("a json block") + "```json".len();
     let end = start + after[start..].find("```").expect("the block's end");
     serde_json::from_str(&after[start..end]).expect("the README's conflist is JSON")
+}
+
+/// The IPv6 address of a dual-stack result.
+pub fn address6_of(result: &Value) -> Ipv6Addr {
+    let ips = result["ips"].as_array().expect("ips");
+    ips.iter()
+        .filter_map(|ip| ip["address"].as_str()?.split('/').next()?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no IPv6 address in {result}"))
 }
 
 /// The first address of a result.
@@ -381,17 +391,33 @@ impl CniHost {
 
     /// Entries of the network's pinned endpoint map (0 when the network has no pins).
     pub fn endpoint_entries(&self) -> Vec<(Ipv4Addr, u32)> {
-        let path = self.pin_dir().join(control::datapath::ENDPOINTS);
+        self.entries_of(control::datapath::ENDPOINTS)
+            .into_iter()
+            .map(|(k, ifindex): ([u8; 4], u32)| (Ipv4Addr::from(k), ifindex))
+            .collect()
+    }
+
+    /// Entries of the network's pinned IPv6 endpoint map.
+    pub fn endpoint_entries6(&self) -> Vec<(Ipv6Addr, u32)> {
+        self.entries_of(control::datapath::ENDPOINTS6)
+            .into_iter()
+            .map(|(k, ifindex): ([u8; 16], u32)| (Ipv6Addr::from(k), ifindex))
+            .collect()
+    }
+
+    /// The keys and ifindexes of the pinned endpoint map `name`.
+    fn entries_of<K: aya::Pod>(&self, name: &str) -> Vec<(K, u32)> {
+        let path = self.pin_dir().join(name);
         if !path.exists() {
             return Vec::new();
         }
         let map = Map::from_map_data(MapData::from_pin(&path).expect("pinned endpoint map"))
             .expect("a map");
-        let map: HashMap<_, [u8; 4], datapath_common::maps::Endpoint> =
+        let map: HashMap<_, K, datapath_common::maps::Endpoint> =
             HashMap::try_from(map).expect("the endpoint map is a hash map");
         map.iter()
             .map(|e| e.expect("entry"))
-            .map(|(k, v)| (Ipv4Addr::from(k), v.ifindex))
+            .map(|(k, v)| (k, v.ifindex))
             .collect()
     }
 
@@ -423,13 +449,22 @@ impl CniHost {
         })
     }
 
-    /// Addresses host-local holds for the network (its files named by address).
+    /// IPv4 addresses host-local holds for the network (its files named by address).
     pub fn allocations(&self) -> Vec<Ipv4Addr> {
+        self.allocated()
+    }
+
+    /// IPv6 addresses host-local holds for the network.
+    pub fn allocations6(&self) -> Vec<Ipv6Addr> {
+        self.allocated()
+    }
+
+    fn allocated<T: FromStr + Ord>(&self) -> Vec<T> {
         let dir = self.ipam_dir().join(&self.network);
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
         };
-        let mut ips: Vec<Ipv4Addr> = entries
+        let mut ips: Vec<T> = entries
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
         ips.sort();
@@ -457,6 +492,11 @@ impl CniHost {
             "host veths left"
         );
         assert_eq!(self.allocations(), Vec::<Ipv4Addr>::new(), "addresses left");
+        assert_eq!(
+            self.allocations6(),
+            Vec::<Ipv6Addr>::new(),
+            "IPv6 addresses left"
+        );
         assert_eq!(self.records(), Vec::<String>::new(), "records left");
         assert_eq!(self.endpoint_entries(), Vec::new(), "map entries left");
         assert!(

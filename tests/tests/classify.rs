@@ -4,11 +4,16 @@
 use control::datapath::{self, Datapath, Hook};
 use datapath_common::reasons::*;
 use tests::{
-    frames::{self, BROADCAST, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, Ipv4, PEER_MAC, POD_MAC},
+    frames::{
+        self, BROADCAST, ETH_ARP, ETH_IPV4, ETH_IPV6, ETH_VLAN, IPPROTO_ICMPV6, Ipv4, PEER_MAC,
+        POD_MAC,
+    },
     require_root,
 };
 
 const XDP_PASS: u32 = 2;
+const SRC6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const DST6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3];
 const TC_ACT_OK: u32 = 0;
 
 fn cases(hook: Hook) -> Vec<(Reason, Vec<u8>)> {
@@ -22,8 +27,35 @@ fn cases(hook: Hook) -> Vec<(Reason, Vec<u8>)> {
             frames::ethernet(PEER_MAC, POD_MAC, ETH_ARP, &[0; 28]),
         ),
         (
-            PASS_IPV6,
+            PASS_IPV6_EXTENSION,
             frames::ethernet(PEER_MAC, POD_MAC, ETH_IPV6, &[0x60; 48]),
+        ),
+        (
+            PASS_IPV6_MALFORMED,
+            frames::ethernet(PEER_MAC, POD_MAC, ETH_IPV6, &[0x50; 48]),
+        ),
+        (
+            PASS_IPV6_FRAGMENT,
+            frames::ethernet(
+                PEER_MAC,
+                POD_MAC,
+                ETH_IPV6,
+                &frames::ipv6(SRC6, DST6, 44, &[17, 0, 0, 1, 0, 0, 0, 1]),
+            ),
+        ),
+        (
+            PASS_NEIGHBOUR_DISCOVERY,
+            frames::ethernet(
+                PEER_MAC,
+                POD_MAC,
+                ETH_IPV6,
+                &frames::ipv6(
+                    SRC6,
+                    DST6,
+                    IPPROTO_ICMPV6,
+                    &frames::icmpv6(SRC6, DST6, 136, &[0; 20]),
+                ),
+            ),
         ),
         (
             PASS_OTHER_ETHERTYPE,
@@ -81,12 +113,16 @@ fn cases(hook: Hook) -> Vec<(Reason, Vec<u8>)> {
             ),
         ),
     ];
-    // An IPv4 ethertype with only 10 bytes of header behind it. The kernel refuses to test-run
+    // An IPv4 (IPv6) ethertype with only 10 (39) bytes of header behind it. The kernel refuses to test-run
     // such an skb (EINVAL), and its stack never hands one to tc, so only XDP can see it.
     if hook == Hook::Xdp {
         cases.push((
             PASS_TRUNCATED,
             frames::ethernet(PEER_MAC, POD_MAC, ETH_IPV4, &[0x45; 10]),
+        ));
+        cases.push((
+            PASS_TRUNCATED,
+            frames::ethernet(PEER_MAC, POD_MAC, ETH_IPV6, &[0x60; 39]),
         ));
     }
     cases

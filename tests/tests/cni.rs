@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::unix::process::CommandExt as _,
     time::{Duration, Instant},
 };
@@ -16,7 +16,7 @@ use control::{
 use datapath_common::reasons::*;
 use serde_json::{Value, json};
 use tests::{
-    cni::{CniHost, Reply, address_of, readme_conflist},
+    cni::{CniHost, Reply, address_of, address6_of, readme_conflist},
     probe::{self, pattern},
 };
 
@@ -224,8 +224,16 @@ fn every_error_has_its_code() {
     host.assert_clean();
 }
 
-/// Pings both ways and sends 1 MB of TCP; returns how many packets tc_pod switched meanwhile.
-fn traffic(host: &CniHost, a: &Netns, a_ip: Ipv4Addr, b: &Netns, b_ip: Ipv4Addr) -> u64 {
+/// Pings both ways and sends 1 MB of TCP (IPv4 or IPv6); returns how many packets tc_pod switched
+/// meanwhile.
+fn traffic(
+    host: &CniHost,
+    a: &Netns,
+    a_ip: impl Into<IpAddr>,
+    b: &Netns,
+    b_ip: impl Into<IpAddr>,
+) -> u64 {
+    let (a_ip, b_ip) = (a_ip.into(), b_ip.into());
     let before = host.packets(Hook::Tc, REDIRECT_SWITCHED);
     assert!(probe::ping(a, b_ip, 3, &[]), "ping {a_ip} -> {b_ip}");
     assert!(probe::ping(b, a_ip, 3, &[]), "ping {b_ip} -> {a_ip}");
@@ -687,6 +695,52 @@ fn the_readme_conflists_work_as_written() {
             address_of(&r2),
         );
         assert!(switched >= 12, "{kind}: {switched} switched");
+        // Dual stack: both addresses in the result, the pod and the maps; IPv6 switched too.
+        let (v6_1, v6_2) = (address6_of(&r1), address6_of(&r2));
+        let entries6: BTreeSet<Ipv6Addr> = host.endpoint_entries6().iter().map(|e| e.0).collect();
+        assert_eq!(entries6, BTreeSet::from([v6_1, v6_2]), "{kind}");
+        let switched = traffic(&host, c1.netns(), v6_1, c2.netns(), v6_2);
+        assert!(switched >= 12, "{kind}: {switched} IPv6 packets switched");
+        let mut allocated = vec![v6_1, v6_2];
+        allocated.sort();
+        assert_eq!(
+            host.allocations6(),
+            allocated,
+            "{kind}: IPv6 from the second range"
+        );
+        // CHECK verifies the IPv6 address too.
+        let conf = list["plugins"].as_array().unwrap().last().unwrap().clone();
+        let check = |result: &Value| {
+            let mut conf = conf.clone();
+            conf["cniVersion"] = list["cniVersion"].clone();
+            conf["name"] = list["name"].clone();
+            conf["prevResult"] = result.clone();
+            host.exec("CHECK", "c1", Some(c1.netns()), &conf)
+        };
+        check(&r1).expect_ok();
+        let gone = format!("{v6_1}/64");
+        let ok = std::process::Command::new("ip")
+            .args([
+                "-n",
+                c1.netns().name().unwrap(),
+                "-6",
+                "addr",
+                "del",
+                &gone,
+                "dev",
+                "eth0",
+            ])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{kind}: remove {gone}");
+        let broken = check(&r1);
+        broken.expect_code(101);
+        assert!(
+            broken.json["msg"].as_str().unwrap().contains(&gone),
+            "{kind}: {}",
+            broken.json
+        );
 
         let out = host
             .command_of(&tests::cni::plugin_bin(), &[])

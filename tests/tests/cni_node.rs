@@ -2,7 +2,10 @@
 //! maps, reach pods on the other node through the node's in-program VXLAN, and the node and the
 //! network each keep their own map entries and links true without touching the other's.
 
-use std::{collections::BTreeSet, net::Ipv4Addr};
+use std::{
+    collections::BTreeSet,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
 use control::{
     config::Mode,
@@ -13,13 +16,16 @@ use datapath_common::reasons::*;
 use serde_json::{Value, json};
 use tests::{
     TestCluster,
-    cni::{ClusterFile, CniHost, address_of},
+    cni::{ClusterFile, CniHost, address_of, address6_of},
     probe::{self, pattern},
 };
 
 const A1: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
 const A2: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 3);
 const B1: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+const A1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+const A2_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+const B1_6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
 /// Largest ICMP payload a DF ping fits in the overlay MTU (1450 - 20 - 8).
 const LARGEST_PING: usize = 1422;
 
@@ -138,6 +144,32 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
         "b1's packets to c1 were decapsulated in-program: {decap}"
     );
 
+    // Dual stack: c1's IPv6 address from the node's prefix, in the node's maps, across nodes
+    // both ways through the node's IPv6 encapsulation and decapsulation.
+    let ip6 = address6_of(&r1);
+    assert_eq!(ip6, Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100));
+    let entries6: BTreeSet<Ipv6Addr> = host.endpoint_entries6().iter().map(|e| e.0).collect();
+    assert_eq!(entries6, BTreeSet::from([A1_6, A2_6, ip6]));
+    let (encap, decap) = (
+        counted(Hook::Tc, REDIRECT_ENCAPSULATED),
+        counted(Hook::TcUnderlay, REDIRECT_DECAPSULATED),
+    );
+    assert!(probe::ping(c1.netns(), B1_6, 3, &[]), "ping c1 -> b1, IPv6");
+    assert!(probe::ping(&b1, ip6, 3, &[]), "ping b1 -> c1, IPv6");
+    let sent = probe::tcp_transfer(c1.netns(), &b1, B1_6, 1 << 20);
+    assert!(
+        sent == pattern(1 << 20),
+        "TCP c1 -> b1 over IPv6 byte for byte"
+    );
+    let (encap, decap) = (
+        counted(Hook::Tc, REDIRECT_ENCAPSULATED) - encap,
+        counted(Hook::TcUnderlay, REDIRECT_DECAPSULATED) - decap,
+    );
+    assert!(
+        encap >= 6 && decap >= 6,
+        "IPv6: {encap} encapsulated, {decap} decapsulated"
+    );
+
     // Same node: the node's pod and the network's pod switch straight to each other.
     let switched = counted(Hook::Tc, REDIRECT_SWITCHED);
     let a1 = tc.pod_netns("a1");
@@ -184,8 +216,8 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
             address: ip1,
             address6: Some("2001:db8:1::100".parse().unwrap()),
         });
-    let refused = tc.rt.block_on(control::cluster::up(&tc.cluster));
-    let msg = format!("{:#}", refused.expect_err("an address held by c1"));
+    let taken_over = tc.rt.block_on(control::cluster::up(&tc.cluster));
+    let msg = format!("{:#}", taken_over.expect_err("an address held by c1"));
     assert!(
         msg.contains("198.18.1.100 is already in the fast-path maps"),
         "{msg}"
@@ -204,6 +236,7 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     let other = CniHost::on_node(&tc.node_netns("a"), host.pin_dir());
     let mut other_conf = other.node_conf(&file, &prefix);
     other_conf["ipam"]["ranges"][0][0]["rangeStart"] = json!("198.18.1.130");
+    other_conf["ipam"]["ranges"][1][0]["rangeStart"] = json!("2001:db8:1::130");
     let d1 = other.container("d1");
     let rd = other
         .exec("ADD", "d1", Some(d1.netns()), &other_conf)
@@ -236,6 +269,21 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
     assert!(host.pin_dir().exists(), "the node's pins stay");
     assert_eq!(host.links_named("fpc"), Vec::<String>::new());
     assert_eq!(host.allocations(), Vec::<Ipv4Addr>::new());
+    assert_eq!(host.allocations6(), Vec::<Ipv6Addr>::new());
+    // An IPv6 range outside the node's IPv6 pod prefix (last: IPAM moves on from the IPv4
+    // address it gave before the refusal).
+    refused(
+        &with(&|c| {
+            c["ipam"]["ranges"][1] =
+                json!([{ "subnet": "2001:db8:9::/64", "gateway": "2001:db8:9::1" }])
+        }),
+        "2001:db8:1::/64",
+    );
+    assert_eq!(
+        host.endpoint_entries6().len(),
+        2,
+        "the node's pods' IPv6 entries stay"
+    );
     assert_eq!(host.records(), Vec::<String>::new());
     let encap = counted(Hook::Tc, REDIRECT_ENCAPSULATED);
     assert!(probe::ping(&a1, B1, 3, &[]), "a1 still reaches b1");

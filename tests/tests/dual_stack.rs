@@ -591,3 +591,120 @@ fn in_tc_mode_peers_speak_only_for_their_own_ipv6_pods() {
 fn in_xdp_mode_peers_speak_only_for_their_own_ipv6_pods() {
     peers_speak_only_for_their_own_ipv6_pods(Mode::Xdp);
 }
+
+/// `packet` (an IPv6 packet) with its hop limit set to `hop_limit`.
+fn with_hop_limit(mut packet: Vec<u8>, hop_limit: u8) -> Vec<u8> {
+    packet[7] = hop_limit;
+    packet
+}
+
+/// `udp` (a UDP segment from `src` to `dst`) as two IPv6 fragments, the first carrying 32 bytes.
+fn fragments6(src: Ipv6Addr, dst: Ipv6Addr, udp: &[u8]) -> [Vec<u8>; 2] {
+    const UDP: u8 = 17;
+    const FRAGMENT: u8 = 44;
+    let id = 0x4650_0001u32.to_be_bytes();
+    let header = |offset: usize, more: bool| {
+        let field = ((offset / 8) << 3) as u16 | u16::from(more);
+        [[UDP, 0].as_slice(), &field.to_be_bytes(), &id].concat()
+    };
+    let (first, rest) = udp.split_at(32);
+    [
+        frames::ipv6(
+            src.octets(),
+            dst.octets(),
+            FRAGMENT,
+            &[header(0, true), first.to_vec()].concat(),
+        ),
+        frames::ipv6(
+            src.octets(),
+            dst.octets(),
+            FRAGMENT,
+            &[header(32, false), rest.to_vec()].concat(),
+        ),
+    ]
+    .map(|p| with_hop_limit(p, 64))
+}
+
+/// From a1, to a victim on its node and one across: IPv6 the programs do not parse is left to the
+/// kernel, counted under its reason by a's pod program (and, across, by b's underlay program),
+/// and the kernel does with it what it does: forwards what it can, answers a hop limit of one
+/// with time exceeded rather than forwarding it.
+fn ipv6_the_programs_do_not_parse_takes_the_kernel_path(mode: Mode) {
+    let tc = TestCluster::demo_in(mode);
+    let hook = pod_program(mode).unwrap();
+    let (node_a, a1) = (tc.node_netns("a"), tc.pod_netns("a1"));
+    let (a1_mac, gateway_mac) = (tc.mac_of(&a1, "eth0"), tc.mac_of(&node_a, BRIDGE));
+    for (victim, victim_addr) in [("a2", A2), ("b1", B1)] {
+        let across = victim == "b1";
+        let sink = Victim::bind(&tc.pod_netns(victim), victim_addr);
+        assert!(probe::ping(&a1, victim_addr, 1, &[]), "{mode}: {victim}");
+        let udp = vxlan::udp_segment(A1.into(), victim_addr.into(), sink.port(), &pattern(64));
+        let ipv6 = |next: u8, payload: &[u8]| {
+            with_hop_limit(
+                frames::ipv6(A1.octets(), victim_addr.octets(), next, payload),
+                64,
+            )
+        };
+        // Hop-by-hop options: PadN, to the header's eight bytes.
+        let hop_by_hop = [[17, 0, 1, 4, 0, 0, 0, 0].as_slice(), &udp].concat();
+        let cases = [
+            (
+                "hop limit 1",
+                vec![with_hop_limit(ipv6(17, &udp), 1)],
+                PASS_TTL_EXPIRED,
+                false,
+            ),
+            (
+                "hop-by-hop options",
+                vec![ipv6(0, &hop_by_hop)],
+                PASS_IPV6_EXTENSION,
+                true,
+            ),
+            (
+                "two fragments",
+                fragments6(A1, victim_addr, &udp).to_vec(),
+                PASS_IPV6_FRAGMENT,
+                true,
+            ),
+        ];
+        for (what, packets, reason, arrives) in cases {
+            let sent = packets.len() as u64;
+            let before = (
+                counted(&tc, "a", hook, reason),
+                counted(&tc, "b", Hook::TcUnderlay, reason),
+            );
+            for packet in &packets {
+                let frame = frames::ethernet(gateway_mac, a1_mac, ETH_IPV6, packet);
+                probe::send_raw_frame(&a1, "eth0", &frame);
+            }
+            let expected = if arrives {
+                vec![IpAddr::V6(A1)]
+            } else {
+                vec![]
+            };
+            assert_eq!(sink.arrivals(), expected, "{mode}: {what} to {victim}");
+            assert_eq!(
+                counted(&tc, "a", hook, reason) - before.0,
+                sent,
+                "{mode}: {what} to {victim}, counted by a's {hook:?} program"
+            );
+            if across && arrives {
+                assert_eq!(
+                    counted(&tc, "b", Hook::TcUnderlay, reason) - before.1,
+                    sent,
+                    "{mode}: {what} to {victim}, counted by b's underlay program"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn in_tc_mode_ipv6_the_programs_do_not_parse_takes_the_kernel_path() {
+    ipv6_the_programs_do_not_parse_takes_the_kernel_path(Mode::Tc);
+}
+
+#[test]
+fn in_xdp_mode_ipv6_the_programs_do_not_parse_takes_the_kernel_path() {
+    ipv6_the_programs_do_not_parse_takes_the_kernel_path(Mode::Xdp);
+}

@@ -6,7 +6,7 @@
 //! earlier invocation was killed in the middle of.
 
 use std::{
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
 };
 
@@ -115,8 +115,7 @@ impl Pins {
             };
             entries.push(EndpointEntry {
                 ip: address.addr(),
-                // CNI pods are IPv4-only so far.
-                ip6: None,
+                ip6: r.address6.map(|a| a.addr()),
                 ifindex: link.index,
                 mac: *mac,
             });
@@ -164,7 +163,7 @@ impl Pins {
     }
 
     /// The endpoint entry of `ip`: the ifindex it redirects to, if there is one.
-    pub fn endpoint_ifindex(&self, ip: Ipv4Addr) -> Result<Option<u32>> {
+    pub fn endpoint_ifindex(&self, ip: IpAddr) -> Result<Option<u32>> {
         endpoint_ifindex(self.dir(), ip)
     }
 }
@@ -198,7 +197,7 @@ pub async fn runs_on(host: &Netlink, dir: &Path, veth: &str, ifindex: u32) -> Re
 }
 
 /// The endpoint entry of `ip` in the maps pinned under `dir`.
-pub fn endpoint_ifindex(dir: &Path, ip: Ipv4Addr) -> Result<Option<u32>> {
+pub fn endpoint_ifindex(dir: &Path, ip: IpAddr) -> Result<Option<u32>> {
     // Also pins of an older layout (before an upgrade's first ADD or DEL replaces them): this
     // build has no map to look in yet.
     if !datapath::maps_pinned(dir) {

@@ -12,9 +12,10 @@ mod show;
 mod spec;
 mod store;
 
-use std::{io::Read as _, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Read as _, net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
+use ipnet::IpNet;
 use serde_json::Value;
 
 pub use fastpath::PIN_ROOT;
@@ -416,6 +417,9 @@ impl Plugin<'_> {
     ) -> Result<(), CniError> {
         if let Some(node) = &self.settings.node {
             node.check_address(a.address, a.gateway)?;
+            if let Some((address6, gateway6)) = a.address6.zip(a.gateway6) {
+                node.check_address6(address6, gateway6)?;
+            }
         }
         if self.settings.mode == Mode::Tc {
             let pins = self.settings.pins();
@@ -429,6 +433,8 @@ impl Plugin<'_> {
         step("attached");
         record.address = Some(a.address);
         record.gateway = Some(a.gateway);
+        record.address6 = a.address6;
+        record.gateway6 = a.gateway6;
         record.mac = Some(a.container_mac);
         record.pin_dir = Some(self.settings.pins().dir().to_path_buf());
         record.complete = true;
@@ -570,7 +576,10 @@ impl Plugin<'_> {
         }
         let netns = self.container_netns()?;
         let address = record.address.expect("complete records have an address");
-        let mut missing = network::check_container(&netns, ifname, address, &prev_parsed.routes)
+        let addresses: Vec<IpNet> = std::iter::once(IpNet::V4(address))
+            .chain(record.address6.map(IpNet::V6))
+            .collect();
+        let mut missing = network::check_container(&netns, ifname, &addresses, &prev_parsed.routes)
             .await
             .map_err(failed)?;
         missing.extend(self.check_host(&record).await.map_err(failed)?);
@@ -619,11 +628,17 @@ impl Plugin<'_> {
                     "this build's fast-path maps in {} (those pinned there are of another layout; the network's next ADD or DEL replaces them)",
                     pins.dir().display()
                 ));
-            } else if pins.endpoint_ifindex(ip)? != Some(veth.index) {
-                missing.push(format!(
-                    "the fast-path map entry {ip} -> {} (ifindex {})",
-                    record.host_veth, veth.index
-                ));
+            } else {
+                let ips = std::iter::once(IpAddr::V4(ip))
+                    .chain(record.address6.map(|a| IpAddr::V6(a.addr())));
+                for ip in ips {
+                    if pins.endpoint_ifindex(ip)? != Some(veth.index) {
+                        missing.push(format!(
+                            "the fast-path map entry {ip} -> {} (ifindex {})",
+                            record.host_veth, veth.index
+                        ));
+                    }
+                }
             }
         }
         Ok(missing)

@@ -1,10 +1,10 @@
 //! The devices, addresses and routes of an attachment: made by the plugin in standalone mode,
 //! found in the previous plugin's result in chained mode, and verified by CHECK.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Context as _, Result, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{
     node::JoinedNode,
@@ -25,6 +25,9 @@ pub struct Attachment {
     pub host_veth: String,
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// The IPv6 address and gateway of a dual-stack attachment.
+    pub address6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
     pub container_mac: Mac,
     /// The bridge the host veth is a port of, and its MAC (the pods' gateway MAC).
     pub bridge: String,
@@ -55,7 +58,7 @@ pub fn ipv4_of(result: &CniResult, interface: Option<usize>) -> Result<(Ipv4Net,
         .iter()
         .filter(|ip| interface.is_none() || ip.interface.is_none() || ip.interface == interface)
         .find_map(|ip| ip.ipv4().map(|net| (net, ip.ipv4_gateway())))
-        .context("the IPAM result has no IPv4 address (fastpath handles IPv4)")?;
+        .context("the IPAM result has no IPv4 address (fastpath needs one: the pod's MAC and the gateway entry come from it; IPv6 comes beside it)")?;
     let gateway = match ip.1 {
         Some(g) => g,
         None => {
@@ -65,6 +68,18 @@ pub fn ipv4_of(result: &CniResult, interface: Option<usize>) -> Result<(Ipv4Net,
         }
     };
     Ok((ip.0, gateway))
+}
+
+/// The IPv6 address (with gateway) the IPAM result gives the attachment, when it gives one (a
+/// second range, dual stack). Without a gateway in the result, the prefix's first address.
+pub fn ipv6_of(result: &CniResult, interface: Option<usize>) -> Option<(Ipv6Net, Ipv6Addr)> {
+    let (address, gateway) = result
+        .ips
+        .iter()
+        .filter(|ip| interface.is_none() || ip.interface.is_none() || ip.interface == interface)
+        .find_map(|ip| ip.ipv6().map(|net| (net, ip.ipv6_gateway())))?;
+    let first = Ipv6Addr::from(u128::from(address.network()) + 1);
+    Some((address, gateway.unwrap_or(first)))
 }
 
 pub struct Standalone<'a> {
@@ -128,29 +143,41 @@ impl Standalone<'_> {
         ipam: &CniResult,
     ) -> Result<(Attachment, CniResult)> {
         let (address, gateway) = ipv4_of(ipam, None)?;
+        let v6 = ipv6_of(ipam, None);
         if self.node.is_none() {
-            links
-                .host
-                .add_address(self.bridge, gateway.into(), address.prefix_len())
-                .await
-                .with_context(|| format!("gateway {gateway} on bridge {}", self.bridge))?;
+            let gateways = std::iter::once((IpAddr::from(gateway), address.prefix_len()))
+                .chain(v6.map(|(a, g)| (IpAddr::from(g), a.prefix_len())));
+            for (gateway, prefix_len) in gateways {
+                links
+                    .host
+                    .add_address(self.bridge, gateway, prefix_len)
+                    .await
+                    .with_context(|| format!("gateway {gateway} on bridge {}", self.bridge))?;
+            }
         }
         let mut routes = Vec::new();
         for route in &ipam.routes {
-            let Ok(dst) = route.dst.parse::<Ipv4Net>() else {
+            let Ok(dst) = route.dst.parse::<IpNet>() else {
                 continue;
             };
-            let gw = match &route.gw {
-                Some(gw) => gw
-                    .parse()
-                    .with_context(|| format!("route to {dst}: gateway '{gw}' is not IPv4"))?,
-                None => gateway,
+            let gw = match (&route.gw, dst, v6) {
+                (Some(gw), ..) => gw
+                    .parse::<IpAddr>()
+                    .ok()
+                    .filter(|gw| gw.is_ipv4() == dst.addr().is_ipv4())
+                    .with_context(|| {
+                        format!("route to {dst}: gateway '{gw}' is not an address of its family")
+                    })?,
+                (None, IpNet::V4(_), _) => gateway.into(),
+                (None, IpNet::V6(_), Some((_, gateway6))) => gateway6.into(),
+                // An IPv6 route without an IPv6 address has nowhere to go.
+                (None, IpNet::V6(_), None) => continue,
             };
-            routes.push((dst.into(), gw.into()));
+            routes.push((dst, gw));
         }
         let addressing = PodAddressing {
             address,
-            address6: None,
+            address6: v6.map(|(a, _)| a),
             routes,
         };
         self.veth(links)
@@ -186,11 +213,14 @@ impl Standalone<'_> {
                     sandbox: Some(self.container.label().to_string()),
                 },
             ],
-            ips: vec![IpConfig {
-                address: address.to_string(),
-                gateway: Some(gateway.to_string()),
-                interface: Some(2),
-            }],
+            ips: std::iter::once((address.to_string(), gateway.to_string()))
+                .chain(v6.map(|(a, g)| (a.to_string(), g.to_string())))
+                .map(|(address, gateway)| IpConfig {
+                    address,
+                    gateway: Some(gateway),
+                    interface: Some(2),
+                })
+                .collect(),
             routes: addressing
                 .routes
                 .iter()
@@ -206,6 +236,8 @@ impl Standalone<'_> {
                 host_veth: self.host_veth.to_string(),
                 address,
                 gateway,
+                address6: v6.map(|(a, _)| a),
+                gateway6: v6.map(|(_, g)| g),
                 container_mac,
                 bridge: self.bridge.to_string(),
                 bridge_mac,
@@ -291,6 +323,7 @@ pub async fn find_chained(prev: &CniResult, ifname: &str) -> Result<Attachment> 
         .position(|i| i.name == ifname && i.sandbox.as_deref().is_some_and(|s| !s.is_empty()))
         .with_context(|| format!("prevResult lists no interface '{ifname}' in a sandbox"))?;
     let (address, gateway) = ipv4_of(prev, Some(container))?;
+    let v6 = ipv6_of(prev, Some(container));
     let host = Netlink::open(&Netns::host())?;
     let (mut veths, mut bridges) = (Vec::new(), Vec::new());
     for i in prev
@@ -328,6 +361,8 @@ pub async fn find_chained(prev: &CniResult, ifname: &str) -> Result<Attachment> 
         host_veth: veth.name.clone(),
         address,
         gateway,
+        address6: v6.map(|(a, _)| a),
+        gateway6: v6.map(|(_, g)| g),
         container_mac,
         bridge: bridge.name.clone(),
         bridge_mac: bridge
@@ -336,12 +371,13 @@ pub async fn find_chained(prev: &CniResult, ifname: &str) -> Result<Attachment> 
     })
 }
 
-/// CHECK's view of the container side: the interface is there, up, holding `address`, and every
-/// route of `routes` is there. Returns what is missing.
+/// CHECK's view of the container side: the interface is there, up, holding `addresses` (IPv4,
+/// and IPv6 on a dual-stack attachment), and every route of `routes` is there. Returns what is
+/// missing.
 pub async fn check_container(
     container: &Netns,
     ifname: &str,
-    address: Ipv4Net,
+    addresses: &[IpNet],
     routes: &[Route],
 ) -> Result<Vec<String>> {
     let mut missing = Vec::new();
@@ -352,15 +388,16 @@ pub async fn check_container(
     if !link.up {
         missing.push(format!("{ifname} is down"));
     }
-    if !inside.ipv4_addresses(link.index).await?.contains(&address) {
+    let present = inside.addresses(link.index).await?;
+    for address in addresses.iter().filter(|a| !present.contains(a)) {
         missing.push(format!("address {address} on {ifname}"));
     }
-    let present = inside.ipv4_routes(link.index).await?;
+    let present = inside.routes(link.index).await?;
     for route in routes {
-        let Ok(dst) = route.dst.parse::<Ipv4Net>() else {
+        let Ok(dst) = route.dst.parse::<IpNet>() else {
             continue;
         };
-        let gw: Option<Ipv4Addr> = route.gw.as_deref().and_then(|g| g.parse().ok());
+        let gw: Option<IpAddr> = route.gw.as_deref().and_then(|g| g.parse().ok());
         if !present
             .iter()
             .any(|(d, g)| *d == dst && (gw.is_none() || *g == gw))

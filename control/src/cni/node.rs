@@ -10,11 +10,11 @@
 //! pods ride tc_pod whatever the node's mode: it is the mode that keeps GSO and checksum offload.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use super::spec::{CniError, Code};
@@ -35,6 +35,10 @@ pub struct JoinedNode {
     pub mtu: u32,
     /// The addresses the cluster file gives the node's own pods.
     pub node_pods: Vec<Ipv4Addr>,
+    /// The node's IPv6 pod prefix and gateway, when its pods are dual-stack.
+    pub pod_cidr6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
+    pub node_pods6: Vec<Ipv6Addr>,
 }
 
 fn invalid(msg: String) -> CniError {
@@ -99,6 +103,9 @@ impl JoinedNode {
             gateway: config::node_gateway(node),
             mtu: config::node_pod_mtu(node),
             node_pods: node.pods.iter().map(|p| p.address).collect(),
+            pod_cidr6: node.pod_cidr6,
+            gateway6: config::node_gateway6(node),
+            node_pods6: node.pods.iter().filter_map(|p| p.address6).collect(),
         })
     }
 
@@ -123,6 +130,36 @@ impl JoinedNode {
             return Err(invalid(format!(
                 "IPAM gave gateway {gateway}, but node '{}''s pods route through its bridge at {}; set the IPAM range's gateway to it",
                 self.name, self.gateway
+            )));
+        }
+        Ok(())
+    }
+
+    /// The same for an IPv6 address from IPAM: inside the node's IPv6 pod prefix, no address of
+    /// its own pods, the node's bridge as gateway.
+    pub fn check_address6(&self, address: Ipv6Net, gateway: Ipv6Addr) -> Result<(), CniError> {
+        let Some((cidr, node_gateway)) = self.pod_cidr6.zip(self.gateway6) else {
+            return Err(invalid(format!(
+                "IPAM gave {address}, but node '{}' has no IPv6 pod prefix (pod_cidr6): give the node one, or drop the IPv6 range",
+                self.name
+            )));
+        };
+        if !cidr.contains(&address.addr()) || address.prefix_len() != cidr.prefix_len() {
+            return Err(invalid(format!(
+                "IPAM gave {address}, which is not an address of node '{}''s IPv6 pod prefix {cidr}; set the IPAM range to that prefix",
+                self.name
+            )));
+        }
+        if address.addr() == cidr.network() || self.node_pods6.contains(&address.addr()) {
+            return Err(invalid(format!(
+                "IPAM gave {address}, which is the node's VXLAN address or one of node '{}''s own pods' (cluster file); keep the IPAM range clear of them",
+                self.name
+            )));
+        }
+        if gateway != node_gateway {
+            return Err(invalid(format!(
+                "IPAM gave gateway {gateway}, but node '{}''s pods route IPv6 through its bridge at {node_gateway}; set the IPAM range's gateway to it",
+                self.name
             )));
         }
         Ok(())

@@ -105,6 +105,8 @@ pub struct AttachmentView {
     pub container_id: String,
     pub ifname: String,
     pub address: Option<String>,
+    /// A dual-stack attachment's IPv6 address.
+    pub address6: Option<String>,
     pub host_veth: String,
     pub complete: bool,
     /// tc_pod is linked to the host veth and the map sends the address to it.
@@ -140,16 +142,20 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
                 Some(i) => fastpath::runs_on(&host, &dir, &r.host_veth, i).await?,
                 None => false,
             };
-            let mapped = match r.address {
-                Some(a) => {
-                    ifindex.is_some() && fastpath::endpoint_ifindex(&dir, a.addr())? == ifindex
-                }
-                None => false,
-            };
+            let mut mapped = r.address.is_some() && ifindex.is_some();
+            let addresses = r
+                .address
+                .map(|a| a.addr().into())
+                .into_iter()
+                .chain(r.address6.map(|a| a.addr().into()));
+            for ip in addresses {
+                mapped = mapped && fastpath::endpoint_ifindex(&dir, ip)? == ifindex;
+            }
             attachments.push(AttachmentView {
                 container_id: r.container_id,
                 ifname: r.ifname,
                 address: r.address.map(|a| a.to_string()),
+                address6: r.address6.map(|a| a.to_string()),
                 host_veth: r.host_veth,
                 complete: r.complete,
                 fast_path: linked && mapped,
@@ -184,7 +190,11 @@ fn render(networks: &[NetworkView]) -> String {
                 vec![
                     a.container_id.chars().take(16).collect(),
                     a.ifname.clone(),
-                    a.address.clone().unwrap_or_else(|| "-".into()),
+                    match (&a.address, &a.address6) {
+                        (Some(v4), Some(v6)) => format!("{v4}, {v6}"),
+                        (Some(v4), None) => v4.clone(),
+                        _ => "-".into(),
+                    },
                     a.host_veth.clone(),
                     match (a.complete, a.fast_path) {
                         (false, _) => "adding (or interrupted)".into(),

@@ -2,9 +2,14 @@
 //! stdin, the result and the error on stdout, the error codes and the supported versions.
 //! Everything fastpath-specific lives in the other modules.
 
-use std::{collections::BTreeMap, fmt, net::Ipv4Addr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -341,6 +346,15 @@ impl IpConfig {
     }
 
     pub fn ipv4_gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway.as_deref().and_then(|g| g.parse().ok())
+    }
+
+    /// The IPv6 address and its prefix, when the address is IPv6.
+    pub fn ipv6(&self) -> Option<Ipv6Net> {
+        self.address.parse().ok()
+    }
+
+    pub fn ipv6_gateway(&self) -> Option<Ipv6Addr> {
         self.gateway.as_deref().and_then(|g| g.parse().ok())
     }
 }

@@ -10,12 +10,12 @@
 use std::{
     fs::{self, File},
     io::{self, Write as _},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,11 @@ pub struct Record {
     pub ipam: bool,
     pub address: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 address and gateway of a dual-stack attachment (absent from older records).
+    #[serde(default)]
+    pub address6: Option<Ipv6Net>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
     /// The container interface's MAC.
     pub mac: Option<Mac>,
     /// Where the attachment's maps and link are pinned (the network's own directory, or the
@@ -74,6 +79,8 @@ impl Record {
             ipam: standalone,
             address: None,
             gateway: None,
+            address6: None,
+            gateway6: None,
             mac: None,
             pin_dir: None,
             complete: false,
@@ -249,6 +256,8 @@ mod tests {
             ipam: true,
             address: Some("198.18.100.2/24".parse().unwrap()),
             gateway: Some(Ipv4Addr::new(198, 18, 100, 1)),
+            address6: Some("2001:db8:100::2/64".parse().unwrap()),
+            gateway6: Some("2001:db8:100::1".parse().unwrap()),
             mac: None,
             pin_dir: None,
             complete: false,

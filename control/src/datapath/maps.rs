@@ -405,14 +405,25 @@ pub fn pinned_vxlan_port(dir: &Path) -> Result<Option<u16>, DatapathError> {
 }
 
 /// The ENDPOINTS entry of `ip` in the maps pinned under `dir` (only that map is opened).
-pub fn pinned_endpoint(dir: &Path, ip: Ipv4Addr) -> Result<Option<Endpoint>, DatapathError> {
-    let map = open_pinned(dir, ENDPOINTS)?;
-    let endpoints: HashMap<_, [u8; 4], Endpoint> =
-        HashMap::try_from(&map).map_err(map_err(ENDPOINTS))?;
-    match endpoints.get(&ip.octets(), 0) {
+pub fn pinned_endpoint(dir: &Path, ip: IpAddr) -> Result<Option<Endpoint>, DatapathError> {
+    match ip {
+        IpAddr::V4(ip) => pinned_entry(dir, ENDPOINTS, ip.octets()),
+        IpAddr::V6(ip) => pinned_entry(dir, ENDPOINTS6, ip.octets()),
+    }
+}
+
+/// The entry for `key` in the hash map `name` pinned under `dir`.
+fn pinned_entry<K: aya::Pod>(
+    dir: &Path,
+    name: &'static str,
+    key: K,
+) -> Result<Option<Endpoint>, DatapathError> {
+    let map = open_pinned(dir, name)?;
+    let endpoints: HashMap<_, K, Endpoint> = HashMap::try_from(&map).map_err(map_err(name))?;
+    match endpoints.get(&key, 0) {
         Ok(e) => Ok(Some(e)),
         Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-        Err(source) => Err(map_err(ENDPOINTS)(source)),
+        Err(source) => Err(map_err(name)(source)),
     }
 }
 

@@ -41,7 +41,7 @@ pub use links::{
     run_in_link, tcx_ingress_program_ids,
 };
 pub use maps::{Maps, lock_pins, maps_pinned, pinned_counters, pinned_endpoint, pinned_vxlan_port};
-pub use object::{ENDPOINTS, Hook, PIN_ROOT, TC_POD, TC_UNDERLAY, XDP_POD};
+pub use object::{ENDPOINTS, ENDPOINTS6, Hook, PIN_ROOT, TC_POD, TC_UNDERLAY, XDP_POD};
 pub use programs::{
     Datapath, Pinned, ensure_pinned, pinned_program_id, program_pin, programs_pinned,
 };

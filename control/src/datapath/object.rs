@@ -15,7 +15,7 @@ pub const TC_UNDERLAY: &str = "tc_underlay";
 // by name and replaced, never opened as this one.
 pub(super) const COUNTERS: &str = "COUNTERS_V2";
 pub const ENDPOINTS: &str = "ENDPOINTS_V2";
-pub(super) const ENDPOINTS6: &str = "ENDPOINTS6_V1";
+pub const ENDPOINTS6: &str = "ENDPOINTS6_V1";
 pub(super) const SOURCES: &str = "SOURCES_V3";
 pub(super) const NODE: &str = "NODE_V2";
 pub(super) const REMOTES: &str = "REMOTES_V2";

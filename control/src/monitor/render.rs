@@ -197,8 +197,8 @@ fn tuple(event: &Event) -> Option<Tuple> {
     })
 }
 
-/// The IPv4 packet inside a VXLAN frame (Ethernet, IPv4, UDP to `port`, VXLAN, Ethernet, IPv4),
-/// as far as `data` holds it.
+/// The IPv4 or IPv6 packet inside a VXLAN frame (Ethernet, IPv4, UDP to `port`, VXLAN, Ethernet,
+/// IP), as far as `data` holds it.
 fn vxlan_inner(data: &[u8], port: u16) -> Option<Inner> {
     let be16 = |at: usize| Some(u16::from_be_bytes(data.get(at..at + 2)?.try_into().ok()?));
     if be16(12)? != 0x0800 {
@@ -213,10 +213,17 @@ fn vxlan_inner(data: &[u8], port: u16) -> Option<Inner> {
     let vni = data.get(vxlan + 4..vxlan + 7)?;
     let vni = u32::from_be_bytes([0, vni[0], vni[1], vni[2]]);
     let inner = vxlan + 8;
-    if be16(inner + 12)? != 0x0800 {
-        return None;
-    }
     let ip = inner + 14;
+    match be16(inner + 12)? {
+        0x0800 => {}
+        0x86dd => {
+            return Some(Inner {
+                vni,
+                tuple: inner_ipv6(data, ip)?,
+            });
+        }
+        _ => return None,
+    }
     let header = data.get(ip..ip + 20)?;
     let inner_ihl = usize::from(header[0] & 0x0f) * 4;
     let protocol = header[9];
@@ -237,6 +244,27 @@ fn vxlan_inner(data: &[u8], port: u16) -> Option<Inner> {
             src_port: ports.map(|p| u16::from_be_bytes([p[0], p[1]])),
             dst_port: ports.map(|p| u16::from_be_bytes([p[2], p[3]])),
         },
+    })
+}
+
+/// The 5-tuple of the IPv6 packet at `ip` in `data`; ports only when TCP or UDP follows the
+/// header directly.
+fn inner_ipv6(data: &[u8], ip: usize) -> Option<Tuple> {
+    let header = data.get(ip..ip + 40)?;
+    let address = |at: usize| -> IpAddr {
+        let octets: [u8; 16] = header[at..at + 16].try_into().expect("16 bytes");
+        IpAddr::V6(Ipv6Addr::from(octets))
+    };
+    let protocol = header[6];
+    let ports = (protocol == 6 || protocol == 17)
+        .then(|| data.get(ip + 40..ip + 44))
+        .flatten();
+    Some(Tuple {
+        src: address(8),
+        dst: address(24),
+        protocol: protocol_name(protocol),
+        src_port: ports.map(|p| u16::from_be_bytes([p[0], p[1]])),
+        dst_port: ports.map(|p| u16::from_be_bytes([p[2], p[3]])),
     })
 }
 
@@ -273,6 +301,26 @@ mod tests {
             (inner.tuple.src_port, inner.tuple.dst_port),
             (Some(5000), Some(53))
         );
+    }
+
+    #[test]
+    fn an_ipv6_packet_inside_vxlan_is_read_too() {
+        let mut frame = vxlan_frame();
+        frame.truncate(50 + 14);
+        frame[50 + 12..50 + 14].copy_from_slice(&[0x86, 0xdd]);
+        frame.extend([0x60, 0, 0, 0, 0, 8, 6, 63]);
+        frame.extend("2001:db8:1::2".parse::<Ipv6Addr>().unwrap().octets());
+        frame.extend("2001:db8:2::2".parse::<Ipv6Addr>().unwrap().octets());
+        frame.extend([0x13, 0x88, 0, 80]);
+        let inner = vxlan_inner(&frame, 4789).expect("inner packet");
+        assert_eq!(inner.tuple.src, "2001:db8:1::2".parse::<IpAddr>().unwrap());
+        assert_eq!(inner.tuple.dst, "2001:db8:2::2".parse::<IpAddr>().unwrap());
+        assert_eq!(inner.tuple.protocol, "tcp");
+        assert_eq!(
+            (inner.tuple.src_port, inner.tuple.dst_port),
+            (Some(5000), Some(80))
+        );
+        assert!(vxlan_inner(&frame[..50 + 14 + 39], 4789).is_none());
     }
 
     #[test]
