@@ -103,7 +103,10 @@ impl NodeFile {
             let clash = statics.iter().find_map(|p| {
                 if p.name == record.name {
                     Some(format!("the static [[peer]] '{}' wins", p.name))
-                } else if crate::record::overlaps(p.pod_cidr, record.pod_cidr) {
+                } else if p
+                    .pod_cidr
+                    .is_some_and(|cidr| crate::record::overlaps(cidr, record.pod_cidr))
+                {
                     Some(format!("its pod CIDR overlaps static peer '{}'", p.name))
                 } else if p.underlay_ip == record.underlay_ip {
                     Some(format!(
@@ -183,13 +186,17 @@ pod_cidr = "198.18.65.0/24"
             [("b".to_string(), "the static [[peer]] 'b' wins".to_string())]
         );
         let node = &config.nodes[0];
-        assert_eq!(node.pod_cidr, cidr);
-        let addresses: Vec<String> = node.pods.iter().map(|p| p.address.to_string()).collect();
+        assert_eq!(node.pod_cidr, Some(cidr));
+        let addresses: Vec<String> = node
+            .pods
+            .iter()
+            .map(|p| p.address.unwrap().to_string())
+            .collect();
         assert_eq!(addresses, ["198.18.64.2", "198.18.64.9"]);
         let peers: Vec<(String, String)> = config
             .peers
             .iter()
-            .map(|p| (p.name.clone(), p.pod_cidr.to_string()))
+            .map(|p| (p.name.clone(), p.pod_cidr.unwrap().to_string()))
             .collect();
         assert_eq!(
             peers,

@@ -37,7 +37,7 @@ impl NodeRecord {
         PeerConfig {
             name: self.name.clone(),
             underlay_ip: self.underlay_ip,
-            pod_cidr: self.pod_cidr,
+            pod_cidr: Some(self.pod_cidr),
             // Records carry IPv4 pod CIDRs only: the agent leases no IPv6 prefixes yet.
             pod_cidr6: None,
             vtep_mac: Some(self.vtep_mac),

@@ -117,13 +117,13 @@ pub struct Guard {
     pub vxlan_port: u16,
     pub vni: u32,
     pub vxlan_device: String,
-    /// This node's pod CIDR.
-    pub pod_cidr: Ipv4Net,
-    /// This node's IPv6 pod prefix, when its pods have IPv6.
+    /// This node's pod CIDR and IPv6 pod prefix: one of them, or both.
+    pub pod_cidr: Option<Ipv4Net>,
     pub pod_cidr6: Option<Ipv6Net>,
-    /// Every peer: its underlay address and pod CIDR.
-    pub peers: Vec<(Ipv4Addr, Ipv4Net)>,
-    /// The peers' IPv6 pod prefixes.
+    /// Every peer's underlay address.
+    pub peers: Vec<Ipv4Addr>,
+    /// The peers' pod CIDRs and IPv6 pod prefixes.
+    pub peer_cidrs: Vec<Ipv4Net>,
     pub peer_cidrs6: Vec<Ipv6Net>,
 }
 
@@ -161,9 +161,10 @@ impl Guard {
     /// Both tables' sets and chains, by family; `{digest}` stands for the digest of this very
     /// text.
     fn bodies(&self) -> [String; 2] {
-        let peers = elements(self.peers.iter().map(|(ip, _)| ip));
+        let peers = elements(&self.peers);
         let cidrs = elements(self.pod_cidrs());
         let cidrs6 = elements(self.pod_cidrs6());
+        let own = elements(self.pod_cidr);
         let own6 = elements(self.pod_cidr6);
         let Guard {
             underlay_device,
@@ -171,7 +172,6 @@ impl Guard {
             vxlan_port,
             vni,
             vxlan_device,
-            pod_cidr,
             ..
         } = self;
         // @th,96,24: the VNI, 24 bits from the fourth byte of the VXLAN header after UDP's eight.
@@ -193,6 +193,7 @@ impl Guard {
         let netdev = format!(
             r#"  set pod_cidrs {{ type ipv4_addr; flags interval;{cidrs} }}
   set pod_cidrs6 {{ type ipv6_addr; flags interval;{cidrs6} }}
+  set own_pod_cidrs {{ type ipv4_addr; flags interval;{own} }}
   set own_pod_cidrs6 {{ type ipv6_addr; flags interval;{own6} }}
   chain underlay {{
     type filter hook ingress device "{underlay_device}" priority -500; policy accept;
@@ -201,7 +202,7 @@ impl Guard {
   }}
   chain overlay {{
     type filter hook ingress device "{vxlan_device}" priority -500; policy accept;
-    ip saddr {pod_cidr} counter drop comment "{OWN_POD_SOURCE}"
+    ip saddr @own_pod_cidrs counter drop comment "{OWN_POD_SOURCE}"
     ip6 saddr @own_pod_cidrs6 counter drop comment "{OWN_POD_SOURCE6}"
   }}
 "#
@@ -210,8 +211,9 @@ impl Guard {
     }
 
     fn pod_cidrs(&self) -> Vec<Ipv4Net> {
-        std::iter::once(self.pod_cidr)
-            .chain(self.peers.iter().map(|(_, cidr)| *cidr))
+        self.pod_cidr
+            .into_iter()
+            .chain(self.peer_cidrs.iter().copied())
             .collect()
     }
 
@@ -246,6 +248,7 @@ impl Guard {
                 ("peers".into(), self.peers.len()),
                 ("pod_cidrs".into(), self.pod_cidrs().len()),
                 ("pod_cidrs6".into(), self.pod_cidrs6().len()),
+                ("own_pod_cidrs".into(), usize::from(self.pod_cidr.is_some())),
                 (
                     "own_pod_cidrs6".into(),
                     usize::from(self.pod_cidr6.is_some()),
@@ -464,12 +467,10 @@ mod tests {
             vxlan_port: 4789,
             vni: 42,
             vxlan_device: "fp-vxlan".into(),
-            pod_cidr: "198.18.1.0/24".parse().unwrap(),
+            pod_cidr: Some("198.18.1.0/24".parse().unwrap()),
             pod_cidr6: Some("2001:db8:1::/64".parse().unwrap()),
-            peers: vec![(
-                Ipv4Addr::new(198, 18, 0, 2),
-                "198.18.2.0/24".parse().unwrap(),
-            )],
+            peers: vec![Ipv4Addr::new(198, 18, 0, 2)],
+            peer_cidrs: vec!["198.18.2.0/24".parse().unwrap()],
             peer_cidrs6: vec!["2001:db8:2::/64".parse().unwrap()],
         }
     }
@@ -527,6 +528,7 @@ mod tests {
     fn a_guard_without_peers_has_empty_sets_and_its_digest_follows_its_rules() {
         let mut lonely = guard();
         lonely.peers.clear();
+        lonely.peer_cidrs.clear();
         lonely.peer_cidrs6.clear();
         assert!(
             lonely.script().contains("set peers { type ipv4_addr; }"),
@@ -566,10 +568,8 @@ mod tests {
             "a rule gone"
         );
         let mut more_peers = guard();
-        more_peers.peers.push((
-            Ipv4Addr::new(198, 18, 0, 3),
-            "198.18.3.0/24".parse().unwrap(),
-        ));
+        more_peers.peers.push(Ipv4Addr::new(198, 18, 0, 3));
+        more_peers.peer_cidrs.push("198.18.3.0/24".parse().unwrap());
         assert_ne!(
             Shape::of(&listings_of(&g, None)),
             more_peers.expected_shape(),

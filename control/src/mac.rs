@@ -2,7 +2,11 @@
 //! CNI result or record) to where it leaves (a map entry, a netlink request, printed output), and
 //! the MACs fastpath derives for what it creates.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -17,6 +21,17 @@ impl Mac {
     /// still hold.
     pub fn pod(ip: Ipv4Addr) -> Self {
         Self::derived(0xfd, ip.octets())
+    }
+
+    /// The MAC of an IPv6-only pod's interface: derived from the last four bytes of its IPv6
+    /// address, for the same reason (the configuration makes sure a node's pods differ there).
+    pub fn pod6(ip: Ipv6Addr) -> Self {
+        Self::derived(0xf9, last_four(ip))
+    }
+
+    /// An IPv6-only node's bridge MAC, from the last four bytes of its IPv6 gateway address.
+    pub fn node_bridge6(gateway: Ipv6Addr) -> Self {
+        Self::derived(0xf8, last_four(gateway))
     }
 
     /// A node's bridge MAC: derived from its gateway address, fixed so that the pods' gateway
@@ -43,11 +58,17 @@ impl Mac {
         )
     }
 
-    /// Locally administered unicast (02), a byte that says what it belongs to (fa VXLAN devices,
-    /// fb node bridges, fc standalone CNI bridges, fd pods), then four bytes of its seed.
+    /// Locally administered unicast (02), a byte that says what it belongs to (f8 IPv6-only node
+    /// bridges, f9 IPv6-only pods, fa VXLAN devices, fb node bridges, fc standalone CNI bridges,
+    /// fd pods), then four bytes of its seed.
     fn derived(kind: u8, [a, b, c, d]: [u8; 4]) -> Self {
         Self([0x02, kind, a, b, c, d])
     }
+}
+
+fn last_four(ip: Ipv6Addr) -> [u8; 4] {
+    let [.., a, b, c, d] = ip.octets();
+    [a, b, c, d]
 }
 
 impl TryFrom<&[u8]> for Mac {

@@ -35,23 +35,26 @@ pub struct PodVeth<'a> {
     pub napi: bool,
 }
 
-/// The pod's addressing: its IPv4 address (its MAC is derived from it), its IPv6 address when it
-/// is dual-stack, and its routes (destination and gateway).
+/// The pod's addressing: its IPv4 and IPv6 addresses (one of them, or both; its MAC is derived
+/// from the IPv4 one, or the IPv6 one without), and its routes (destination and gateway).
 pub struct PodAddressing {
-    pub address: Ipv4Net,
+    pub address: Option<Ipv4Net>,
     pub address6: Option<Ipv6Net>,
     pub routes: Vec<(IpNet, IpAddr)>,
 }
 
 impl PodAddressing {
     pub fn mac(&self) -> Mac {
-        Mac::pod(self.address.addr())
+        match (self.address, self.address6) {
+            (Some(v4), _) => Mac::pod(v4.addr()),
+            (None, Some(v6)) => Mac::pod6(v6.addr()),
+            (None, None) => unreachable!("a pod has an address"),
+        }
     }
 
     fn addresses(&self) -> Vec<IpNet> {
-        std::iter::once(IpNet::V4(self.address))
-            .chain(self.address6.map(IpNet::V6))
-            .collect()
+        let v4 = self.address.map(IpNet::V4);
+        v4.into_iter().chain(self.address6.map(IpNet::V6)).collect()
     }
 }
 

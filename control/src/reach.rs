@@ -208,22 +208,21 @@ pub fn check_all(cluster: &Cluster, timeout: Duration) -> Vec<Probe> {
         .config
         .nodes
         .iter()
-        .flat_map(|n| {
-            n.pods.iter().map(move |p| {
-                let address6 = n.pod_cidr6.and(p.address6);
-                (p, address6, cluster.pod_netns(n, p))
-            })
-        })
+        .flat_map(|n| n.pods.iter().map(move |p| (p, cluster.pod_netns(n, p))))
         .collect();
     let mut probes = Vec::new();
     let mut id: u16 = (std::process::id() & 0xff) as u16 * 256;
-    for (from, from6, from_ns) in &pods {
-        for (to, to6, _) in &pods {
+    for (from, from_ns) in &pods {
+        let from_families: Vec<bool> = from.addresses().iter().map(IpAddr::is_ipv4).collect();
+        for (to, _) in &pods {
             if from.name == to.name {
                 continue;
             }
-            let v6 = from6.and(*to6).map(IpAddr::V6);
-            for to_address in std::iter::once(IpAddr::V4(to.address)).chain(v6) {
+            let shared = to
+                .addresses()
+                .into_iter()
+                .filter(|a| from_families.contains(&a.is_ipv4()));
+            for to_address in shared {
                 id = id.wrapping_add(1);
                 let (rtt_us, error) = match echo(from_ns, to_address, id, timeout) {
                     Ok(rtt) => (rtt.map(|d| d.as_micros() as u64), None),

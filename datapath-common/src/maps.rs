@@ -24,7 +24,7 @@ pub struct Endpoint {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
 pub struct Source {
-    /// The pod's IPv4 address, as in the packet.
+    /// The pod's IPv4 address, as in the packet; all zeros when it has none (IPv6 only).
     pub ip: [u8; 4],
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
@@ -58,6 +58,8 @@ pub struct NodeConfig {
     pub underlay_ip: [u8; 4],
     /// Largest outer IPv4 packet the underlay carries (the configured underlay MTU).
     pub underlay_mtu: u32,
+    /// The bridge's IPv6 address; all zeros on a node without IPv6 pods.
+    pub gateway6: [u8; 16],
 }
 
 /// NodeConfig::flags: the fast path is on. Off, the programs count and pass everything.
@@ -105,6 +107,6 @@ mod user {
 
 const _: () = assert!(core::mem::size_of::<Endpoint>() == 16);
 const _: () = assert!(core::mem::size_of::<Source>() == 28);
-const _: () = assert!(core::mem::size_of::<NodeConfig>() == 40);
+const _: () = assert!(core::mem::size_of::<NodeConfig>() == 56);
 const _: () = assert!(core::mem::size_of::<Remote>() == 12);
 const _: () = assert!(core::mem::size_of::<Peer>() == 4);

@@ -110,6 +110,7 @@ pub const PASS_IPV6_EXTENSION: Reason = Reason(26);
 pub const PASS_IPV6_FRAGMENT: Reason = Reason(27);
 pub const PASS_IPV6_MALFORMED: Reason = Reason(28);
 pub const PASS_NEIGHBOUR_DISCOVERY: Reason = Reason(29);
+pub const PASS_IPV6_LINK_LOCAL: Reason = Reason(30);
 pub const DROP_SPOOFED_MAC: Reason = Reason(32);
 pub const DROP_SPOOFED_IP: Reason = Reason(33);
 pub const PASS_REDIRECT_FAILED: Reason = Reason(34);
@@ -335,6 +336,13 @@ pub const REASONS: &[ReasonInfo] = &[
         Verdict::Pass,
         "IPv6 neighbour discovery (solicitations, advertisements, router messages) is the \
          kernel's",
+    ),
+    reason(
+        PASS_IPV6_LINK_LOCAL,
+        "ipv6-link-local-source",
+        Verdict::Pass,
+        "IPv6 from a link-local (or the unspecified) address to be routed or encapsulated; the \
+         kernel forwards it only back onto the link it came from",
     ),
     reason(
         DROP_SPOOFED_MAC,

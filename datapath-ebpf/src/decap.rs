@@ -14,7 +14,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use datapath_common::{
-    maps::{NODE_FAST_PATH, NODE_OVERLAY, NodeConfig},
+    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig},
     reasons::*,
 };
 use network_types::{
@@ -32,6 +32,7 @@ use crate::{
     encap::OVERHEAD,
     forward::Rewrite,
     maps::{ENDPOINTS, ENDPOINTS6, NODE, PEERS, REMOTES, REMOTES6},
+    nd,
     packet::Packet,
 };
 
@@ -118,6 +119,9 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
         // The kernel takes off priority tags by itself, all of them, after this program.
         return drop(DROP_UNDERLAY_VLAN_DEPTH);
     }
+    if ether_type == EtherType::Ipv6 as u16 {
+        return underlay_ipv6(pkt, l3);
+    }
     if ether_type != EtherType::Ipv4 as u16 {
         return pass(PASS_NOT_OVERLAY);
     }
@@ -201,9 +205,38 @@ pub fn decide(pkt: &Packet, arrival: &Arrival) -> (Reason, Action) {
 #[inline(always)]
 fn underlay_traffic(ip: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Action) {
     let src = ip.src_addr;
+    // An IPv6-only node's gateway has no IPv4 address (all zeros): DHCP from 0.0.0.0 is no claim.
+    let gateway = node.gateway_ip != [0; 4] && src == node.gateway_ip;
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
-    let local_pod = src == node.gateway_ip || unsafe { ENDPOINTS.get(src) }.is_some();
+    let local_pod = gateway || unsafe { ENDPOINTS.get(src) }.is_some();
     if local_pod || REMOTES.get(&Key::new(32, src)).is_some() {
+        return drop(DROP_UNDERLAY_POD_SOURCE);
+    }
+    pass(PASS_NOT_OVERLAY)
+}
+
+/// Plain IPv6 on the underlay (never VXLAN: the overlay's underlay is IPv4), under IPv4's rule:
+/// never in the name of a pod, this node's or a peer's, nor of the gateway. The guard checks the
+/// same at the device's ingress, but only for untagged frames: behind stacked VLAN priority tags
+/// the kernel hands the packet on without running the hook again.
+#[inline(always)]
+fn underlay_ipv6(pkt: &Packet, l3: usize) -> (Reason, Action) {
+    let Some(ip) = pkt.ptr_at::<Ipv6Hdr>(l3) else {
+        return pass(PASS_NOT_OVERLAY);
+    };
+    // SAFETY: ptr_at checked the header lies inside the frame.
+    let src = unsafe { &(*ip).src_addr };
+    let Some(node) = NODE.get(0) else {
+        return pass(PASS_FAST_PATH_OFF);
+    };
+    if node.flags & (NODE_FAST_PATH | NODE_OVERLAY) != NODE_FAST_PATH | NODE_OVERLAY {
+        return pass(PASS_FAST_PATH_OFF);
+    }
+    // SAFETY: the map returns a valid pointer or none; entries are plain data.
+    let claims_pod = nd::same_address(src, &node.gateway6)
+        || unsafe { ENDPOINTS6.get(*src) }.is_some()
+        || REMOTES6.get(&Key::new(128, *src)).is_some();
+    if claims_pod && !nd::is_unspecified(src) {
         return drop(DROP_UNDERLAY_POD_SOURCE);
     }
     pass(PASS_NOT_OVERLAY)
@@ -230,7 +263,7 @@ fn inner(
         return drop(DROP_VXLAN_NOT_FOR_VTEP);
     }
     if inner_eth.ether_type == EtherType::Ipv6 as u16 {
-        return inner_ipv6(pkt, outer, node);
+        return inner_ipv6(pkt, outer, node, first_fragment);
     }
     if inner_eth.ether_type != EtherType::Ipv4 as u16 {
         return drop(DROP_VXLAN_INNER_NOT_IP);
@@ -273,7 +306,14 @@ fn inner(
     let Some(endpoint) = endpoint else {
         return pass(PASS_NO_ENDPOINT);
     };
-    if inner.ttl <= 1 {
+    to_pod(endpoint, node, inner.ttl, false)
+}
+
+/// Decapsulation to the local pod `endpoint`, routed as the kernel would (TTL or hop limit
+/// `hop_limit`, ≤ 1 is the kernel's to answer).
+#[inline(always)]
+fn to_pod(endpoint: &Endpoint, node: &NodeConfig, hop_limit: u8, ipv6: bool) -> (Reason, Action) {
+    if hop_limit <= 1 {
         return pass(PASS_TTL_EXPIRED);
     }
     (
@@ -284,7 +324,7 @@ fn inner(
                 src_mac: node.gateway_mac,
                 dst_mac: endpoint.mac,
             },
-            ipv6: false,
+            ipv6,
         },
     )
 }
@@ -294,7 +334,12 @@ fn inner(
 /// decapsulated; anything else the kernel's VXLAN device takes. Its socket is IPv4-only, so no
 /// inner VXLAN over IPv6 is ever decapsulated again.
 #[inline(always)]
-fn inner_ipv6(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Action) {
+fn inner_ipv6(
+    pkt: &Packet,
+    outer: &Ipv4Hdr,
+    node: &NodeConfig,
+    first_fragment: bool,
+) -> (Reason, Action) {
     let Some(inner) = pkt.ptr_at::<Ipv6Hdr>(INNER_IP) else {
         return drop(DROP_VXLAN_TRUNCATED);
     };
@@ -307,6 +352,10 @@ fn inner_ipv6(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Acti
         Some(owner) if owner.underlay_ip == outer.src_addr => {}
         _ => return drop(DROP_INNER_SPOOFED),
     }
+    if first_fragment {
+        // The kernel reassembles a peer's fragments; the inner source above decides for them.
+        return pass(PASS_OVERLAY_FRAGMENT);
+    }
     let next = inner.next_hdr;
     if next == IPV6_FRAGMENT {
         return pass(PASS_IPV6_FRAGMENT);
@@ -318,18 +367,5 @@ fn inner_ipv6(pkt: &Packet, outer: &Ipv4Hdr, node: &NodeConfig) -> (Reason, Acti
     let Some(endpoint) = (unsafe { ENDPOINTS6.get(inner.dst_addr) }) else {
         return pass(PASS_NO_ENDPOINT);
     };
-    if inner.hop_limit <= 1 {
-        return pass(PASS_TTL_EXPIRED);
-    }
-    (
-        REDIRECT_DECAPSULATED,
-        Action::Decap {
-            ifindex: endpoint.ifindex,
-            rewrite: Rewrite {
-                src_mac: node.gateway_mac,
-                dst_mac: endpoint.mac,
-            },
-            ipv6: true,
-        },
-    )
+    to_pod(endpoint, node, inner.hop_limit, true)
 }

@@ -3,7 +3,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use datapath_common::{
-    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, Remote},
+    maps::{Endpoint, NODE_FAST_PATH, NODE_OVERLAY, NodeConfig, Remote, Source},
     reasons::*,
 };
 use network_types::{
@@ -15,6 +15,7 @@ use crate::{
     classify::{self, Frame, Ip},
     csum,
     maps::{DEVMAP, ENDPOINTS, ENDPOINTS6, NODE, REMOTES, REMOTES6, SOURCES},
+    nd,
     packet::{self, Packet},
     pod_source,
 };
@@ -90,7 +91,7 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
         return pass(PASS_FAST_PATH_OFF);
     };
     let Some(endpoint) = endpoint_of(&ip) else {
-        return remote(eth, &ip, node);
+        return remote(eth, &ip, source, node);
     };
     // Switched when addressed to the pod itself, routed when addressed to the gateway.
     let routed = eth.dst_addr != endpoint.mac;
@@ -100,6 +101,9 @@ pub fn decide(pkt: &Packet, ingress_ifindex: u32, vlan_tagged: bool) -> Decision
         }
         if ip.hop_limit() <= 1 {
             return pass(PASS_TTL_EXPIRED);
+        }
+        if !routable(&ip, source) {
+            return pass(PASS_IPV6_LINK_LOCAL);
         }
     }
     // Checked before the frame changes: a rewritten frame must not fall back to the kernel path.
@@ -156,7 +160,7 @@ fn not_from_pod(pkt: &Packet, eth: &EthHdr, node: Option<&NodeConfig>) -> Decisi
 /// A destination that is no local pod: a remote pod when a peer has its CIDR and the frame is
 /// routed (addressed to the gateway), as the kernel would route it into its VXLAN device.
 #[inline(always)]
-fn remote(eth: &EthHdr, ip: &Ip, node: &NodeConfig) -> Decision {
+fn remote(eth: &EthHdr, ip: &Ip, source: &Source, node: &NodeConfig) -> Decision {
     if node.flags & NODE_OVERLAY == 0 {
         return pass(PASS_NO_ENDPOINT);
     }
@@ -173,12 +177,28 @@ fn remote(eth: &EthHdr, ip: &Ip, node: &NodeConfig) -> Decision {
     if ip.hop_limit() <= 1 {
         return pass(PASS_TTL_EXPIRED);
     }
+    if !routable(ip, source) {
+        return pass(PASS_IPV6_LINK_LOCAL);
+    }
     Decision {
         reason: REDIRECT_ENCAPSULATED,
         action: Action::Encap {
             peer: *peer,
             ipv6: matches!(ip, Ip::V6(_)),
         },
+    }
+}
+
+/// Whether `ip` from the pod `source` (whose checks it passed) may be routed or encapsulated:
+/// IPv6 only from the pod's own address. From its link-local address (or the unspecified one)
+/// it must not leave its link (RFC 4291 2.5.6), which the kernel knows how to tell.
+#[inline(always)]
+fn routable(ip: &Ip, source: &Source) -> bool {
+    match ip {
+        Ip::V4(_) => true,
+        Ip::V6(ip) => {
+            !nd::is_unspecified(&source.ip6) && nd::same_address(&ip.src_addr, &source.ip6)
+        }
     }
 }
 

@@ -22,7 +22,7 @@ pub static ENDPOINTS6: HashMap<[u8; 16], Endpoint, { MAX_ENDPOINTS as usize }> =
 pub static SOURCES: HashMap<u32, Source, { MAX_ENDPOINTS as usize }> = HashMap::new();
 
 /// One entry: this node's settings.
-#[btf_map(name = "NODE_V2")]
+#[btf_map(name = "NODE_V3")]
 pub static NODE: Array<NodeConfig, 1> = Array::new();
 
 /// Remote pod CIDR → the peer node that has it.

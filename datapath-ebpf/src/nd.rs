@@ -209,7 +209,7 @@ fn link_layer_options(
 }
 
 #[inline(always)]
-fn is_unspecified(addr: &[u8; 16]) -> bool {
+pub fn is_unspecified(addr: &[u8; 16]) -> bool {
     addr.iter().all(|b| *b == 0)
 }
 
@@ -223,7 +223,7 @@ fn is_address_of(addr: &[u8; 16], source: &Source) -> bool {
 /// Two addresses compared as two 8-byte words: a 16-byte comparison compiles to a call to
 /// `bcmp`, which BPF has not.
 #[inline(always)]
-fn same_address(a: &[u8; 16], b: &[u8; 16]) -> bool {
+pub fn same_address(a: &[u8; 16], b: &[u8; 16]) -> bool {
     let (a, b) = (a.as_ptr().cast::<u64>(), b.as_ptr().cast::<u64>());
     // SAFETY: both point to 16 readable bytes.
     unsafe {

@@ -67,7 +67,8 @@ fn ipv4<'a>(
     // SAFETY: ptr_at checked that a whole Ipv4Hdr lies inside the frame.
     let ip = unsafe { &*ip };
     let header_len = ipv4_header_len(ip).ok_or(DROP_POD_IPV4_MALFORMED)?;
-    if ip.src_addr != source.ip {
+    // An IPv6-only pod (no IPv4 address: all zeros) sends no IPv4 at all.
+    if ip.src_addr != source.ip || source.ip == [0; 4] {
         return Err(DROP_SPOOFED_IP);
     }
     let Some(node) = node else {
@@ -126,7 +127,8 @@ fn arp(pkt: &Packet, source: &Source) -> Result<(), Reason> {
     }
     let sender_ip = arp.spa;
     let probe = op == ARP_REQUEST && sender_ip == [0; 4];
-    if arp.sha != source.mac || (sender_ip != source.ip && !probe) {
+    // An IPv6-only pod has no IPv4 address to resolve or announce.
+    if arp.sha != source.mac || (sender_ip != source.ip && !probe) || source.ip == [0; 4] {
         return Err(DROP_ARP_SPOOFED);
     }
     Ok(())

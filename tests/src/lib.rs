@@ -16,6 +16,7 @@ pub mod vxlan;
 pub mod witness;
 
 use std::{
+    collections::BTreeMap,
     net::Ipv4Addr,
     sync::{
         Once,
@@ -25,13 +26,26 @@ use std::{
 
 use control::{
     cluster::{self, Cluster},
-    config::ClusterConfig,
+    config::{ClusterConfig, Mode},
+    datapath::{self, Hook},
+    guard,
     netns::{self, Netns, OwnedNetns},
     ownership::Ownership,
     topology::{self, Endpoint},
 };
 
+use datapath_common::reasons::Reason;
+
 const TEST_PREFIX: &str = "fpt-";
+
+/// The pod program of a mode (the one that redirects and encapsulates), if any.
+pub fn pod_program(mode: Mode) -> Option<Hook> {
+    match mode {
+        Mode::Kernel => None,
+        Mode::Xdp => Some(Hook::Xdp),
+        Mode::Tc => Some(Hook::Tc),
+    }
+}
 
 /// Panics with a clear message unless running as root: the tests create devices and load programs.
 pub fn require_root() {
@@ -168,14 +182,14 @@ impl TestCluster {
             .expect("fastpath status")
     }
 
-    /// Every pod: its name, address and namespace.
+    /// Every pod with an IPv4 address: its name, address and namespace.
     pub fn pods(&self) -> Vec<(String, Ipv4Addr, Netns)> {
         self.cluster
             .config
             .nodes
             .iter()
             .flat_map(|n| n.pods.iter().map(move |p| (n, p)))
-            .map(|(n, p)| (p.name.clone(), p.address, self.cluster.pod_netns(n, p)))
+            .filter_map(|(n, p)| Some((p.name.clone(), p.address?, self.cluster.pod_netns(n, p))))
             .collect()
     }
 
@@ -184,13 +198,44 @@ impl TestCluster {
             .node_netns(self.cluster.config.node(node).expect("node"))
     }
 
+    /// Puts node a in `a` and node b in `b` and converges: the node that keeps its mode is not
+    /// touched, its peer switches under it.
+    pub fn set_modes(&mut self, a: Mode, b: Mode) {
+        self.cluster.mode_override = None;
+        for node in &mut self.cluster.config.nodes {
+            node.mode = Some(if node.name == "a" { a } else { b });
+        }
+        self.up();
+    }
+
+    /// Packets `hook`'s program on `node` counted under `reason` (0 with no pins).
+    pub fn counted(&self, node: &str, hook: Hook, reason: Reason) -> u64 {
+        let dir = self
+            .cluster
+            .pin_dir(self.cluster.config.node(node).expect("node"));
+        datapath::pinned_counters(&dir).map_or(0, |rows| datapath::packets(&rows, hook, reason))
+    }
+
+    /// What `node`'s kernel-path guard dropped, by rule.
+    pub fn guarded(&self, node: &str) -> BTreeMap<&'static str, u64> {
+        let table = guard::table_name(self.cluster.prefix());
+        guard::counters(&self.node_netns(node), &table)
+            .expect("the guard's counters")
+            .unwrap_or_else(|| panic!("node {node} has no guard table {table}"))
+            .into_iter()
+            .map(|c| (c.reason, c.packets))
+            .collect()
+    }
+
     /// The namespace of pod `name`.
     pub fn pod_netns(&self, name: &str) -> Netns {
-        self.pods()
-            .into_iter()
-            .find(|p| p.0 == name)
+        let config = &self.cluster.config;
+        config
+            .nodes
+            .iter()
+            .find_map(|n| n.pods.iter().find(|p| p.name == name).map(|p| (n, p)))
+            .map(|(n, p)| self.cluster.pod_netns(n, p))
             .unwrap_or_else(|| panic!("no pod {name}"))
-            .2
     }
 
     /// The MAC of `dev` in `netns`.

@@ -1,27 +1,37 @@
-//! `fastpath bench --quick` end to end: every row × workload has a positive value, and the ratios
-//! are taken against the right kernel row. No timing is asserted: the figures are the report's.
+//! `fastpath bench --quick` end to end: every row × workload has a positive value, IPv6 rows
+//! included, and the ratios are taken against the right kernel row (of the row's own family). No
+//! timing is asserted: the figures are the report's.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 use tests::fastpath;
 
-const ROWS: [(&str, &str); 14] = [
-    ("loopback", "same-node"),
-    ("veth", "same-node"),
-    ("bridge", "same-node"),
-    ("macvlan", "same-node"),
-    ("xdp-same", "same-node"),
-    ("tc-same", "same-node"),
-    ("tc-same-scaled", "same-node"),
-    ("tc-same-drop-monitor", "same-node"),
-    ("tc-same-trace-monitor", "same-node"),
-    ("vxlan", "cross-node"),
-    ("xdp-cross", "cross-node"),
-    ("tc-cross", "cross-node"),
-    ("tc-cross-scaled", "cross-node"),
-    ("tun", "cross-node"),
+/// Every row: its name in the JSON, its group and its family.
+const ROWS: [(&str, &str, &str); 20] = [
+    ("loopback", "same-node", "ipv4"),
+    ("veth", "same-node", "ipv4"),
+    ("bridge", "same-node", "ipv4"),
+    ("bridge-ipv6", "same-node", "ipv6"),
+    ("macvlan", "same-node", "ipv4"),
+    ("xdp-same", "same-node", "ipv4"),
+    ("xdp-same-ipv6", "same-node", "ipv6"),
+    ("tc-same", "same-node", "ipv4"),
+    ("tc-same-ipv6", "same-node", "ipv6"),
+    ("tc-same-scaled", "same-node", "ipv4"),
+    ("tc-same-drop-monitor", "same-node", "ipv4"),
+    ("tc-same-trace-monitor", "same-node", "ipv4"),
+    ("vxlan", "cross-node", "ipv4"),
+    ("vxlan-ipv6", "cross-node", "ipv6"),
+    ("xdp-cross", "cross-node", "ipv4"),
+    ("xdp-cross-ipv6", "cross-node", "ipv6"),
+    ("tc-cross", "cross-node", "ipv4"),
+    ("tc-cross-ipv6", "cross-node", "ipv6"),
+    ("tc-cross-scaled", "cross-node", "ipv4"),
+    ("tun", "cross-node", "ipv4"),
 ];
+/// The IPv6 rows: the kernel path and the fast path, same node and across.
+const IPV6_ROWS: usize = 6;
 const METRICS: [&str; 10] = [
     "udp-rate",
     "udp-cpu",
@@ -64,23 +74,46 @@ fn quick_bench_measures_every_row_and_workload() {
         "fastpath bench --quick: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("SAME NODE") && stdout.contains("TARGETS"),
-        "{stdout}"
-    );
+    for section in [
+        "SAME NODE, IPv4",
+        "SAME NODE, IPv6",
+        "CROSS NODE, IPv4",
+        "CROSS NODE, IPv6",
+        "IPv6 AGAINST IPv4",
+        "TARGETS",
+    ] {
+        assert!(stdout.contains(section), "no {section} in: {stdout}");
+    }
 
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let families: HashMap<&str, &str> = ROWS.iter().map(|&(row, _, f)| (row, f)).collect();
+    assert_eq!(
+        ROWS.iter().filter(|(_, _, f)| *f == "ipv6").count(),
+        IPV6_ROWS
+    );
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), ROWS.len(), "{rows:?}");
+    for (info, (row, group, family)) in rows.iter().zip(ROWS) {
+        assert_eq!(
+            (
+                info["row"].as_str(),
+                info["group"].as_str(),
+                info["family"].as_str()
+            ),
+            (Some(row), Some(group), Some(family)),
+            "{info}"
+        );
+    }
     let mut samples: HashMap<(String, String), Vec<f64>> = HashMap::new();
     for s in report["samples"].as_array().unwrap() {
+        let row = s["row"].as_str().unwrap();
+        assert_eq!(s["family"].as_str(), Some(families[row]), "{s}");
         samples
-            .entry((
-                s["row"].as_str().unwrap().to_string(),
-                s["metric"].as_str().unwrap().to_string(),
-            ))
+            .entry((row.to_string(), s["metric"].as_str().unwrap().to_string()))
             .or_default()
             .push(s["value"].as_f64().unwrap());
     }
-    for (row, _) in ROWS {
+    for (row, _, _) in ROWS {
         for metric in METRICS {
             let v = samples
                 .get(&(row.to_string(), metric.to_string()))
@@ -91,24 +124,40 @@ fn quick_bench_measures_every_row_and_workload() {
             );
         }
     }
-    let groups: HashMap<&str, &str> = ROWS.into_iter().collect();
+    let groups: HashMap<&str, &str> = ROWS.iter().map(|&(row, g, _)| (row, g)).collect();
     let cells = report["cells"].as_array().unwrap();
     assert_eq!(cells.len(), ROWS.len() * METRICS.len());
+    let close = |got: f64, want: f64| (got - want).abs() <= 1e-9 * want.abs().max(1.0);
     for c in cells {
         let (row, metric) = (c["row"].as_str().unwrap(), c["metric"].as_str().unwrap());
-        let kernel = if groups[row] == "same-node" {
-            "bridge"
-        } else {
-            "vxlan"
+        let family = families[row];
+        assert_eq!(c["family"].as_str(), Some(family), "{c}");
+        // Each family against the kernel path over the same family.
+        let kernel = match (groups[row], family) {
+            ("same-node", "ipv4") => "bridge",
+            ("same-node", _) => "bridge-ipv6",
+            (_, "ipv4") => "vxlan",
+            _ => "vxlan-ipv6",
         };
-        let own = median(samples[&(row.to_string(), metric.to_string())].clone());
-        let reference = median(samples[&(kernel.to_string(), metric.to_string())].clone());
+        let of = |row: &str| median(samples[&(row.to_string(), metric.to_string())].clone());
+        let own = of(row);
         let ratio = c["vs_kernel"].as_f64().unwrap();
         assert!(
-            (ratio - own / reference).abs() <= 1e-9 * ratio.abs().max(1.0),
+            close(ratio, own / of(kernel)),
             "{row} {metric}: ratio {ratio}, want {} against {kernel}",
-            own / reference
+            own / of(kernel)
         );
+        match row.strip_suffix("-ipv6") {
+            Some(twin) => {
+                let want = own / of(twin);
+                let got = c["vs_ipv4"].as_f64().unwrap_or_else(|| panic!("{c}"));
+                assert!(
+                    close(got, want),
+                    "{row} {metric}: {got} against {twin}, want {want}"
+                );
+            }
+            None => assert!(c["vs_ipv4"].is_null(), "{c}"),
+        }
     }
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 12, "every speed target is evaluated");
@@ -143,6 +192,11 @@ fn quick_bench_measures_every_row_and_workload() {
         ("xdp-cross", &["xdp_pod", "tc_underlay", "bench_sink"]),
         ("tc-cross", &["tc_pod", "tc_underlay", "bench_sink"]),
         ("tc-cross-scaled", &["tc_pod", "tc_underlay", "bench_sink"]),
+        // IPv6 too takes the fast path, and bench_sink counts it.
+        ("xdp-same-ipv6", &["xdp_pod", "bench_sink"]),
+        ("tc-same-ipv6", &["tc_pod", "bench_sink"]),
+        ("xdp-cross-ipv6", &["xdp_pod", "tc_underlay", "bench_sink"]),
+        ("tc-cross-ipv6", &["tc_pod", "tc_underlay", "bench_sink"]),
     ] {
         let measured: Vec<&Value> = costs.iter().filter(|c| c["row"] == row).collect();
         let names: Vec<&str> = measured
@@ -221,6 +275,11 @@ fn quick_bench_measures_every_row_and_workload() {
     assert!(
         chart.matches("<rect").count() >= 5 * ROWS.len(),
         "a bar per row and workload"
+    );
+    assert_eq!(
+        chart.matches(" · IPv6</text>").count(),
+        5 * IPV6_ROWS,
+        "each IPv6 row's bars are named so"
     );
     std::fs::remove_dir_all(&dir).unwrap();
     let left = control::netns::list_with_prefix("fpbench-").unwrap();

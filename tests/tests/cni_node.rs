@@ -213,7 +213,7 @@ fn a_network_joined_to_a_node_rides_its_overlay_and_leaves_its_pods_alone() {
         .pods
         .push(control::config::PodConfig {
             name: "a3".into(),
-            address: ip1,
+            address: Some(ip1),
             address6: Some("2001:db8:1::100".parse().unwrap()),
         });
     let taken_over = tc.rt.block_on(control::cluster::up(&tc.cluster));

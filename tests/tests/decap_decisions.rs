@@ -90,10 +90,10 @@ fn every_underlay_decision() {
         underlay_mtu: 1500,
     };
     dp.maps_mut()
-        .set_node(Mac(GW_MAC), GATEWAY, Some(&overlay))
+        .set_node(Mac(GW_MAC), Some(GATEWAY), None, Some(&overlay))
         .unwrap();
     let peers = [PeerEntry {
-        pod_cidr: "198.18.1.0/24".parse().unwrap(),
+        pod_cidr: Some("198.18.1.0/24".parse().unwrap()),
         pod_cidr6: None,
         underlay_ip: PEER,
         vtep_mac: Mac::vtep(PEER),
@@ -109,7 +109,7 @@ fn every_underlay_decision() {
         "a second sync changes nothing"
     );
     let pod = EndpointEntry {
-        ip: LOCAL_POD,
+        ip: Some(LOCAL_POD),
         ip6: None,
         ifindex: rx_index,
         mac: Mac(PEER_MAC),

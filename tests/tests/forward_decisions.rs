@@ -82,17 +82,17 @@ fn decisions(hook: Hook) {
         underlay_mtu: 1500,
     };
     dp.maps_mut()
-        .set_node(Mac(GW_MAC), GATEWAY, Some(&overlay))
+        .set_node(Mac(GW_MAC), Some(GATEWAY), None, Some(&overlay))
         .unwrap();
     let entries = [
         EndpointEntry {
-            ip: SENDER.into(),
+            ip: Some(SENDER.into()),
             ip6: None,
             ifindex: 1,
             mac: Mac(POD_MAC),
         },
         EndpointEntry {
-            ip: RECEIVER.into(),
+            ip: Some(RECEIVER.into()),
             ip6: None,
             ifindex: rx_index,
             mac: Mac(PEER_MAC),
@@ -290,7 +290,7 @@ fn map_writers_keep_each_others_entries() {
     let (node, network) = (Owner::node("node-a"), Owner::cni_network("net-1"));
     assert_ne!(node, network);
     let entry = |ip: [u8; 4], ifindex: u32| EndpointEntry {
-        ip: ip.into(),
+        ip: Some(ip.into()),
         ip6: None,
         ifindex,
         mac: Mac(POD_MAC),
@@ -342,6 +342,29 @@ fn map_writers_keep_each_others_entries() {
         "{err}"
     );
     assert_eq!(held(&dp), both, "a refused sync changes nothing");
+
+    // An IPv6 address is held the same way, and checked before either family is written: the
+    // network's claim on the node's pod's IPv6 address, with an IPv4 address of its own, leaves
+    // even the IPv4 map as it was.
+    let pod6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+    let dual = |ip: [u8; 4], ifindex: u32| EndpointEntry {
+        ip6: Some(pod6),
+        ..entry(ip, ifindex)
+    };
+    sync(&mut dp, node, &[dual(SENDER, lo)]).unwrap();
+    assert_eq!(held(&dp), both);
+    let err = sync(&mut dp, network, &[dual([198, 18, 1, 77], rx)]).unwrap_err();
+    assert!(
+        matches!(&err, control::error::DatapathError::AddressHeld { ip, device }
+            if device == "lo" && *ip == std::net::IpAddr::V6(pod6)),
+        "{err}"
+    );
+    assert_eq!(
+        held(&dp),
+        both,
+        "a sync refused over IPv6 changes no IPv4 entry"
+    );
+    sync(&mut dp, node, &[entry(SENDER, lo)]).unwrap();
 
     // The node's pod moves to another device, which then goes: its address can be taken, and
     // the gone device's source and redirect entries go with it.

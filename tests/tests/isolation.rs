@@ -6,7 +6,6 @@
 //! listening on a real socket; each has an honest twin that still arrives.
 
 use std::{
-    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddrV4},
     process::Command,
     time::{Duration, Instant},
@@ -63,17 +62,6 @@ fn counted(tc: &TestCluster, node: &str, reason: Reason) -> u64 {
         .filter(|r| r.reason == reason)
         .map(|r| r.packets)
         .sum()
-}
-
-/// What `node`'s kernel-path guard dropped, by rule.
-fn guarded(tc: &TestCluster, node: &str) -> BTreeMap<&'static str, u64> {
-    let table = guard::table_name(tc.cluster.prefix());
-    guard::counters(&tc.node_netns(node), &table)
-        .unwrap()
-        .unwrap_or_else(|| panic!("node {node} has no guard table {table}"))
-        .into_iter()
-        .map(|c| (c.reason, c.packets))
-        .collect()
 }
 
 fn pod_scene(tc: &TestCluster, victim: &str) -> PodScene {
@@ -166,7 +154,7 @@ fn vxlan_from_a_pod_socket_reaches_nobody(mode: Mode) {
     };
     let drops = |node: &str| -> u64 {
         if mode == Mode::Kernel {
-            guarded(&tc, node).values().sum()
+            tc.guarded(node).values().sum()
         } else {
             counted(&tc, node, DROP_POD_VXLAN) + counted(&tc, node, DROP_VXLAN_NESTED)
         }
@@ -301,7 +289,7 @@ fn in_kernel_mode_the_guard_takes_vxlan_only_from_peers_and_pods_only_from_their
             case,
             &sink,
             &|frame| probe::send_raw_frame(&node_a, UNDERLAY_DEV, frame),
-            &|| guarded(&tc, "b")[rule],
+            &|| tc.guarded("b")[rule],
         );
     }
     assert!(covered >= 6, "the guard's cases are in the corpus");
@@ -333,7 +321,7 @@ fn up_puts_back_a_guard_changed_behind_its_back() {
             "after '{tamper}': {changes}"
         );
         assert!(tc.up().is_empty(), "a second up leaves the guard alone");
-        assert_eq!(guarded(&tc, "a").len(), guard::RULES.len());
+        assert_eq!(tc.guarded("a").len(), guard::RULES.len());
     }
 }
 
@@ -342,7 +330,7 @@ fn three_pod_cluster(mode: Mode) -> TestCluster {
     let mut config = ClusterConfig::load(None).unwrap();
     config.nodes[0].pods.push(config::PodConfig {
         name: "a3".into(),
-        address: Ipv4Addr::new(198, 18, 1, 4),
+        address: Some(Ipv4Addr::new(198, 18, 1, 4)),
         address6: Some("2001:db8:1::4".parse().unwrap()),
     });
     let mut tc = TestCluster::with_config(config);

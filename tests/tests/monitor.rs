@@ -449,15 +449,27 @@ fn a_second_monitor_of_a_node_is_refused_by_name() {
 fn bpftool_prints_every_pinned_maps_fields_by_name() {
     let tc = TestCluster::demo_in(Mode::Tc);
     let dir = pin_dir(&tc, "a");
-    let expected: [(&str, &[&str]); 8] = [
+    let expected: [(&str, &[&str]); 10] = [
         ("ENDPOINTS_V2", &["ifindex", "owner", "mac"]),
+        ("ENDPOINTS6_V1", &["ifindex", "owner", "mac"]),
         ("SOURCES_V3", &["ip", "mac", "ip6"]),
         (
-            "NODE_V2",
-            &["gateway_mac", "gateway_ip", "flags", "vtep_mac", "vni"],
+            "NODE_V3",
+            &[
+                "gateway_mac",
+                "gateway_ip",
+                "flags",
+                "vtep_mac",
+                "vni",
+                "gateway6",
+            ],
         ),
         (
             "REMOTES_V2",
+            &["prefix_len", "data", "underlay_ip", "vtep_mac"],
+        ),
+        (
+            "REMOTES6_V1",
             &["prefix_len", "data", "underlay_ip", "vtep_mac"],
         ),
         ("PEERS_V2", &["flags"]),

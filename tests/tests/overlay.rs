@@ -20,6 +20,7 @@ use datapath_common::reasons::*;
 use tests::{
     TestCluster,
     capture::Capture,
+    pod_program,
     probe::{self, pattern},
     vxlan::{self, FLAG_I},
     witness,
@@ -53,29 +54,10 @@ fn counted(tc: &TestCluster, node: &str, hook: Hook, reason: Reason) -> u64 {
     datapath::packets(&counters(tc, node), hook, reason)
 }
 
-/// The pod program of a mode (the one that encapsulates), if any.
-fn pod_program(mode: Mode) -> Option<Hook> {
-    match mode {
-        Mode::Kernel => None,
-        Mode::Xdp => Some(Hook::Xdp),
-        Mode::Tc => Some(Hook::Tc),
-    }
-}
-
-/// Puts node a in `a` and node b in `b` and converges: the node that keeps its mode is not
-/// touched, its peer switches under it.
-fn set_modes(tc: &mut TestCluster, a: Mode, b: Mode) {
-    tc.cluster.mode_override = None;
-    for node in &mut tc.cluster.config.nodes {
-        node.mode = Some(if node.name == "a" { a } else { b });
-    }
-    tc.up();
-}
-
 /// The demo cluster, both nodes in `mode`.
 fn cluster_in(mode: Mode) -> TestCluster {
     let mut tc = TestCluster::demo();
-    set_modes(&mut tc, mode, mode);
+    tc.set_modes(mode, mode);
     tc
 }
 
@@ -162,7 +144,7 @@ fn every_mode_pair_carries_ping_udp_and_tcp_across_nodes() {
         (Mode::Tc, Mode::Xdp),
     ];
     for (a, b) in pairs {
-        set_modes(&mut tc, a, b);
+        tc.set_modes(a, b);
         cross_node_flows(&tc, ("a1", "a", a), ("b1", B1, "b", b));
         cross_node_flows(&tc, ("b1", "b", b), ("a1", A1, "a", a));
     }
@@ -180,7 +162,7 @@ fn switching_one_node_under_cross_node_ping_loses_nothing() {
         Mode::Xdp,
         Mode::Tc,
     ] {
-        set_modes(&mut tc, a, Mode::Tc);
+        tc.set_modes(a, Mode::Tc);
         std::thread::sleep(Duration::from_millis(400));
     }
     let (sent, received) = probe::ping_result(ping);

@@ -78,7 +78,12 @@ impl Reconciler<'_> {
                 underlay_ip: node.underlay.address.addr(),
                 underlay_mtu: node.underlay.mtu,
             });
-            maps.set_node(bridge_mac, config::node_gateway(node), overlay.as_ref())?;
+            maps.set_node(
+                bridge_mac,
+                config::node_gateway(node),
+                config::node_gateway6(node),
+                overlay.as_ref(),
+            )?;
             let peers: Vec<PeerEntry> = cluster
                 .config
                 .vxlan_peers_of(node)
@@ -94,10 +99,10 @@ impl Reconciler<'_> {
             for (pod, veth, _) in &pods {
                 entries.push(EndpointEntry {
                     ip: pod.address,
-                    ip6: node.pod_cidr6.and(pod.address6),
+                    ip6: pod.address6,
                     ifindex: nl.index(veth).await?,
                     // `ensure_pod`, a step before, gave the pod this MAC.
-                    mac: Mac::pod(pod.address),
+                    mac: pod.mac(),
                 });
             }
             let n = maps.sync_peers(&peers)?

@@ -1,10 +1,13 @@
 //! `fastpath status`: what is actually on the machine for each node and pod, read back from the
 //! kernel, next to what the config asks for.
 
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use anyhow::Result;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{Cluster, POD_IFNAME};
@@ -95,7 +98,8 @@ pub struct DeviceStatus {
     pub up: bool,
     pub mtu: Option<u32>,
     pub expected_mtu: u32,
-    pub addresses: Vec<Ipv4Net>,
+    /// Both families, without the IPv6 link-local address every interface has.
+    pub addresses: Vec<IpNet>,
     pub xdp_program: Option<u32>,
     pub tcx_programs: Vec<u32>,
 }
@@ -104,11 +108,14 @@ pub struct DeviceStatus {
 pub struct PodStatus {
     pub name: String,
     pub netns: String,
-    pub address: Ipv4Addr,
+    /// Its IPv4 and IPv6 addresses: one of them, or both.
+    pub address: Option<Ipv4Addr>,
+    pub address6: Option<Ipv6Addr>,
     pub present: bool,
     pub host_veth: DeviceStatus,
     pub interface: DeviceStatus,
     pub default_via: Option<Ipv4Addr>,
+    pub default_via6: Option<Ipv6Addr>,
 }
 
 impl ClusterStatus {
@@ -157,7 +164,7 @@ async fn device(
         status.kind = view.kind.clone();
         status.up = view.up;
         status.mtu = Some(view.mtu);
-        status.addresses = nl.ipv4_addresses(view.index).await?;
+        status.addresses = nl.addresses(view.index).await?;
         status.xdp_program = view.xdp_program;
         status.tcx_programs =
             datapath::tcx_ingress_program_ids(nl.netns(), name).unwrap_or_default();
@@ -202,25 +209,28 @@ pub async fn status(cluster: &Cluster) -> Result<ClusterStatus> {
                 None
             };
             let interface = device(pod_nl.as_ref(), "pod", POD_IFNAME, pod_mtu).await?;
-            let mut default_via = None;
+            let (mut default_via, mut default_via6) = (None, None);
             if let (Some(pod_nl), true) = (&pod_nl, interface.present) {
                 let index = pod_nl.index(POD_IFNAME).await?;
-                default_via = pod_nl
-                    .ipv4_routes(index)
-                    .await?
-                    .into_iter()
-                    .find(|(dst, _)| dst.prefix_len() == 0)
-                    .and_then(|(_, gw)| gw);
+                for (dst, gateway) in pod_nl.routes(index).await? {
+                    match (dst.prefix_len(), gateway) {
+                        (0, Some(IpAddr::V4(gateway))) => default_via = Some(gateway),
+                        (0, Some(IpAddr::V6(gateway))) => default_via6 = Some(gateway),
+                        _ => {}
+                    }
+                }
             }
             pods.push(PodStatus {
                 name: pod.name.clone(),
                 netns: label(&pod_ns),
                 address: pod.address,
+                address6: pod.address6,
                 present: pod_nl.is_some(),
                 host_veth: device(nl.as_ref(), "pod-host", &Cluster::pod_veth(pod), pod_mtu)
                     .await?,
                 interface,
                 default_via,
+                default_via6,
             });
         }
         let table = guard::table_name(cluster.prefix());
@@ -276,22 +286,42 @@ pub fn render(status: &ClusterStatus) -> String {
         });
         let _ = writeln!(out, "  {:<9} {guard}", "guard");
         for p in &node.pods {
-            let via = p
-                .default_via
-                .map_or("no default route".to_string(), |g| format!("via {g}"));
+            let mut addresses = Vec::new();
+            let mut via = Vec::new();
+            if let Some(address) = p.address {
+                addresses.push(address.to_string());
+                via.push(
+                    p.default_via
+                        .map_or("no default route".into(), |g| format!("via {g}")),
+                );
+            }
+            if let Some(address6) = p.address6 {
+                addresses.push(address6.to_string());
+                via.push(
+                    p.default_via6
+                        .map_or("no IPv6 default route".into(), |g| format!("via {g}")),
+                );
+            }
+            let (address, via) = (addresses.join(" "), via.join(", "));
             let _ = writeln!(
                 out,
-                "  pod {:<5} {} in netns {}, {via}",
-                p.name, p.address, p.netns
+                "  pod {:<5} {address} in netns {}, {via}",
+                p.name, p.netns
             );
             let _ = writeln!(out, "    eth0    {}", device_line(&p.interface));
             let _ = writeln!(out, "    host    {}", device_line(&p.host_veth));
         }
         for peer in &node.peers {
+            let cidrs: Vec<String> = (peer.pod_cidr.map(|c| c.to_string()).into_iter())
+                .chain(peer.pod_cidr6.map(|c| c.to_string()))
+                .collect();
             let _ = writeln!(
                 out,
                 "  peer {} {} via {} (VTEP {})",
-                peer.name, peer.pod_cidr, peer.underlay_ip, peer.vtep_mac
+                peer.name,
+                cidrs.join(" "),
+                peer.underlay_ip,
+                peer.vtep_mac
             );
         }
     }

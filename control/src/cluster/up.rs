@@ -505,7 +505,7 @@ impl Reconciler<'_> {
     async fn ensure_bridge(&mut self, node: &NodeConfig) -> Result<()> {
         let nl = Netlink::open(&self.cluster.node_netns(node))?;
         let owned = self.cluster.owns_node_netns(node);
-        let mac = Mac::node_bridge(config::node_gateway(node));
+        let mac = config::node_bridge_mac(node);
         // A device of the bridge's name that is fastpath's but no bridge goes first.
         self.existing_link(&nl, owned, &node.bridge, "bridge")
             .await?;
@@ -529,15 +529,19 @@ impl Reconciler<'_> {
                 nl.netns().label(),
             ));
         }
-        let gateway = Ipv4Net::new(config::node_gateway(node), node.pod_cidr.prefix_len())
-            .expect("valid prefix");
-        let gateway6 = node.pod_cidr6.and_then(|cidr| {
-            let gateway = config::node_gateway6(node)?;
-            Some(Ipv6Net::new(gateway, cidr.prefix_len()).expect("valid prefix"))
-        });
-        let addresses: Vec<IpNet> = std::iter::once(IpNet::V4(gateway))
-            .chain(gateway6.map(IpNet::V6))
-            .collect();
+        let gateway = node
+            .pod_cidr
+            .zip(config::node_gateway(node))
+            .map(|(cidr, gateway)| {
+                IpNet::V4(Ipv4Net::new(gateway, cidr.prefix_len()).expect("valid prefix"))
+            });
+        let gateway6 = node
+            .pod_cidr6
+            .zip(config::node_gateway6(node))
+            .map(|(cidr, gateway)| {
+                IpNet::V6(Ipv6Net::new(gateway, cidr.prefix_len()).expect("valid prefix"))
+            });
+        let addresses: Vec<IpNet> = gateway.into_iter().chain(gateway6).collect();
         self.converge_link(
             &nl,
             &node.bridge,
@@ -621,9 +625,14 @@ impl Reconciler<'_> {
             .iter()
             .flat_map(|p| overlay_routes(p.pod_cidr, p.pod_cidr6))
             .collect();
-        // Routes without a gateway are the kernel's own (an IPv6 address's prefix route).
-        for (dst, _) in routes.iter().filter(|(_, gateway)| gateway.is_some()) {
-            if !wanted.iter().any(|(cidr, _)| cidr == dst) {
+        // The kernel's own route to the device's IPv6 address (an address's prefix route).
+        let own: Vec<IpNet> = overlay_routes(node.pod_cidr, node.pod_cidr6)
+            .into_iter()
+            .map(|(_, next_hop)| IpNet::from(next_hop))
+            .collect();
+        for (dst, gateway) in &routes {
+            let kernels = gateway.is_none() && own.contains(dst);
+            if !kernels && !wanted.iter().any(|(cidr, _)| cidr == dst) {
                 nl.del_route(*dst, dev).await?;
                 self.changed(format!(
                     "removed route to {dst} via {dev} (no such peer in the config)"
@@ -692,7 +701,8 @@ impl Reconciler<'_> {
             vxlan_device: config.vxlan.device.clone(),
             pod_cidr: node.pod_cidr,
             pod_cidr6: node.pod_cidr6,
-            peers: peers.iter().map(|p| (p.underlay_ip, p.pod_cidr)).collect(),
+            peers: peers.iter().map(|p| p.underlay_ip).collect(),
+            peer_cidrs: peers.iter().filter_map(|p| p.pod_cidr).collect(),
             peer_cidrs6: peers.iter().filter_map(|p| p.pod_cidr6).collect(),
         };
         if guard::ensure(&netns, &spec)
@@ -737,19 +747,23 @@ impl Reconciler<'_> {
             napi: true,
         };
         let default = |any: IpAddr| IpNet::new(any, 0).expect("/0");
-        let mut routes = vec![(
-            default(Ipv4Addr::UNSPECIFIED.into()),
-            config::node_gateway(node).into(),
-        )];
+        let mut routes = Vec::new();
+        if let Some(gateway) = config::node_gateway(node) {
+            routes.push((default(Ipv4Addr::UNSPECIFIED.into()), gateway.into()));
+        }
         if let Some(gateway6) = config::node_gateway6(node) {
             routes.push((default(Ipv6Addr::UNSPECIFIED.into()), gateway6.into()));
         }
+        let address = node
+            .pod_cidr
+            .zip(pod.address)
+            .map(|(cidr, address)| Ipv4Net::new(address, cidr.prefix_len()).expect("valid prefix"));
         let address6 = node
             .pod_cidr6
             .zip(pod.address6)
             .map(|(cidr, address)| Ipv6Net::new(address, cidr.prefix_len()).expect("valid prefix"));
         let addressing = PodAddressing {
-            address: Ipv4Net::new(pod.address, node.pod_cidr.prefix_len()).expect("valid prefix"),
+            address,
             address6,
             routes,
         };
@@ -817,10 +831,10 @@ fn claim_and_create(ownership: &Ownership, netns: &Netns, node: Option<&str>) ->
 
 /// The routes to a node's pods over the overlay, by family: the pod CIDR, and the next hop peers
 /// route it through, its network address (which the node's VXLAN device carries).
-fn overlay_routes(pod_cidr: Ipv4Net, pod_cidr6: Option<Ipv6Net>) -> Vec<(IpNet, IpAddr)> {
-    std::iter::once((IpNet::V4(pod_cidr), IpAddr::V4(pod_cidr.network())))
-        .chain(pod_cidr6.map(|cidr| (IpNet::V6(cidr), IpAddr::V6(cidr.network()))))
-        .collect()
+fn overlay_routes(pod_cidr: Option<Ipv4Net>, pod_cidr6: Option<Ipv6Net>) -> Vec<(IpNet, IpAddr)> {
+    let v4 = pod_cidr.map(|cidr| (IpNet::V4(cidr), IpAddr::V4(cidr.network())));
+    let v6 = pod_cidr6.map(|cidr| (IpNet::V6(cidr), IpAddr::V6(cidr.network())));
+    v4.into_iter().chain(v6).collect()
 }
 
 fn list(addresses: &[Ipv4Net]) -> String {

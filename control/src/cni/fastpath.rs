@@ -6,7 +6,7 @@
 //! earlier invocation was killed in the middle of.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -75,9 +75,14 @@ impl Pins {
 
     /// Gives the network's own maps its gateway (the bridge); a node's maps have it from
     /// `fastpath up`.
-    pub fn set_gateway(&self, gateway_mac: Mac, gateway: Ipv4Addr) -> Result<()> {
+    pub fn set_gateway(
+        &self,
+        gateway_mac: Mac,
+        gateway: Ipv4Addr,
+        gateway6: Option<Ipv6Addr>,
+    ) -> Result<()> {
         if let Pins::Own(dir) = self {
-            Maps::open(dir)?.set_node(gateway_mac, gateway, None)?;
+            Maps::open(dir)?.set_node(gateway_mac, Some(gateway), gateway6, None)?;
         }
         Ok(())
     }
@@ -114,7 +119,7 @@ impl Pins {
                 continue;
             };
             entries.push(EndpointEntry {
-                ip: address.addr(),
+                ip: Some(address.addr()),
                 ip6: r.address6.map(|a| a.addr()),
                 ifindex: link.index,
                 mac: *mac,

@@ -428,7 +428,8 @@ impl Plugin<'_> {
                 .await
                 .with_context(|| format!("attaching the fast path to {}", a.host_veth))
                 .map_err(failed)?;
-            pins.set_gateway(a.bridge_mac, a.gateway).map_err(failed)?;
+            pins.set_gateway(a.bridge_mac, a.gateway, a.gateway6)
+                .map_err(failed)?;
         }
         step("attached");
         record.address = Some(a.address);

@@ -176,7 +176,7 @@ impl Standalone<'_> {
             routes.push((dst, gw));
         }
         let addressing = PodAddressing {
-            address,
+            address: Some(address),
             address6: v6.map(|(a, _)| a),
             routes,
         };

@@ -30,8 +30,9 @@ pub struct JoinedNode {
     /// The node's pinned maps and links (`fastpath up` makes them; the network only adds to them).
     pub pin_dir: PathBuf,
     pub bridge: String,
-    pub pod_cidr: Ipv4Net,
-    pub gateway: Ipv4Addr,
+    /// The node's pod CIDR and gateway, when its pods have IPv4 (a CNI pod needs it).
+    pub pod_cidr: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
     pub mtu: u32,
     /// The addresses the cluster file gives the node's own pods.
     pub node_pods: Vec<Ipv4Addr>,
@@ -102,7 +103,7 @@ impl JoinedNode {
             pod_cidr: node.pod_cidr,
             gateway: config::node_gateway(node),
             mtu: config::node_pod_mtu(node),
-            node_pods: node.pods.iter().map(|p| p.address).collect(),
+            node_pods: node.pods.iter().filter_map(|p| p.address).collect(),
             pod_cidr6: node.pod_cidr6,
             gateway6: config::node_gateway6(node),
             node_pods6: node.pods.iter().filter_map(|p| p.address6).collect(),
@@ -112,24 +113,28 @@ impl JoinedNode {
     /// An address from IPAM must be one the node routes to this bridge, with the node's bridge
     /// as gateway: otherwise the kernel path (and the peers' routes) would not reach the pod.
     pub fn check_address(&self, address: Ipv4Net, gateway: Ipv4Addr) -> Result<(), CniError> {
-        if !self.pod_cidr.contains(&address.addr())
-            || address.prefix_len() != self.pod_cidr.prefix_len()
-        {
+        let Some((cidr, node_gateway)) = self.pod_cidr.zip(self.gateway) else {
             return Err(invalid(format!(
-                "IPAM gave {address}, which is not an address of node '{}''s pod CIDR {}; set the IPAM range to that subnet",
-                self.name, self.pod_cidr
+                "node '{}' has no IPv4 pod CIDR (it is IPv6-only): fastpath-cni pods need an IPv4 address",
+                self.name
             )));
-        }
-        if self.node_pods.contains(&address.addr()) {
+        };
+        if !cidr.contains(&address.addr()) || address.prefix_len() != cidr.prefix_len() {
             return Err(invalid(format!(
-                "IPAM gave {address}, which the cluster file gives one of node '{}''s own pods; keep the IPAM range clear of them",
+                "IPAM gave {address}, which is not an address of node '{}''s pod CIDR {cidr}; set the IPAM range to that subnet",
                 self.name
             )));
         }
-        if gateway != self.gateway {
+        if address.addr() == node_gateway || self.node_pods.contains(&address.addr()) {
             return Err(invalid(format!(
-                "IPAM gave gateway {gateway}, but node '{}''s pods route through its bridge at {}; set the IPAM range's gateway to it",
-                self.name, self.gateway
+                "IPAM gave {address}, which is node '{}''s gateway or one of its own pods' (cluster file); keep the IPAM range clear of them",
+                self.name
+            )));
+        }
+        if gateway != node_gateway {
+            return Err(invalid(format!(
+                "IPAM gave gateway {gateway}, but node '{}''s pods route through its bridge at {node_gateway}; set the IPAM range's gateway to it",
+                self.name
             )));
         }
         Ok(())
@@ -150,9 +155,12 @@ impl JoinedNode {
                 self.name
             )));
         }
-        if address.addr() == cidr.network() || self.node_pods6.contains(&address.addr()) {
+        if address.addr() == cidr.network()
+            || address.addr() == node_gateway
+            || self.node_pods6.contains(&address.addr())
+        {
             return Err(invalid(format!(
-                "IPAM gave {address}, which is the node's VXLAN address or one of node '{}''s own pods' (cluster file); keep the IPAM range clear of them",
+                "IPAM gave {address}, which is the node's VXLAN or gateway address or one of node '{}''s own pods' (cluster file); keep the IPAM range clear of them",
                 self.name
             )));
         }

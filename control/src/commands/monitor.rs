@@ -1,10 +1,7 @@
 //! `fastpath monitor`: which nodes' (or which CNI network's) events to read, then the monitor
 //! engine (`crate::monitor`) and its last line.
 
-use std::{
-    net::IpAddr,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -86,7 +83,7 @@ fn node_sources(cluster: &Cluster, wanted: &[String]) -> Result<Vec<Source>> {
                 .map(|p| PodName {
                     name: p.name.clone(),
                     veth: Cluster::pod_veth(p),
-                    addresses: vec![IpAddr::V4(p.address)],
+                    addresses: p.addresses(),
                 })
                 .collect(),
             vxlan_port: Some(cluster.config.vxlan.port),

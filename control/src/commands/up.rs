@@ -36,18 +36,18 @@ fn print_reachability(cluster: &Cluster) {
         .flat_map(|n| n.pods.iter().map(move |p| (n, p)))
         .collect();
     for (node, pod) in &all {
+        let addresses: Vec<String> = pod.addresses().iter().map(ToString::to_string).collect();
         println!(
-            "  {:<6} {:<15} node {:<4} netns {}",
+            "  {:<6} {:<30} node {:<4} netns {}",
             pod.name,
-            pod.address,
+            addresses.join(" "),
             node.name,
             cluster.pod_netns(node, pod).label()
         );
     }
-    if let [(_, first), .., (_, last)] = all.as_slice() {
-        println!(
-            "\ntry: fastpath exec {} -- ping -c 3 {}",
-            first.name, last.address
-        );
+    if let [(_, first), .., (_, last)] = all.as_slice()
+        && let Some(to) = last.addresses().first()
+    {
+        println!("\ntry: fastpath exec {} -- ping -c 3 {to}", first.name);
     }
 }

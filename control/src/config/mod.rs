@@ -3,9 +3,9 @@
 //! field and the value at fault.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     fmt,
-    net::{Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -120,11 +120,13 @@ pub struct NodeConfig {
     pub simulated: bool,
     #[serde(default = "default_bridge")]
     pub bridge: String,
-    pub pod_cidr: Ipv4Net,
+    /// The node's IPv4 pod CIDR: every pod then has an `address` in it. A node has this,
+    /// `pod_cidr6`, or both (dual stack).
+    pub pod_cidr: Option<Ipv4Net>,
     /// The bridge's address and the pods' default route; default: the CIDR's first address.
     pub gateway: Option<Ipv4Addr>,
-    /// The node's IPv6 pod prefix, beside the IPv4 one (dual stack): every pod then has an
-    /// `address6` in it.
+    /// The node's IPv6 pod prefix, beside the IPv4 one (dual stack) or instead of it: every pod
+    /// then has an `address6` in it.
     pub pod_cidr6: Option<Ipv6Net>,
     /// The bridge's IPv6 address and the pods' IPv6 default route; default: the prefix's first
     /// address after the network address (which is the VXLAN device's, as for IPv4).
@@ -159,9 +161,31 @@ fn default_underlay_mtu() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct PodConfig {
     pub name: String,
-    pub address: Ipv4Addr,
+    /// Its IPv4 address, inside the node's `pod_cidr`.
+    pub address: Option<Ipv4Addr>,
     /// Its IPv6 address, inside the node's `pod_cidr6`.
     pub address6: Option<Ipv6Addr>,
+}
+
+impl PodConfig {
+    /// The MAC of its interface, derived from its IPv4 address, or from its IPv6 address when it
+    /// has none (see [`Mac::pod`]). Validation makes sure it has one and that the MACs of a
+    /// node's pods differ.
+    pub fn mac(&self) -> Mac {
+        match (self.address, self.address6) {
+            (Some(v4), _) => Mac::pod(v4),
+            (None, Some(v6)) => Mac::pod6(v6),
+            (None, None) => unreachable!("validation gives every pod an address"),
+        }
+    }
+
+    /// Its addresses: IPv4, then IPv6.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let v4 = self.address.map(IpAddr::V4);
+        v4.into_iter()
+            .chain(self.address6.map(IpAddr::V6))
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -169,8 +193,8 @@ pub struct PodConfig {
 pub struct PeerConfig {
     pub name: String,
     pub underlay_ip: Ipv4Addr,
-    pub pod_cidr: Ipv4Net,
-    /// Its IPv6 pod prefix, when its pods are dual-stack.
+    /// Its IPv4 pod CIDR and IPv6 pod prefix: one of them, or both.
+    pub pod_cidr: Option<Ipv4Net>,
     pub pod_cidr6: Option<Ipv6Net>,
     /// The MAC of the peer's VXLAN device; default: derived from its underlay address the way
     /// fastpath derives its own.
@@ -337,19 +361,11 @@ impl ClusterConfig {
             if !underlay_ips.insert(underlay_ip) {
                 bail!("{at}: underlay.address = {underlay_ip}: another node has this address");
             }
-            let cidr = node.pod_cidr;
-            if cidr != cidr.trunc() || cidr.prefix_len() > 30 {
+            if node.pod_cidr.is_none() && node.pod_cidr6.is_none() {
                 bail!(
-                    "{at}: pod_cidr = {cidr}: must be a network address (e.g. {}) with a prefix of /30 or shorter",
-                    cidr.trunc()
+                    "{at}: no pod_cidr and no pod_cidr6: give the node an IPv4 or IPv6 pod prefix, or both"
                 );
             }
-            cidrs.push((at.clone(), cidr));
-            let gateway = node_gateway(node);
-            if !is_host(cidr, gateway) {
-                bail!("{at}: gateway = {gateway}: must be a host address inside pod_cidr {cidr}");
-            }
-            let mut addresses = HashSet::from([gateway]);
             for pod in &node.pods {
                 check_name(
                     "pod.name",
@@ -362,23 +378,24 @@ impl ClusterConfig {
                         pod.name
                     );
                 }
-                if !is_host(cidr, pod.address) {
-                    bail!(
-                        "{at}: pod '{}': address = {}: must be a host address inside pod_cidr {cidr}",
-                        pod.name,
-                        pod.address
-                    );
-                }
-                if !addresses.insert(pod.address) {
-                    bail!(
-                        "{at}: pod '{}': address = {}: already used by the gateway or another pod",
-                        pod.name,
-                        pod.address
-                    );
-                }
+            }
+            if let Some(cidr) = validate_ipv4(node, &at)? {
+                cidrs.push((at.clone(), cidr));
             }
             if let Some(cidr6) = validate_ipv6(node, &at)? {
                 cidrs6.push((at.clone(), cidr6));
+            }
+            // Interfaces of one bridge need MACs of their own; those derived from IPv6 addresses
+            // take only their last four bytes.
+            let mut macs = HashMap::new();
+            for pod in &node.pods {
+                if let Some(other) = macs.insert(pod.mac(), &pod.name) {
+                    bail!(
+                        "{at}: pods '{other}' and '{}' would get the same MAC {} (derived from the last four bytes of their IPv6 addresses): give them addresses that differ there",
+                        pod.name,
+                        pod.mac()
+                    );
+                }
             }
         }
         if real_nodes > 1 {
@@ -401,18 +418,23 @@ impl ClusterConfig {
                     peer.underlay_ip
                 );
             }
-            if peer.pod_cidr != peer.pod_cidr.trunc() {
-                bail!(
-                    "{at}: pod_cidr = {}: must be a network address",
-                    peer.pod_cidr
-                );
+            match peer.pod_cidr {
+                Some(cidr) if cidr != cidr.trunc() => {
+                    bail!("{at}: pod_cidr = {cidr}: must be a network address")
+                }
+                None if peer.pod_cidr6.is_none() => bail!(
+                    "{at}: no pod_cidr and no pod_cidr6: a peer has an IPv4 or IPv6 pod prefix, or both"
+                ),
+                _ => {}
             }
             if let Some(mac) = peer.vtep_mac
                 && (mac.0[0] & 1 != 0 || mac == Mac::default())
             {
                 bail!("{at}: vtep_mac = '{mac}': must be a unicast address");
             }
-            cidrs.push((at.clone(), peer.pod_cidr));
+            if let Some(cidr) = peer.pod_cidr {
+                cidrs.push((at.clone(), cidr));
+            }
             if let Some(cidr6) = peer.pod_cidr6 {
                 check_pod_cidr6(&at, cidr6)?;
                 cidrs6.push((at, cidr6));
@@ -549,6 +571,55 @@ impl ClusterConfig {
     }
 }
 
+/// A node's IPv4 settings (`at` names the node in errors); returns its CIDR when it has one: a
+/// network address, the gateway and every pod a distinct host address inside it.
+fn validate_ipv4(node: &NodeConfig, at: &str) -> Result<Option<Ipv4Net>> {
+    let Some(cidr) = node.pod_cidr else {
+        if node.gateway.is_some() {
+            bail!("{at}: gateway is set but pod_cidr is not: give the node an IPv4 pod CIDR");
+        }
+        if let Some(pod) = node.pods.iter().find(|p| p.address.is_some()) {
+            bail!(
+                "{at}: pod '{}': address is set but the node has no pod_cidr",
+                pod.name
+            );
+        }
+        return Ok(None);
+    };
+    if cidr != cidr.trunc() || cidr.prefix_len() > 30 {
+        bail!(
+            "{at}: pod_cidr = {cidr}: must be a network address (e.g. {}) with a prefix of /30 or shorter",
+            cidr.trunc()
+        );
+    }
+    let gateway = node_gateway(node).expect("the node has pod_cidr");
+    if !is_host(cidr, gateway) {
+        bail!("{at}: gateway = {gateway}: must be a host address inside pod_cidr {cidr}");
+    }
+    let mut addresses = HashSet::from([gateway]);
+    for pod in &node.pods {
+        let Some(address) = pod.address else {
+            bail!(
+                "{at}: pod '{}': no address: every pod on a node with pod_cidr has an IPv4 address",
+                pod.name
+            );
+        };
+        if !is_host(cidr, address) {
+            bail!(
+                "{at}: pod '{}': address = {address}: must be a host address inside pod_cidr {cidr}",
+                pod.name
+            );
+        }
+        if !addresses.insert(address) {
+            bail!(
+                "{at}: pod '{}': address = {address}: already used by the gateway or another pod",
+                pod.name
+            );
+        }
+    }
+    Ok(Some(cidr))
+}
+
 /// A node's IPv6 settings (`at` names the node in errors); returns its prefix when it has one.
 /// As for IPv4: the prefix is a network address, the gateway and every pod a distinct address
 /// inside it other than the network address (the VXLAN device's), and the pods' MTU carries IPv6.
@@ -632,9 +703,20 @@ pub fn node_pod_mtu(node: &NodeConfig) -> u32 {
     node.mtu.unwrap_or(node.underlay.mtu - VXLAN_OVERHEAD)
 }
 
-/// The gateway (bridge) address of `node`.
-pub fn node_gateway(node: &NodeConfig) -> Ipv4Addr {
-    node.gateway.unwrap_or_else(|| first_host(node.pod_cidr))
+/// The gateway (bridge) address of `node`, when it has IPv4 pods.
+pub fn node_gateway(node: &NodeConfig) -> Option<Ipv4Addr> {
+    let cidr = node.pod_cidr?;
+    Some(node.gateway.unwrap_or_else(|| first_host(cidr)))
+}
+
+/// The MAC of `node`'s bridge, derived from its IPv4 gateway, or its IPv6 one on an IPv6-only
+/// node (see [`Mac::node_bridge`]).
+pub fn node_bridge_mac(node: &NodeConfig) -> Mac {
+    match (node_gateway(node), node_gateway6(node)) {
+        (Some(v4), _) => Mac::node_bridge(v4),
+        (None, Some(v6)) => Mac::node_bridge6(v6),
+        (None, None) => unreachable!("validation gives every node a pod prefix"),
+    }
 }
 
 /// The IPv6 gateway (bridge) address of `node`, when it has IPv6 pods.
@@ -685,7 +767,7 @@ fn check_ifname(field: &str, name: &str) -> Result<()> {
 pub struct VxlanPeer {
     pub name: String,
     pub underlay_ip: Ipv4Addr,
-    pub pod_cidr: Ipv4Net,
+    pub pod_cidr: Option<Ipv4Net>,
     pub pod_cidr6: Option<Ipv6Net>,
     pub vtep_mac: Mac,
 }

@@ -27,7 +27,7 @@ fn the_embedded_demo_is_two_linked_simulated_nodes_with_two_pods_each() {
     assert_eq!(peers[0].vtep_mac, Mac([0x02, 0xfa, 198, 18, 0, 2]));
     for n in &c.nodes {
         for p in &n.pods {
-            assert!(crate::traffic::is_test_address(p.address.into()));
+            assert!(crate::traffic::is_test_address(p.address.unwrap().into()));
         }
     }
 }
@@ -264,6 +264,90 @@ fn ipv6_is_optional_and_its_gateway_defaults_to_the_first_address() {
     assert_eq!(node_gateway6(&ipv4_only.nodes[0]), None);
 }
 
+/// An IPv6-only node: no pod_cidr, pods with address6 only.
+const IPV6_ONLY: &str = r#"
+    [[node]]
+    name = "six"
+    pod_cidr6 = "2001:db8:6::/64"
+    underlay = { device = "eth1", address = "198.18.0.9/24" }
+    pods = [
+      { name = "p1", address6 = "2001:db8:6::2" },
+      { name = "p2", address6 = "2001:db8:6::3" },
+    ]
+
+    [[peer]]
+    name = "far"
+    underlay_ip = "198.18.0.10"
+    pod_cidr6 = "2001:db8:7::/64"
+"#;
+
+#[test]
+fn a_node_and_a_peer_may_be_ipv6_only() {
+    let c = parse(IPV6_ONLY).unwrap();
+    let node = &c.nodes[0];
+    assert_eq!(node_gateway(node), None);
+    assert_eq!(node_gateway6(node), Some("2001:db8:6::1".parse().unwrap()));
+    assert_eq!(node_bridge_mac(node), Mac([0x02, 0xf8, 0, 0, 0, 1]));
+    assert_eq!(node.pods[0].mac(), Mac([0x02, 0xf9, 0, 0, 0, 2]));
+    let peers = c.vxlan_peers_of(node);
+    assert_eq!(
+        (peers[0].pod_cidr, peers[0].pod_cidr6),
+        (None, Some("2001:db8:7::/64".parse().unwrap()))
+    );
+}
+
+#[test]
+fn an_ipv6_only_description_is_as_strict() {
+    let cases = [
+        (
+            IPV6_ONLY.replace("pod_cidr6 = \"2001:db8:6::/64\"\n", ""),
+            "node 'six': no pod_cidr and no pod_cidr6",
+        ),
+        (
+            IPV6_ONLY.replace(
+                "{ name = \"p1\", address6",
+                "{ name = \"p1\", address = \"198.18.6.2\", address6",
+            ),
+            "node 'six': pod 'p1': address is set but the node has no pod_cidr",
+        ),
+        (
+            IPV6_ONLY.replace(
+                "pod_cidr6 = \"2001:db8:6::/64\"\n",
+                "pod_cidr6 = \"2001:db8:6::/64\"\ngateway = \"198.18.6.1\"\n",
+            ),
+            "node 'six': gateway is set but pod_cidr is not",
+        ),
+        (
+            IPV6_ONLY.replace(
+                "address6 = \"2001:db8:6::3\"",
+                "address6 = \"2001:db8:6:0:1::2\"",
+            ),
+            "pods 'p1' and 'p2' would get the same MAC 02:f9:00:00:00:02",
+        ),
+        (
+            IPV6_ONLY.replace(
+                "pod_cidr6 = \"2001:db8:7::/64\"",
+                "pod_cidr6 = \"2001:db8:6::/48\"",
+            ),
+            "pod_cidr6 2001:db8:6::/64 overlaps pod_cidr6 2001:db8:6::/48 of peer 'far'",
+        ),
+        (
+            IPV6_ONLY.replace("pod_cidr6 = \"2001:db8:7::/64\"", ""),
+            "peer 'far': no pod_cidr and no pod_cidr6",
+        ),
+        (
+            format!(
+                "{IPV6_ONLY}\n[[node]]\nname = \"four\"\nsimulated = true\npod_cidr = \"198.18.4.0/24\"\nunderlay = {{ device = \"eth2\", address = \"198.18.0.11/24\" }}\npods = [{{ name = \"q\" }}]\n"
+            ),
+            "node 'four': pod 'q': no address: every pod on a node with pod_cidr has an IPv4 address",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = error_of(&text);
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+    }
+}
+
 #[test]
 fn a_node_without_pods_or_peers_and_a_real_node_are_fine() {
     let text = r#"
@@ -281,7 +365,7 @@ fn a_node_without_pods_or_peers_and_a_real_node_are_fine() {
     let c = parse(text).unwrap();
     let node = &c.nodes[0];
     assert!(!node.simulated);
-    assert_eq!(node_gateway(node), Ipv4Addr::new(198, 18, 4, 1));
+    assert_eq!(node_gateway(node), Some(Ipv4Addr::new(198, 18, 4, 1)));
     assert_eq!(c.mode_of(node), Mode::Kernel);
     assert_eq!(
         c.vxlan_peers_of(node)[0].vtep_mac,

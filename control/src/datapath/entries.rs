@@ -20,20 +20,21 @@ pub struct OverlaySettings {
 /// A peer node as the overlay maps describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerEntry {
-    pub pod_cidr: ipnet::Ipv4Net,
+    pub pod_cidr: Option<ipnet::Ipv4Net>,
     pub pod_cidr6: Option<ipnet::Ipv6Net>,
     pub underlay_ip: Ipv4Addr,
     pub vtep_mac: Mac,
 }
 
 impl PeerEntry {
-    /// The REMOTES entry: (prefix length, network, value).
-    pub(super) fn remote(&self) -> (u32, [u8; 4], Remote) {
-        (
-            u32::from(self.pod_cidr.prefix_len()),
-            self.pod_cidr.network().octets(),
+    /// The REMOTES entry, when the peer's pods have IPv4: (prefix length, network, value).
+    pub(super) fn remote(&self) -> Option<(u32, [u8; 4], Remote)> {
+        let cidr = self.pod_cidr?;
+        Some((
+            u32::from(cidr.prefix_len()),
+            cidr.network().octets(),
             self.value(),
-        )
+        ))
     }
 
     /// The REMOTES6 entry, when the peer's pods have IPv6.
@@ -92,7 +93,8 @@ impl Owner {
 /// A local pod as the maps describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointEntry {
-    pub ip: Ipv4Addr,
+    /// Its IPv4 address, when it has one (an IPv6-only pod has none).
+    pub ip: Option<Ipv4Addr>,
     /// Its IPv6 address, when it is dual-stack.
     pub ip6: Option<Ipv6Addr>,
     /// The pod's host-side veth.
@@ -102,8 +104,8 @@ pub struct EndpointEntry {
 
 impl EndpointEntry {
     /// The ENDPOINTS entry: the pod's address → where its frames go, and who says so.
-    pub(super) fn endpoint(&self, owner: Owner) -> ([u8; 4], Endpoint) {
-        (self.ip.octets(), self.value(owner))
+    pub(super) fn endpoint(&self, owner: Owner) -> Option<([u8; 4], Endpoint)> {
+        Some((self.ip?.octets(), self.value(owner)))
     }
 
     /// The ENDPOINTS6 entry, when the pod has an IPv6 address.
@@ -122,8 +124,10 @@ impl EndpointEntry {
 
     /// The SOURCES entry: the pod's veth → the addresses and MAC it may send from.
     pub(super) fn source(&self) -> (u32, Source) {
+        // All zeros where the pod has no address of that family: the programs take nothing of
+        // that family from it.
         let value = Source {
-            ip: self.ip.octets(),
+            ip: self.ip.map_or([0; 4], |ip| ip.octets()),
             mac: self.mac.0,
             _pad: [0; 2],
             ip6: self.ip6.map_or([0; 16], |ip6| ip6.octets()),

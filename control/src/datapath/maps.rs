@@ -93,14 +93,17 @@ impl Maps {
     pub fn set_node(
         &mut self,
         gateway_mac: Mac,
-        gateway_ip: Ipv4Addr,
+        gateway_ip: Option<Ipv4Addr>,
+        gateway6: Option<Ipv6Addr>,
         overlay: Option<&OverlaySettings>,
     ) -> Result<(), DatapathError> {
         let mut node: Array<_, NodeConfig> =
             Array::try_from(&mut self.node).map_err(map_err(NODE))?;
         let mut value = NodeConfig {
             gateway_mac: gateway_mac.0,
-            gateway_ip: gateway_ip.octets(),
+            // An IPv6-only node's gateway has no IPv4 address: no underlay packet claims 0.0.0.0.
+            gateway_ip: gateway_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).octets(),
+            gateway6: gateway6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets(),
             flags: NODE_FAST_PATH,
             ..NodeConfig::default()
         };
@@ -119,7 +122,7 @@ impl Maps {
     /// Makes the remote pod CIDR and peer maps hold exactly `peers`; returns how many entries
     /// were added, changed or removed.
     pub fn sync_peers(&mut self, peers: &[PeerEntry]) -> Result<usize, DatapathError> {
-        let want: Vec<_> = peers.iter().map(PeerEntry::remote).collect();
+        let want: Vec<_> = peers.iter().filter_map(PeerEntry::remote).collect();
         let mut changed = sync_prefixes(&mut self.remotes, REMOTES, &want)?;
         let want6: Vec<_> = peers.iter().filter_map(PeerEntry::remote6).collect();
         changed += sync_prefixes(&mut self.remotes6, REMOTES6, &want6)?;
@@ -192,7 +195,8 @@ impl Maps {
         };
         // Both families are checked before either is written: an address held elsewhere leaves
         // the maps as they were.
-        let want: Vec<([u8; 4], Endpoint)> = entries.iter().map(|e| e.endpoint(owner)).collect();
+        let want: Vec<([u8; 4], Endpoint)> =
+            entries.iter().filter_map(|e| e.endpoint(owner)).collect();
         let want6: Vec<([u8; 16], Endpoint)> =
             entries.iter().filter_map(|e| e.endpoint6(owner)).collect();
         let mut v4 = OwnedEndpoints::read(&mut self.endpoints, ENDPOINTS)?;
@@ -252,7 +256,7 @@ impl Maps {
     ) -> Result<(), DatapathError> {
         let mut map: HashMap<_, [u8; 4], Endpoint> =
             HashMap::try_from(&mut self.endpoints).map_err(map_err(ENDPOINTS))?;
-        for (key, value) in endpoints.iter().map(|e| e.endpoint(owner)) {
+        for (key, value) in endpoints.iter().filter_map(|e| e.endpoint(owner)) {
             map.insert(key, value, 0).map_err(map_err(ENDPOINTS))?;
         }
         let mut map: HashMap<_, u32, Source> =
@@ -262,7 +266,7 @@ impl Maps {
         }
         let mut map: LpmTrie<_, [u8; 4], Remote> =
             LpmTrie::try_from(&mut self.remotes).map_err(map_err(REMOTES))?;
-        for (len, addr, value) in remotes.iter().map(PeerEntry::remote) {
+        for (len, addr, value) in remotes.iter().filter_map(PeerEntry::remote) {
             map.insert(&Key::new(len, addr), value, 0)
                 .map_err(map_err(REMOTES))?;
         }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{
     load,
-    rows::{Kind, Row, Topology},
+    rows::{Family, Kind, Row, Topology},
     sink::BenchSink,
 };
 use control::datapath::{self, ProgramRuns};
@@ -18,6 +18,7 @@ use control::datapath::{self, ProgramRuns};
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgramCost {
     pub row: Row,
+    pub family: Family,
     pub program: String,
     /// Mean run time, including part of the statistics' own clock reads (bench_sink, which only
     /// checks three headers and counts, bounds that from above).
@@ -26,7 +27,7 @@ pub struct ProgramCost {
     pub runs_per_packet: f64,
 }
 
-/// The rows whose packets pass fastpath's programs.
+/// The rows whose packets pass fastpath's programs, over either family.
 pub fn rows() -> impl Iterator<Item = Row> {
     Row::ALL.into_iter().filter(|r| r.kind() == Kind::FastPath)
 }
@@ -98,6 +99,7 @@ fn per_packet(row: Row, before: &[ProgramRuns], after: &[ProgramRuns]) -> Result
             }
             Ok(ProgramCost {
                 row,
+                family: row.family(),
                 program: a.name.clone(),
                 ns_per_run: ns as f64 / runs as f64,
                 runs_per_packet: runs as f64 / packets as f64,

@@ -1,11 +1,11 @@
 //! The workloads: UDP packet rate (counted where packets enter the receiving pod, and delivered
 //! to a socket), TCP bulk throughput over 1 and 4 streams, and TCP request/response latency. Each
-//! runs for a fixed time between two addresses in the benchmarking range; the sender is pinned to
-//! one CPU and the receiver to the other, as far as the machine has two.
+//! runs for a fixed time between two addresses in the benchmarking ranges (IPv4 or IPv6); the
+//! sender is pinned to one CPU and the receiver to the other, as far as the machine has two.
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     os::fd::AsRawFd as _,
     sync::{
         Arc,
@@ -22,7 +22,9 @@ use control::{netns::Netns, traffic::is_test_address};
 
 const SENDER_CPU: usize = 0;
 const RECEIVER_CPU: usize = 1;
-/// UDP payload that makes a 60-byte Ethernet frame (14 + 20 + 8 + 18).
+/// UDP payload that makes a 60-byte Ethernet frame over IPv4 (14 + 20 + 8 + 18), Ethernet's
+/// smallest; over IPv6 the same datagram makes an 80-byte frame, so both families carry the same
+/// application load.
 const SMALL_PAYLOAD: usize = 18;
 /// Datagrams per sendmmsg/recvmmsg call.
 const BATCH: usize = 64;
@@ -35,9 +37,9 @@ const RR_MESSAGE: usize = 64;
 #[derive(Clone, Debug)]
 pub struct Path {
     pub from: Netns,
-    pub from_addr: Ipv4Addr,
+    pub from_addr: IpAddr,
     pub to: Netns,
-    pub to_addr: Ipv4Addr,
+    pub to_addr: IpAddr,
     pub to_dev: String,
 }
 
@@ -57,22 +59,22 @@ pub struct Latency {
 }
 
 fn check(path: &Path) -> Result<()> {
-    if !is_test_address(path.to_addr.into()) {
+    if !is_test_address(path.to_addr) {
         bail!(
-            "benchmark traffic only goes to 198.18.0.0/15, not {}",
+            "benchmark traffic only goes to 198.18.0.0/15 and 2001:db8::/32, not {}",
             path.to_addr
         );
     }
     Ok(())
 }
 
-/// Sends 60-byte UDP frames as fast as one pinned thread can for `duration`; returns how many.
+/// Sends small UDP datagrams as fast as one pinned thread can for `duration`; returns how many.
 fn blast(path: &Path, duration: Duration, stop_early: &AtomicBool) -> Result<u64> {
     let socket = path
         .from
-        .run(|| UdpSocket::bind(SocketAddrV4::new(path.from_addr, 0)))?
+        .run(|| UdpSocket::bind(SocketAddr::new(path.from_addr, 0)))?
         .with_context(|| format!("UDP sender in {}", path.from.label()))?;
-    socket.connect(SocketAddrV4::new(path.to_addr, SINK_PORT))?;
+    socket.connect(SocketAddr::new(path.to_addr, SINK_PORT))?;
     let fd = socket.as_raw_fd();
     let payload = [0x5au8; SMALL_PAYLOAD];
     let mut iov: Vec<libc::iovec> = (0..BATCH)
@@ -136,7 +138,7 @@ pub fn udp_socket(path: &Path, duration: Duration) -> Result<Measured> {
     check(path)?;
     let socket = path
         .to
-        .run(|| UdpSocket::bind(SocketAddrV4::new(path.to_addr, SINK_PORT)))?
+        .run(|| UdpSocket::bind(SocketAddr::new(path.to_addr, SINK_PORT)))?
         .with_context(|| format!("UDP receiver in {}", path.to.label()))?;
     socket.set_read_timeout(Some(Duration::from_millis(50)))?;
     let received = Arc::new(AtomicU64::new(0));
@@ -202,7 +204,7 @@ pub fn tcp_bulk(path: &Path, streams: usize, duration: Duration) -> Result<Measu
     check(path)?;
     let listener = path
         .to
-        .run(|| TcpListener::bind(SocketAddrV4::new(path.to_addr, 0)))?
+        .run(|| TcpListener::bind(SocketAddr::new(path.to_addr, 0)))?
         .with_context(|| format!("TCP listener in {}", path.to.label()))?;
     let addr = listener.local_addr()?;
     let received = Arc::new(AtomicU64::new(0));
@@ -277,7 +279,7 @@ pub fn request_response(path: &Path, duration: Duration) -> Result<Latency> {
     check(path)?;
     let listener = path
         .to
-        .run(|| TcpListener::bind(SocketAddrV4::new(path.to_addr, 0)))?
+        .run(|| TcpListener::bind(SocketAddr::new(path.to_addr, 0)))?
         .with_context(|| format!("TCP listener in {}", path.to.label()))?;
     let addr = listener.local_addr()?;
     let server = std::thread::spawn(move || -> Result<()> {

@@ -25,14 +25,16 @@ use clap::Parser;
 
 /// Measure every datapath under the same load, side by side: same node (loopback and a bare veth
 /// pair as limits, the kernel bridge, macvlan, fastpath xdp and tc) and across nodes (kernel VXLAN,
-/// fastpath xdp and tc, a userspace tun tunnel as the old baseline). Workloads: 60-byte UDP rate
-/// (counted in the receiving pod, and read by a socket), TCP throughput with 1 and 4 streams, TCP
-/// request/response latency. Rows run in interleaved rounds; the table shows medians (min–max) and
-/// ratios against the kernel row, then what each fast-path program costs a packet (kernel BPF
-/// run-time statistics, in a UDP pass of its own), then how long fastpath-cni ADD and DEL take
-/// against the reference bridge plugin (CNI group: needs fastpath-cni beside this binary and
+/// fastpath xdp and tc, a userspace tun tunnel as the old baseline); the kernel and fastpath rows
+/// run again over IPv6 between the same pods. Workloads: 60-byte UDP rate (80-byte frames over
+/// IPv6; counted in the receiving pod, and read by a socket), TCP throughput with 1 and 4
+/// streams, TCP request/response latency. Rows run in interleaved rounds; the table shows medians
+/// (min–max) and ratios against the kernel row of the same family, each IPv6 row against the same
+/// datapath over IPv4, then what each fast-path program costs a packet (kernel BPF run-time
+/// statistics, in a UDP pass of its own), then how long fastpath-cni ADD and DEL take against the
+/// reference bridge plugin (CNI group: needs fastpath-cni beside this binary and
 /// containernetworking-plugins), then the speed targets. Builds its own namespaces (fpbench-*) and
-/// removes them, also on failure; the full run (five rounds) takes about fifteen minutes on two
+/// removes them, also on failure; the full run (five rounds) takes over twenty minutes on two
 /// CPUs, --quick about one. Needs root.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "fastpath bench", version)]

@@ -2,13 +2,14 @@
 
 use serde::Serialize;
 
-use super::rows::Row;
+use super::rows::{Family, Row};
 
 /// What is measured, one value per row and round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Metric {
-    /// 60-byte UDP frames per second reaching the receiving pod (counted by bench_sink).
+    /// Small UDP datagrams (18 bytes: 60-byte frames over IPv4, 80 over IPv6) per second reaching
+    /// the receiving pod (counted by bench_sink).
     UdpRate,
     /// Busy CPU nanoseconds (whole machine) per packet of UdpRate.
     UdpCpu,
@@ -89,6 +90,8 @@ impl Metric {
 pub struct Sample {
     pub round: u32,
     pub row: Row,
+    /// The row's family, beside it so that a script needs no lookup.
+    pub family: Family,
     pub metric: Metric,
     pub value: f64,
 }

@@ -1,5 +1,7 @@
 //! The benchmark's report: medians with min–max per row and metric, ratios against the kernel
-//! row of the group, the speed targets, a table for people, JSON for scripts, an SVG chart.
+//! row of the group and family (and, for an IPv6 row, against the same datapath over IPv4), the
+//! speed targets, a table for people, JSON for scripts, an SVG chart. Every JSON record that
+//! names a row also names its family ("ipv4" or "ipv6").
 
 use std::fmt::Write as _;
 
@@ -9,7 +11,7 @@ use super::{
     cni_report::CniReport,
     cost::ProgramCost,
     metric::{Metric, Sample},
-    rows::{self, Group, Kind, Row},
+    rows::{self, Family, Group, Kind, Row},
     run::Durations,
     system::Host,
 };
@@ -19,6 +21,7 @@ pub struct RowInfo {
     pub row: Row,
     pub name: &'static str,
     pub group: Group,
+    pub family: Family,
     pub kind: Kind,
     pub path: &'static str,
 }
@@ -27,13 +30,17 @@ pub struct RowInfo {
 #[derive(Clone, Debug, Serialize)]
 pub struct Cell {
     pub row: Row,
+    pub family: Family,
     pub metric: Metric,
     pub unit: &'static str,
     pub median: f64,
     pub min: f64,
     pub max: f64,
-    /// median / the median of the group's kernel row (kernel bridge or kernel vxlan).
+    /// median / the median of the kernel row of the group and family (kernel bridge or kernel
+    /// vxlan, over the row's own family).
     pub vs_kernel: f64,
+    /// For an IPv6 row: median / the median of the same datapath's IPv4 row; null for IPv4 rows.
+    pub vs_ipv4: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +48,7 @@ pub struct Target {
     pub what: &'static str,
     /// The row it was measured on (the best fast-path row where the target says "best mode").
     pub row: Row,
+    pub family: Family,
     pub ratio: f64,
     /// The bound: at least (higher-is-better targets) or at most.
     pub bound: f64,
@@ -83,12 +91,52 @@ pub(super) fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The kernel row a row's ratios are against.
-pub fn kernel_row(group: Group) -> Row {
-    match group {
-        Group::SameNode => Row::Bridge,
-        Group::CrossNode => Row::Vxlan,
+/// The kernel row the ratios of a group's rows of a family are against.
+pub fn kernel_row(group: Group, family: Family) -> Row {
+    match (group, family) {
+        (Group::SameNode, Family::Ipv4) => Row::Bridge,
+        (Group::SameNode, Family::Ipv6) => Row::BridgeIpv6,
+        (Group::CrossNode, Family::Ipv4) => Row::Vxlan,
+        (Group::CrossNode, Family::Ipv6) => Row::VxlanIpv6,
     }
+}
+
+/// Every row × metric measured: median, min–max, and the ratios.
+fn cells(samples: &[Sample]) -> Vec<Cell> {
+    let values = |row: Row, metric: Metric| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| s.row == row && s.metric == metric)
+            .map(|s| s.value)
+            .collect()
+    };
+    let mut cells = Vec::new();
+    for row in Row::ALL {
+        for metric in Metric::ALL {
+            let v = values(row, metric);
+            if v.is_empty() {
+                continue;
+            }
+            let kernel = median(values(kernel_row(row.group(), row.family()), metric));
+            let ipv4 = match row.family() {
+                Family::Ipv4 => None,
+                Family::Ipv6 => Some(median(values(row.ipv4(), metric))),
+            };
+            let (m, min, max) = spread(v);
+            cells.push(Cell {
+                row,
+                family: row.family(),
+                metric,
+                unit: metric.unit(),
+                median: m,
+                min,
+                max,
+                vs_kernel: m / kernel,
+                vs_ipv4: ipv4.map(|ipv4| m / ipv4),
+            });
+        }
+    }
+    cells
 }
 
 impl Report {
@@ -105,33 +153,7 @@ impl Report {
             Ok(costs) => (costs, None),
             Err(error) => (Vec::new(), Some(error)),
         };
-        let values = |row: Row, metric: Metric| -> Vec<f64> {
-            samples
-                .iter()
-                .filter(|s| s.row == row && s.metric == metric)
-                .map(|s| s.value)
-                .collect()
-        };
-        let mut cells = Vec::new();
-        for row in Row::ALL {
-            for metric in Metric::ALL {
-                let v = values(row, metric);
-                if v.is_empty() {
-                    continue;
-                }
-                let kernel = median(values(kernel_row(row.group()), metric));
-                let (m, min, max) = spread(v);
-                cells.push(Cell {
-                    row,
-                    metric,
-                    unit: metric.unit(),
-                    median: m,
-                    min,
-                    max,
-                    vs_kernel: m / kernel,
-                });
-            }
-        }
+        let cells = cells(&samples);
         let mut report = Self {
             host,
             quick,
@@ -143,6 +165,7 @@ impl Report {
                     row,
                     name: row.name(),
                     group: row.group(),
+                    family: row.family(),
                     kind: row.kind(),
                     path: rows::describe(row),
                 })
@@ -190,6 +213,7 @@ impl Report {
                 Some(Target {
                     what: spec.what,
                     row,
+                    family: row.family(),
                     ratio,
                     bound: spec.bound,
                     at_least: spec.at_least,
@@ -230,44 +254,43 @@ impl Report {
             "Limits: loopback is the generator's own ceiling (no device between sender and receiver): a \
              row near it is generator-bound. UDP sock is one reading socket's ceiling."
         );
+        let _ = writeln!(
+            out,
+            "IPv6 rows: the kernel path and the fast path between the same pods' IPv6 addresses, the \
+             same UDP datagrams (80-byte frames for IPv4's 60); ratios against the kernel row over IPv6."
+        );
         for group in [Group::SameNode, Group::CrossNode] {
-            let kernel = kernel_row(group);
-            let _ = writeln!(
-                out,
-                "\n{} (ratios against {})",
-                match group {
-                    Group::SameNode => "SAME NODE",
-                    Group::CrossNode => "CROSS NODE",
-                },
-                kernel.name()
-            );
-            // Two tables per group, so a line fits a terminal: rates, then latency.
-            let (rates, latency) = Metric::ALL.split_at(6);
-            for metrics in [rates, latency] {
-                let header: Vec<&str> = std::iter::once("ROW")
-                    .chain(metrics.iter().map(|m| m.label()))
+            for family in Family::ALL {
+                let rows: Vec<Row> = Row::ALL
+                    .into_iter()
+                    .filter(|r| r.group() == group && r.family() == family)
                     .collect();
-                let mut table = Vec::new();
-                for row in Row::ALL.iter().filter(|r| r.group() == group) {
-                    let mut line = vec![format!("{} ({})", row.name(), kind_name(row.kind()))];
-                    for metric in metrics {
-                        line.push(
-                            match self
-                                .cells
-                                .iter()
-                                .find(|c| c.row == *row && c.metric == *metric)
-                            {
-                                Some(c) => cell_text(c),
-                                None => "-".into(),
-                            },
-                        );
-                    }
-                    table.push(line);
+                let kernel = kernel_row(group, family);
+                let _ = writeln!(
+                    out,
+                    "\n{}, {} (ratios against {} over {})",
+                    match group {
+                        Group::SameNode => "SAME NODE",
+                        Group::CrossNode => "CROSS NODE",
+                    },
+                    family.name(),
+                    kernel.name(),
+                    family.name()
+                );
+                // Two tables per section, so a line fits a terminal: rates, then latency.
+                let (rates, latency) = Metric::ALL.split_at(6);
+                for metrics in [rates, latency] {
+                    out.push_str(&self.render_table(
+                        &rows,
+                        metrics,
+                        |row| format!("{} ({})", row.name(), kind_name(row.kind())),
+                        |c| Some(cell_text(c)),
+                    ));
+                    out.push('\n');
                 }
-                out.push_str(&control::report::table(&header, &table, 1));
-                out.push('\n');
             }
         }
+        out.push_str(&self.render_ipv6_against_ipv4());
         out.push_str(&self.render_program_costs());
         out.push_str(&self.cni.render());
         let _ = writeln!(out, "\nTARGETS (best fast-path mode, medians)");
@@ -285,6 +308,61 @@ impl Report {
             );
         }
         out
+    }
+
+    /// One line per row, named by `label`, one column per metric, each cell as `text` shows it
+    /// ("-" where nothing was measured).
+    fn render_table(
+        &self,
+        rows: &[Row],
+        metrics: &[Metric],
+        label: fn(Row) -> String,
+        text: fn(&Cell) -> Option<String>,
+    ) -> String {
+        let header: Vec<&str> = std::iter::once("ROW")
+            .chain(metrics.iter().map(|m| m.label()))
+            .collect();
+        let lines: Vec<Vec<String>> = rows
+            .iter()
+            .map(|&row| {
+                std::iter::once(label(row))
+                    .chain(metrics.iter().map(|&metric| {
+                        self.cells
+                            .iter()
+                            .find(|c| c.row == row && c.metric == metric)
+                            .and_then(text)
+                            .unwrap_or_else(|| "-".into())
+                    }))
+                    .collect()
+            })
+            .collect();
+        control::report::table(&header, &lines, 1)
+    }
+
+    /// What IPv6 costs each datapath: every IPv6 row's medians as ratios to its IPv4 twin's.
+    fn render_ipv6_against_ipv4(&self) -> String {
+        let rows: Vec<Row> = Row::ALL
+            .into_iter()
+            .filter(|r| r.family() == Family::Ipv6)
+            .collect();
+        let metrics = [
+            Metric::UdpRate,
+            Metric::UdpCpu,
+            Metric::UdpSocket,
+            Metric::Tcp1,
+            Metric::Tcp4,
+            Metric::RrP50,
+            Metric::RrP99,
+        ];
+        format!(
+            "\nIPv6 AGAINST IPv4 (each IPv6 row's median / the same datapath's over IPv4, same run)\n{}",
+            self.render_table(
+                &rows,
+                &metrics,
+                |row| format!("{} ({})", row.name(), row.group().name()),
+                |c| c.vs_ipv4.map(|ratio| format!("×{ratio:.2}")),
+            )
+        )
     }
 
     /// Each fast-path row's programs: run time, runs per packet, and their share of the row's CPU
@@ -329,7 +407,8 @@ impl Report {
         out
     }
 
-    /// A bar chart of each fast-path and reference row's ratio to its kernel row, per metric.
+    /// A bar chart of each row's ratio to the kernel row of its group and family, per metric;
+    /// IPv6 rows are lighter and named so.
     pub fn svg(&self) -> String {
         let metrics = [
             Metric::UdpRate,
@@ -367,6 +446,10 @@ impl Report {
             xml(&self.host.kernel),
             self.host.cpus
         );
+        let _ = writeln!(
+            s,
+            r#"<text x="10" y="34">IPv6 rows (lighter) against the kernel row over IPv6, IPv4 rows against the one over IPv4</text>"#
+        );
         let mut y = 40.0;
         for metric in metrics {
             let _ = writeln!(
@@ -402,9 +485,13 @@ impl Report {
                     Group::SameNode => "same",
                     Group::CrossNode => "cross",
                 };
+                let (family, opacity) = match row.family() {
+                    Family::Ipv4 => ("", 1.0),
+                    Family::Ipv6 => (" · IPv6", 0.55),
+                };
                 let _ = writeln!(
                     s,
-                    r#"<text x="10" y="{}">{} · {}</text><rect x="{label_w}" y="{top}" width="{:.1}" height="{}" fill="{color}"/><text x="{:.1}" y="{}">{:.2}×</text>"#,
+                    r#"<text x="10" y="{}">{} · {}{family}</text><rect x="{label_w}" y="{top}" width="{:.1}" height="{}" fill="{color}" fill-opacity="{opacity}"/><text x="{:.1}" y="{}">{:.2}×</text>"#,
                     top + bar_h - 3.0,
                     group,
                     xml(row.name()),
@@ -590,4 +677,64 @@ fn xml(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn udp_rate(row: Row, value: f64) -> Sample {
+        Sample {
+            round: 0,
+            row,
+            family: row.family(),
+            metric: Metric::UdpRate,
+            value,
+        }
+    }
+
+    #[test]
+    fn ipv6_rows_are_against_the_kernel_over_ipv6_and_their_ipv4_twin() {
+        let samples = [
+            (Row::Bridge, 100.0),
+            (Row::TcSame, 150.0),
+            (Row::BridgeIpv6, 80.0),
+            (Row::TcSameIpv6, 120.0),
+            (Row::Vxlan, 50.0),
+            (Row::TcCross, 125.0),
+            (Row::VxlanIpv6, 40.0),
+            (Row::TcCrossIpv6, 100.0),
+        ]
+        .map(|(row, value)| udp_rate(row, value));
+        let cells = cells(&samples);
+        let cell = |row| cells.iter().find(|c| c.row == row).unwrap();
+        assert_eq!(cell(Row::TcSame).vs_kernel, 1.5);
+        assert_eq!(cell(Row::TcSame).vs_ipv4, None);
+        assert_eq!(cell(Row::TcSameIpv6).vs_kernel, 1.5);
+        assert_eq!(cell(Row::TcSameIpv6).vs_ipv4, Some(0.8));
+        assert_eq!(cell(Row::TcCrossIpv6).vs_kernel, 2.5);
+        assert_eq!(cell(Row::TcCrossIpv6).vs_ipv4, Some(0.8));
+        assert_eq!(cell(Row::BridgeIpv6).family, Family::Ipv6);
+        assert_eq!(cell(Row::Bridge).family, Family::Ipv4);
+    }
+
+    #[test]
+    fn every_ipv6_row_runs_beside_its_ipv4_twin_and_kernel_row() {
+        let ipv6: Vec<Row> = Row::ALL
+            .into_iter()
+            .filter(|r| r.family() == Family::Ipv6)
+            .collect();
+        assert_eq!(ipv6.len(), 6);
+        for row in ipv6 {
+            let twin = row.ipv4();
+            assert_eq!(twin.family(), Family::Ipv4, "{row:?}");
+            assert!(Row::ALL.contains(&twin), "{row:?}");
+            assert_eq!(
+                (twin.name(), twin.group(), twin.kind()),
+                (row.name(), row.group(), row.kind())
+            );
+            assert!(Row::ALL.contains(&kernel_row(row.group(), Family::Ipv6)));
+            assert!(row.label().ends_with(", IPv6)"), "{}", row.label());
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! The rows of the benchmark (the datapaths compared) and the topology each one runs on. The
 //! fastpath rows use a cluster of their own (the demo description under the prefix `fpbench-`),
-//! switched between modes; the limit and reference rows are namespaces of their own.
+//! switched between modes; the limit and reference rows are namespaces of their own. The kernel
+//! path's and the fast path's rows run once over IPv4 and once over IPv6, between the same
+//! dual-stack pods; the other rows are IPv4 only.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
@@ -45,6 +47,25 @@ impl Group {
     }
 }
 
+/// The IP family a row's traffic is: the pods' IPv4 or their IPv6 addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
@@ -65,9 +86,12 @@ pub enum Row {
     Loopback,
     Veth,
     Bridge,
+    BridgeIpv6,
     Macvlan,
     XdpSame,
+    XdpSameIpv6,
     TcSame,
+    TcSameIpv6,
     /// `TcSame` with 10,000 more endpoints and 1,000 remote CIDRs in the maps.
     TcSameScaled,
     /// `TcSame` while `fastpath monitor` reads every drop (none in this traffic).
@@ -75,73 +99,134 @@ pub enum Row {
     /// `TcSame` while `fastpath monitor` traces one decision in 100.
     TcSameTraceMonitor,
     Vxlan,
+    VxlanIpv6,
     XdpCross,
+    XdpCrossIpv6,
     TcCross,
+    TcCrossIpv6,
     /// `TcCross` with 10,000 more endpoints and 1,000 remote CIDRs in the maps.
     TcCrossScaled,
     Tun,
 }
 
 impl Row {
-    pub const ALL: [Row; 14] = [
+    /// Every row, in the order a round runs them: an IPv6 row right after its IPv4 twin, so the
+    /// two are measured moments apart, in the same mode.
+    pub const ALL: [Row; 20] = [
         Row::Loopback,
         Row::Veth,
         Row::Bridge,
+        Row::BridgeIpv6,
         Row::Macvlan,
         Row::XdpSame,
+        Row::XdpSameIpv6,
         Row::TcSame,
+        Row::TcSameIpv6,
         Row::TcSameScaled,
         Row::TcSameDropMonitor,
         Row::TcSameTraceMonitor,
         Row::Vxlan,
+        Row::VxlanIpv6,
         Row::XdpCross,
+        Row::XdpCrossIpv6,
         Row::TcCross,
+        Row::TcCrossIpv6,
         Row::TcCrossScaled,
         Row::Tun,
     ];
+
+    pub fn family(self) -> Family {
+        if self.ipv4() == self {
+            Family::Ipv4
+        } else {
+            Family::Ipv6
+        }
+    }
+
+    /// The row of the same datapath over IPv4: the row itself for an IPv4 row, and what tells
+    /// the IPv6 rows from the others.
+    pub fn ipv4(self) -> Row {
+        match self {
+            Row::BridgeIpv6 => Row::Bridge,
+            Row::XdpSameIpv6 => Row::XdpSame,
+            Row::TcSameIpv6 => Row::TcSame,
+            Row::VxlanIpv6 => Row::Vxlan,
+            Row::XdpCrossIpv6 => Row::XdpCross,
+            Row::TcCrossIpv6 => Row::TcCross,
+            row => row,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Row::Loopback => "loopback",
             Row::Veth => "veth pair",
-            Row::Bridge => "kernel bridge",
+            Row::Bridge | Row::BridgeIpv6 => "kernel bridge",
             Row::Macvlan => "macvlan bridge",
-            Row::XdpSame | Row::XdpCross => "fastpath xdp",
-            Row::TcSame | Row::TcCross => "fastpath tc",
+            Row::XdpSame | Row::XdpSameIpv6 | Row::XdpCross | Row::XdpCrossIpv6 => "fastpath xdp",
+            Row::TcSame | Row::TcSameIpv6 | Row::TcCross | Row::TcCrossIpv6 => "fastpath tc",
             Row::TcSameScaled | Row::TcCrossScaled => "fastpath tc, 10k entries",
             Row::TcSameDropMonitor => "fastpath tc, drop monitor",
             Row::TcSameTraceMonitor => "fastpath tc, trace 1/100",
-            Row::Vxlan => "kernel vxlan",
+            Row::Vxlan | Row::VxlanIpv6 => "kernel vxlan",
             Row::Tun => "tun tunnel",
         }
     }
 
-    /// The name with the group, which tells rows of the same datapath apart.
+    /// The name with the group and, for IPv6, the family: tells rows of one datapath apart.
     pub fn label(self) -> String {
-        format!("{} ({})", self.name(), self.group().name())
+        match self.family() {
+            Family::Ipv4 => format!("{} ({})", self.name(), self.group().name()),
+            Family::Ipv6 => format!(
+                "{} ({}, {})",
+                self.name(),
+                self.group().name(),
+                Family::Ipv6.name()
+            ),
+        }
     }
 
     pub fn group(self) -> Group {
         match self {
-            Row::Vxlan | Row::XdpCross | Row::TcCross | Row::TcCrossScaled | Row::Tun => {
-                Group::CrossNode
-            }
-            _ => Group::SameNode,
+            Row::Vxlan
+            | Row::VxlanIpv6
+            | Row::XdpCross
+            | Row::XdpCrossIpv6
+            | Row::TcCross
+            | Row::TcCrossIpv6
+            | Row::TcCrossScaled
+            | Row::Tun => Group::CrossNode,
+            Row::Loopback
+            | Row::Veth
+            | Row::Bridge
+            | Row::BridgeIpv6
+            | Row::Macvlan
+            | Row::XdpSame
+            | Row::XdpSameIpv6
+            | Row::TcSame
+            | Row::TcSameIpv6
+            | Row::TcSameScaled
+            | Row::TcSameDropMonitor
+            | Row::TcSameTraceMonitor => Group::SameNode,
         }
     }
 
     pub fn kind(self) -> Kind {
         match self {
             Row::Loopback | Row::Veth => Kind::Limit,
-            Row::Bridge | Row::Vxlan => Kind::Kernel,
+            Row::Bridge | Row::BridgeIpv6 | Row::Vxlan | Row::VxlanIpv6 => Kind::Kernel,
             Row::Macvlan => Kind::Reference,
             Row::XdpSame
+            | Row::XdpSameIpv6
             | Row::TcSame
+            | Row::TcSameIpv6
             | Row::TcSameScaled
             | Row::TcSameDropMonitor
             | Row::TcSameTraceMonitor
             | Row::XdpCross
+            | Row::XdpCrossIpv6
             | Row::TcCross
+            | Row::TcCrossIpv6
             | Row::TcCrossScaled => Kind::FastPath,
             Row::Tun => Kind::Baseline,
         }
@@ -150,10 +235,14 @@ impl Row {
     /// The cluster mode the row runs the bench cluster in, for the rows that use it.
     fn mode(self) -> Option<Mode> {
         match self {
-            Row::Bridge | Row::Vxlan | Row::Tun => Some(Mode::Kernel),
-            Row::XdpSame | Row::XdpCross => Some(Mode::Xdp),
+            Row::Bridge | Row::BridgeIpv6 | Row::Vxlan | Row::VxlanIpv6 | Row::Tun => {
+                Some(Mode::Kernel)
+            }
+            Row::XdpSame | Row::XdpSameIpv6 | Row::XdpCross | Row::XdpCrossIpv6 => Some(Mode::Xdp),
             Row::TcSame
+            | Row::TcSameIpv6
             | Row::TcCross
+            | Row::TcCrossIpv6
             | Row::TcSameScaled
             | Row::TcCrossScaled
             | Row::TcSameDropMonitor
@@ -265,13 +354,23 @@ impl Topology {
             .expect("the demo cluster's pods")
     }
 
-    fn pod(&self, name: &str) -> (Netns, Ipv4Addr) {
+    fn pod(&self, name: &str, family: Family) -> (Netns, IpAddr) {
         let (node, pod) = self.find_pod(name);
-        (self.cluster.pod_netns(node, pod), pod.address)
+        let addr = match family {
+            Family::Ipv4 => pod
+                .address
+                .expect("the demo cluster's pods are dual-stack")
+                .into(),
+            Family::Ipv6 => pod
+                .address6
+                .expect("the demo cluster's pods are dual-stack")
+                .into(),
+        };
+        (self.cluster.pod_netns(node, pod), addr)
     }
 
-    fn pod_path(&self, from: &str, to: &str) -> Path {
-        let ((from, from_addr), (to, to_addr)) = (self.pod(from), self.pod(to));
+    fn pod_path(&self, from: &str, to: &str, family: Family) -> Path {
+        let ((from, from_addr), (to, to_addr)) = (self.pod(from, family), self.pod(to, family));
         Path {
             from,
             from_addr,
@@ -324,41 +423,52 @@ impl Topology {
         Ok(match row {
             Row::Loopback => Path {
                 from: extra("lo"),
-                from_addr: LOOPBACK_ADDR,
+                from_addr: LOOPBACK_ADDR.into(),
                 to: extra("lo"),
-                to_addr: LOOPBACK_ADDR,
+                to_addr: LOOPBACK_ADDR.into(),
                 to_dev: "lo".into(),
             },
             Row::Veth => Path {
                 from: extra("veth-a"),
-                from_addr: VETH_A,
+                from_addr: VETH_A.into(),
                 to: extra("veth-b"),
-                to_addr: VETH_B,
+                to_addr: VETH_B.into(),
                 to_dev: "veth-b".into(),
             },
             Row::Macvlan => Path {
                 from: extra("mv-a"),
-                from_addr: MACVLAN_A,
+                from_addr: MACVLAN_A.into(),
                 to: extra("mv-b"),
-                to_addr: MACVLAN_B,
+                to_addr: MACVLAN_B.into(),
                 to_dev: "mv-b".into(),
             },
             Row::Bridge
+            | Row::BridgeIpv6
             | Row::XdpSame
+            | Row::XdpSameIpv6
             | Row::TcSame
+            | Row::TcSameIpv6
             | Row::TcSameScaled
             | Row::TcSameDropMonitor
             | Row::TcSameTraceMonitor
             | Row::Vxlan
+            | Row::VxlanIpv6
             | Row::XdpCross
+            | Row::XdpCrossIpv6
             | Row::TcCross
+            | Row::TcCrossIpv6
             | Row::TcCrossScaled => {
                 let (from, to) = cluster_pods(row.group());
-                self.pod_path(from, to)
+                self.pod_path(from, to, row.family())
             }
             Row::Tun => {
                 let (from, to) = cluster_pods(row.group());
-                let path = self.pod_path(from, to);
+                let path = self.pod_path(from, to, Family::Ipv4);
+                // The tunnel baseline is an IPv4 row: its relays route a /32 per pod.
+                let ipv4 = |pod: &str| {
+                    (self.find_pod(pod).1.address).expect("the demo cluster's pods have IPv4")
+                };
+                let (from_pod, to_pod) = (ipv4(from), ipv4(to));
                 let node = |n: &str| self.cluster.config.node(n).expect("demo node");
                 let (a, b) = (node("a"), node("b"));
                 let (ns_a, ns_b) = (self.cluster.node_netns(a), self.cluster.node_netns(b));
@@ -367,13 +477,13 @@ impl Topology {
                         tun::End {
                             netns: &ns_a,
                             underlay: a.underlay.address.addr(),
-                            remote_pod: path.to_addr,
+                            remote_pod: to_pod,
                             mtu: self.pod_mtu,
                         },
                         tun::End {
                             netns: &ns_b,
                             underlay: b.underlay.address.addr(),
-                            remote_pod: path.from_addr,
+                            remote_pod: from_pod,
                             mtu: self.pod_mtu,
                         },
                     )
@@ -415,7 +525,7 @@ impl Topology {
                 .map(|n| {
                     let [_, _, hi, lo] = n.to_be_bytes();
                     EndpointEntry {
-                        ip: Ipv4Addr::new(198, 19, hi, lo),
+                        ip: Some(Ipv4Addr::new(198, 19, hi, lo)),
                         ip6: None,
                         // No device has these: the entries are looked past, never used.
                         ifindex: 1_000_000 + n,
@@ -429,7 +539,7 @@ impl Topology {
                         Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 128, 0)) + n * 32),
                         27,
                     )
-                    .expect("a /27"),
+                    .ok(),
                     pod_cidr6: None,
                     underlay_ip: peer.underlay.address.addr(),
                     vtep_mac: Mac::vtep(peer.underlay.address.addr()),
@@ -467,10 +577,10 @@ pub fn describe(row: Row) -> &'static str {
     match row {
         Row::Loopback => "one namespace, lo: no device between sender and receiver",
         Row::Veth => "two namespaces joined by a veth pair: no bridge, no program",
-        Row::Bridge => "pod veth -> bridge -> pod veth",
+        Row::Bridge | Row::BridgeIpv6 => "pod veth -> bridge -> pod veth",
         Row::Macvlan => "two macvlan devices in bridge mode on one parent",
-        Row::XdpSame => "xdp_pod redirects veth -> veth",
-        Row::TcSame => "tc_pod redirects veth -> pod (bpf_redirect_peer)",
+        Row::XdpSame | Row::XdpSameIpv6 => "xdp_pod redirects veth -> veth",
+        Row::TcSame | Row::TcSameIpv6 => "tc_pod redirects veth -> pod (bpf_redirect_peer)",
         Row::TcSameScaled | Row::TcCrossScaled => {
             "as fastpath tc, with 10,000 more endpoints and 1,000 remote CIDRs in the maps"
         }
@@ -480,9 +590,11 @@ pub fn describe(row: Row) -> &'static str {
         Row::TcSameTraceMonitor => {
             "as fastpath tc, while `fastpath monitor --type trace --sample 100` reads events"
         }
-        Row::Vxlan => "bridge, routing, kernel VXLAN device, underlay veth, and back",
-        Row::XdpCross => "xdp_pod encapsulates, tc_underlay decapsulates",
-        Row::TcCross => "tc_pod encapsulates, tc_underlay decapsulates",
+        Row::Vxlan | Row::VxlanIpv6 => {
+            "bridge, routing, kernel VXLAN device, underlay veth, and back"
+        }
+        Row::XdpCross | Row::XdpCrossIpv6 => "xdp_pod encapsulates, tc_underlay decapsulates",
+        Row::TcCross | Row::TcCrossIpv6 => "tc_pod encapsulates, tc_underlay decapsulates",
         Row::Tun => "tun device + userspace UDP relay in each node (flannel UDP mode)",
     }
 }

@@ -61,6 +61,7 @@ fn measure(
         samples.push(Sample {
             round,
             row,
+            family: row.family(),
             metric,
             value,
         })
