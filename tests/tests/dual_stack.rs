@@ -526,6 +526,20 @@ fn peers_speak_only_for_their_own_ipv6_pods(mode: Mode) {
         // The kernel path would deliver it: its VXLAN device does not know whose prefix is whose.
         send(&in_vxlan(stranger));
     }
+    // From an underlay address that is no peer's, with b's own pod's address inside.
+    let unknown_peer = {
+        let inner = udp6_frame(vteps, B2, A1, sink.port());
+        let from_stranger = vxlan::Outer {
+            src: std::net::Ipv4Addr::new(198, 18, 0, 99),
+            ..outer
+        };
+        vxlan::frame(&from_stranger, FLAG_I, VNI, &inner)
+    };
+    let unknown_before = (
+        underlay(DROP_UNKNOWN_PEER),
+        guard_before[guard::VXLAN_UNKNOWN_PEER],
+    );
+    send(&unknown_peer);
     let plain = frames::ethernet(
         outer.dst_mac,
         outer.src_mac,
@@ -541,6 +555,15 @@ fn peers_speak_only_for_their_own_ipv6_pods(mode: Mode) {
     assert_eq!(sink.arrivals(), Vec::<IpAddr>::new(), "{mode}");
     let guard_after = tc.guarded("a");
     let by_guard = |rule: &str| guard_after[rule] - guard_before[rule];
+    let unknown = if mode == Mode::Kernel {
+        guard_after[guard::VXLAN_UNKNOWN_PEER] - unknown_before.1
+    } else {
+        underlay(DROP_UNKNOWN_PEER) - unknown_before.0
+    };
+    assert_eq!(
+        unknown, 1,
+        "{mode}: VXLAN with IPv6 inside from an unknown peer"
+    );
     if mode == Mode::Kernel {
         assert_eq!(
             by_guard(guard::UNDERLAY_POD_SOURCE6),
