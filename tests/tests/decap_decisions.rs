@@ -322,3 +322,182 @@ fn hostile_frames_are_dropped(dp: &mut Datapath, node_mac: [u8; 6], rx_index: u3
         }
     }
 }
+
+const REMOTE_POD6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+const LOCAL_POD6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+const GATEWAY6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+
+/// An IPv6 packet from `src` to `dst` with `next` and `payload`, hop limit `hop_limit`, framed
+/// as PEER's VXLAN device frames it (inner MACs: PEER's VTEP to ours).
+fn inner6(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    next: u8,
+    payload: &[u8],
+    hop_limit: u8,
+) -> Vec<u8> {
+    let mut ip = frames::ipv6(src.octets(), dst.octets(), next, payload);
+    ip[7] = hop_limit;
+    frames::ethernet(Mac::vtep(SELF).0, Mac::vtep(PEER).0, frames::ETH_IPV6, &ip)
+}
+
+/// Every decision on VXLAN with IPv6 inside, and on plain IPv6 on the underlay.
+#[test]
+fn every_ipv6_underlay_decision() {
+    let rt = runtime();
+    let TestRunNetns { ns, rx_index } = TestRunNetns::new(&rt, "decap6");
+    let _inside = ns.netns().enter().unwrap();
+    let node_mac = tests::mac_of(&rt, ns.netns(), "rx0");
+    let outer = |src| outer(src, node_mac);
+    let mut dp = Datapath::load(None).unwrap();
+    let overlay = OverlaySettings {
+        vtep_mac: Mac::vtep(SELF),
+        vni: VNI,
+        port: PORT,
+        underlay_ifindex: 1,
+        underlay_ip: SELF,
+        underlay_mtu: 1500,
+    };
+    dp.maps_mut()
+        .set_node(Mac(GW_MAC), Some(GATEWAY), Some(GATEWAY6), Some(&overlay))
+        .unwrap();
+    let peers = [PeerEntry {
+        pod_cidr: Some("198.18.1.0/24".parse().unwrap()),
+        pod_cidr6: Some("2001:db8:1::/64".parse().unwrap()),
+        underlay_ip: PEER,
+        vtep_mac: Mac::vtep(PEER),
+    }];
+    assert_eq!(
+        dp.maps_mut().sync_peers(&peers).unwrap(),
+        3,
+        "two prefixes, one peer"
+    );
+    let pod = EndpointEntry {
+        ip: Some(LOCAL_POD),
+        ip6: Some(LOCAL_POD6),
+        ifindex: rx_index,
+        mac: Mac(PEER_MAC),
+    };
+    dp.maps_mut()
+        .sync_endpoints(ns.netns(), Owner::node(ns.netns().label()), &[pod], None)
+        .unwrap();
+
+    let udp = |src| vxlan::udp_segment(src, LOCAL_POD6.into(), 9, b"payload");
+    let good_inner = inner6(REMOTE_POD6, LOCAL_POD6, 17, &udp(REMOTE_POD6.into()), 64);
+    let in_vxlan = |inner: &[u8]| vxlan::frame(&outer(PEER), FLAG_I, VNI, inner);
+    let good = in_vxlan(&good_inner);
+    let forged = std::net::Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 3);
+    let first_fragment = with_outer_ip(
+        &good,
+        Ipv4 {
+            frags: 0x2000,
+            ..outer_ip(PEER)
+        },
+    );
+    let mut version5 = good_inner.clone();
+    version5[14] = 0x50;
+    // Plain IPv6 (no VXLAN) on the underlay, from `src`.
+    let plain = |src: std::net::Ipv6Addr| {
+        let ip = frames::ipv6(src.octets(), LOCAL_POD6.octets(), 17, &udp(src.into()));
+        frames::ethernet(node_mac, OTHER_MAC, frames::ETH_IPV6, &ip)
+    };
+    let hop_by_hop = [
+        [17, 0, 1, 4, 0, 0, 0, 0].as_slice(),
+        &udp(REMOTE_POD6.into()),
+    ]
+    .concat();
+    let fragment_header = [
+        [17, 0, 0, 1, 0, 0, 0, 7].as_slice(),
+        &udp(REMOTE_POD6.into()),
+    ]
+    .concat();
+    let cases: Vec<(Reason, Vec<u8>, u32)> = vec![
+        (
+            DROP_INNER_SPOOFED,
+            in_vxlan(&inner6(forged, LOCAL_POD6, 17, &udp(forged.into()), 64)),
+            DROP,
+        ),
+        (
+            DROP_INNER_SPOOFED,
+            in_vxlan(&inner6(
+                LOCAL_POD6,
+                LOCAL_POD6,
+                17,
+                &udp(LOCAL_POD6.into()),
+                64,
+            )),
+            DROP,
+        ),
+        (PASS_OVERLAY_FRAGMENT, first_fragment, PASS),
+        (
+            PASS_IPV6_FRAGMENT,
+            in_vxlan(&inner6(REMOTE_POD6, LOCAL_POD6, 44, &fragment_header, 64)),
+            PASS,
+        ),
+        (
+            PASS_IPV6_EXTENSION,
+            in_vxlan(&inner6(REMOTE_POD6, LOCAL_POD6, 0, &hop_by_hop, 64)),
+            PASS,
+        ),
+        (
+            PASS_NO_ENDPOINT,
+            in_vxlan(&inner6(
+                REMOTE_POD6,
+                GATEWAY6,
+                17,
+                &udp(REMOTE_POD6.into()),
+                64,
+            )),
+            PASS,
+        ),
+        (
+            PASS_TTL_EXPIRED,
+            in_vxlan(&inner6(
+                REMOTE_POD6,
+                LOCAL_POD6,
+                17,
+                &udp(REMOTE_POD6.into()),
+                1,
+            )),
+            PASS,
+        ),
+        (DROP_VXLAN_INNER_MALFORMED, in_vxlan(&version5), DROP),
+        (DROP_UNDERLAY_POD_SOURCE, plain(LOCAL_POD6), DROP),
+        (DROP_UNDERLAY_POD_SOURCE, plain(REMOTE_POD6), DROP),
+        (DROP_UNDERLAY_POD_SOURCE, plain(GATEWAY6), DROP),
+        (
+            DROP_UNDERLAY_POD_SOURCE,
+            frames::tagged(&plain(REMOTE_POD6), &[(0x8100, 0), (0x8100, 0)]),
+            DROP,
+        ),
+        (PASS_NOT_OVERLAY, plain(forged), PASS),
+        (REDIRECT_DECAPSULATED, good.clone(), REDIRECT),
+    ];
+    for (reason, frame, want) in &cases {
+        let before = datapath::packets(&dp.maps().counters().unwrap(), Hook::TcUnderlay, *reason);
+        let (verdict, out) = dp
+            .run_on_frame_from(Hook::TcUnderlay, frame, rx_index)
+            .unwrap();
+        assert_eq!(verdict, *want, "{reason}: verdict");
+        let after = datapath::packets(&dp.maps().counters().unwrap(), Hook::TcUnderlay, *reason);
+        assert_eq!(after, before + 1, "{reason}: counted once");
+        if verdict == PASS {
+            assert_eq!(&out, frame, "{reason}: passed unchanged");
+        }
+    }
+
+    // What the pod gets: the inner IPv6 packet, addressed as routing to the pod would.
+    let (_, out) = dp
+        .run_on_frame_from(Hook::TcUnderlay, &good, rx_index)
+        .unwrap();
+    assert_eq!(out.len(), good.len() - 50, "outer 50 bytes removed");
+    assert_eq!(out[..6], PEER_MAC, "to the pod's MAC");
+    assert_eq!(out[6..12], GW_MAC, "from the gateway's MAC");
+    assert_eq!(out[12..14], [0x86, 0xdd], "an IPv6 frame");
+    assert_eq!(out[14 + 7], 63, "hop limit one less");
+    assert_eq!(
+        out[14 + 8..],
+        good_inner[14 + 8..],
+        "addresses, UDP and payload untouched"
+    );
+}
