@@ -29,6 +29,12 @@ impl Mac {
         Self::derived(0xf9, last_four(ip))
     }
 
+    /// The MAC of a pod with these addresses: from its IPv4 address ([`Mac::pod`]), or from its
+    /// IPv6 one when it has none ([`Mac::pod6`]). None for a pod with no address.
+    pub fn pod_of(v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>) -> Option<Self> {
+        v4.map(Self::pod).or(v6.map(Self::pod6))
+    }
+
     /// An IPv6-only node's bridge MAC, from the last four bytes of its IPv6 gateway address.
     pub fn node_bridge6(gateway: Ipv6Addr) -> Self {
         Self::derived(0xf8, last_four(gateway))

@@ -45,11 +45,11 @@ pub struct PodAddressing {
 
 impl PodAddressing {
     pub fn mac(&self) -> Mac {
-        match (self.address, self.address6) {
-            (Some(v4), _) => Mac::pod(v4.addr()),
-            (None, Some(v6)) => Mac::pod6(v6.addr()),
-            (None, None) => unreachable!("a pod has an address"),
-        }
+        Mac::pod_of(
+            self.address.map(|a| a.addr()),
+            self.address6.map(|a| a.addr()),
+        )
+        .expect("a pod has an address")
     }
 
     fn addresses(&self) -> Vec<IpNet> {

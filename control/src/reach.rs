@@ -4,10 +4,21 @@
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, SocketAddr},
+    os::fd::AsRawFd as _,
     time::{Duration, Instant},
 };
 
+use nix::{
+    errno::Errno,
+    sys::{
+        socket::{
+            AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrStorage, recvfrom,
+            sendto, setsockopt, socket, sockopt,
+        },
+        time::TimeVal,
+    },
+};
 use serde::Serialize;
 
 use crate::{cluster::Cluster, netns::Netns};
@@ -34,16 +45,6 @@ pub fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// A raw ICMP socket opened inside `netns`, closed on drop.
-struct IcmpSocket(libc::c_int);
-
-impl Drop for IcmpSocket {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor is ours and closed once.
-        unsafe { libc::close(self.0) };
-    }
-}
-
 /// Sends one echo request (ICMP or ICMPv6, by `dst`'s family) from `netns` to `dst` and waits up
 /// to `timeout` for its reply.
 pub fn echo(
@@ -53,17 +54,12 @@ pub fn echo(
     timeout: Duration,
 ) -> io::Result<Option<Duration>> {
     let (family, protocol, request_type, reply_type) = match dst {
-        IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8, 0),
-        IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128, 129),
+        IpAddr::V4(_) => (AddressFamily::Inet, SockProtocol::Icmp, 8, 0),
+        IpAddr::V6(_) => (AddressFamily::Inet6, SockProtocol::IcmpV6, 128, 129),
     };
-    // SAFETY: socket() has no preconditions; the result is checked.
-    let fd = netns
-        .run(|| unsafe { libc::socket(family, libc::SOCK_RAW, protocol) })
-        .map_err(io::Error::other)?;
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let socket = IcmpSocket(fd);
+    let socket = netns
+        .run(|| socket(family, SockType::Raw, SockFlag::empty(), protocol))
+        .map_err(io::Error::other)??;
     let mut request = [0u8; 24];
     request[0] = request_type;
     request[4..6].copy_from_slice(&id.to_be_bytes());
@@ -74,65 +70,30 @@ pub fn echo(
         let sum = checksum(&request);
         request[2..4].copy_from_slice(&sum.to_be_bytes());
     }
-    let (addr, addr_len) = socket_address(dst);
     let started = Instant::now();
-    // SAFETY: buffer and address are valid for the call.
-    let sent = unsafe {
-        libc::sendto(
-            socket.0,
-            request.as_ptr().cast(),
-            request.len(),
-            0,
-            (&raw const addr).cast(),
-            addr_len,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let to = SockaddrStorage::from(SocketAddr::new(dst, 0));
+    sendto(socket.as_raw_fd(), &request, &to, MsgFlags::empty())?;
     let mut buf = [0u8; 1500];
     loop {
         let left = timeout.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Ok(None);
         }
-        let tv = libc::timeval {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_usec: left.subsec_micros().max(1) as libc::suseconds_t,
+        let wait = TimeVal::new(
+            left.as_secs() as libc::time_t,
+            left.subsec_micros().max(1) as libc::suseconds_t,
+        );
+        setsockopt(&socket, sockopt::ReceiveTimeout, &wait)?;
+        let (n, from) = match recvfrom::<SockaddrStorage>(socket.as_raw_fd(), &mut buf) {
+            Ok(got) => got,
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
-        // SAFETY: an all-zero sockaddr_storage is valid.
-        let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut from_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        // SAFETY: tv is a valid timeval for SO_RCVTIMEO; buf and from are valid for recvfrom.
-        let n = unsafe {
-            libc::setsockopt(
-                socket.0,
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const tv).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-            libc::recvfrom(
-                socket.0,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&raw mut from).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) {
-                return Ok(None);
-            }
-            return Err(e);
-        }
+        let from = from.and_then(|from| match dst {
+            IpAddr::V4(_) => from.as_sockaddr_in().map(|a| IpAddr::V4(a.ip())),
+            IpAddr::V6(_) => from.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip())),
+        });
         // A raw IPv4 socket hands over the IP header too; a raw IPv6 socket does not.
-        let n = n as usize;
         let at = match dst {
             IpAddr::V4(_) => usize::from(buf[0] & 0x0f) * 4,
             IpAddr::V6(_) => 0,
@@ -140,65 +101,10 @@ pub fn echo(
         let reply = n >= at + 8
             && buf[at] == reply_type
             && buf[at + 4..at + 6] == id.to_be_bytes()
-            && source_of(&from) == Some(dst);
+            && from == Some(dst);
         if reply {
             return Ok(Some(started.elapsed()));
         }
-    }
-}
-
-/// `dst` as a socket address for sendto, with its length.
-fn socket_address(dst: IpAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid, and large enough for either family.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match dst {
-        IpAddr::V4(v4) => {
-            let addr = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage holds any socket address.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in>().write(addr) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        IpAddr::V6(v6) => {
-            let addr = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: 0,
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: v6.octets(),
-                },
-                sin6_scope_id: 0,
-            };
-            // SAFETY: as above.
-            unsafe { (&raw mut storage).cast::<libc::sockaddr_in6>().write(addr) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-/// The address recvfrom filled in.
-fn source_of(from: &libc::sockaddr_storage) -> Option<IpAddr> {
-    match i32::from(from.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says it is a sockaddr_in.
-            let v4 =
-                unsafe { &*(from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(v4.sin_addr.s_addr.to_ne_bytes())))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says it is a sockaddr_in6.
-            let v6 =
-                unsafe { &*(from as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            Some(IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)))
-        }
-        _ => None,
     }
 }
 

@@ -232,11 +232,12 @@ fn underlay_ipv6(pkt: &Packet, l3: usize) -> (Reason, Action) {
     if node.flags & (NODE_FAST_PATH | NODE_OVERLAY) != NODE_FAST_PATH | NODE_OVERLAY {
         return pass(PASS_FAST_PATH_OFF);
     }
+    // A node without IPv6 pods has no IPv6 gateway (all zeros): duplicate address detection
+    // from :: is no claim.
+    let gateway = !nd::is_unspecified(&node.gateway6) && nd::same_address(src, &node.gateway6);
     // SAFETY: the map returns a valid pointer or none; entries are plain data.
-    let claims_pod = nd::same_address(src, &node.gateway6)
-        || unsafe { ENDPOINTS6.get(*src) }.is_some()
-        || REMOTES6.get(&Key::new(128, *src)).is_some();
-    if claims_pod && !nd::is_unspecified(src) {
+    let local_pod = gateway || unsafe { ENDPOINTS6.get(*src) }.is_some();
+    if local_pod || REMOTES6.get(&Key::new(128, *src)).is_some() {
         return drop(DROP_UNDERLAY_POD_SOURCE);
     }
     pass(PASS_NOT_OVERLAY)

@@ -38,7 +38,7 @@ use network_types::{
 
 use crate::{
     classify::Ip,
-    csum,
+    csum, forward,
     maps::{DEVMAP, NODE},
     packet::{self, Packet},
 };
@@ -201,18 +201,8 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
     ) else {
         return false;
     };
-    if o.ipv6 {
-        let Some(inner_ip) = pkt.ptr_at_mut::<Ipv6Hdr>(INNER_IP) else {
-            return false;
-        };
-        // SAFETY: ptr_at_mut checked the header lies inside the frame.
-        unsafe { (*inner_ip).hop_limit = (*inner_ip).hop_limit.wrapping_sub(1) };
-    } else {
-        let Some(inner_ip) = pkt.ptr_at_mut::<Ipv4Hdr>(INNER_IP) else {
-            return false;
-        };
-        // SAFETY: as above.
-        unsafe { csum::decrement_ttl(inner_ip) };
+    if !forward::decrement_hop_limit(pkt, INNER_IP, o.ipv6) {
+        return false;
     }
     let udp_len = if o.tot_len == 0 {
         0
@@ -264,11 +254,7 @@ pub fn write(pkt: &Packet, o: &Outer) -> bool {
         );
         packet::write_bytes(&raw mut (*inner_eth).src_addr, &o.node.vtep_mac);
         packet::write_bytes(&raw mut (*inner_eth).dst_addr, &o.peer.vtep_mac);
-        (*inner_eth).ether_type = if o.ipv6 {
-            EtherType::Ipv6 as u16
-        } else {
-            EtherType::Ipv4 as u16
-        };
+        (*inner_eth).ether_type = forward::ether_type(o.ipv6);
     }
     true
 }

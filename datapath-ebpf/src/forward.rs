@@ -196,9 +196,7 @@ fn remote(eth: &EthHdr, ip: &Ip, source: &Source, node: &NodeConfig) -> Decision
 fn routable(ip: &Ip, source: &Source) -> bool {
     match ip {
         Ip::V4(_) => true,
-        Ip::V6(ip) => {
-            !nd::is_unspecified(&source.ip6) && nd::same_address(&ip.src_addr, &source.ip6)
-        }
+        Ip::V6(ip) => nd::is_configured_address_of(&ip.src_addr, source),
     }
 }
 
@@ -211,29 +209,46 @@ pub fn apply(pkt: &Packet, rewrite: &Rewrite, ipv6: bool) -> bool {
     let Some(eth) = pkt.ptr_at_mut::<EthHdr>(0) else {
         return false;
     };
-    if ipv6 {
-        let Some(ip) = pkt.ptr_at_mut::<Ipv6Hdr>(EthHdr::LEN) else {
-            return false;
-        };
-        // SAFETY: ptr_at_mut checked the header lies inside the frame.
-        unsafe { (*ip).hop_limit = (*ip).hop_limit.wrapping_sub(1) };
-    } else {
-        let Some(ip) = pkt.ptr_at_mut::<Ipv4Hdr>(EthHdr::LEN) else {
-            return false;
-        };
-        // SAFETY: as above.
-        unsafe { csum::decrement_ttl(ip) };
+    if !decrement_hop_limit(pkt, EthHdr::LEN, ipv6) {
+        return false;
     }
     // SAFETY: ptr_at_mut checked the header lies inside the frame; the MACs do not overlap
     // `rewrite`.
     unsafe {
         packet::write_bytes(&raw mut (*eth).src_addr, &rewrite.src_mac);
         packet::write_bytes(&raw mut (*eth).dst_addr, &rewrite.dst_mac);
-        (*eth).ether_type = if ipv6 {
-            EtherType::Ipv6 as u16
-        } else {
-            EtherType::Ipv4 as u16
-        };
+        (*eth).ether_type = ether_type(ipv6);
     }
     true
+}
+
+/// One hop for the IP header at `at` (IPv6 with `ipv6`): TTL one less with the IPv4 header
+/// checksum updated incrementally (RFC 1624), or hop limit one less (IPv6 has no checksum).
+/// False when the frame is too short for the header.
+#[inline(always)]
+pub fn decrement_hop_limit(pkt: &Packet, at: usize, ipv6: bool) -> bool {
+    if ipv6 {
+        let Some(ip) = pkt.ptr_at_mut::<Ipv6Hdr>(at) else {
+            return false;
+        };
+        // SAFETY: ptr_at_mut checked the header lies inside the frame.
+        unsafe { (*ip).hop_limit = (*ip).hop_limit.wrapping_sub(1) };
+    } else {
+        let Some(ip) = pkt.ptr_at_mut::<Ipv4Hdr>(at) else {
+            return false;
+        };
+        // SAFETY: as above.
+        unsafe { csum::decrement_ttl(ip) };
+    }
+    true
+}
+
+/// The ethertype of an IPv6 (`ipv6`) or IPv4 packet, as the Ethernet header carries it.
+#[inline(always)]
+pub fn ether_type(ipv6: bool) -> u16 {
+    if ipv6 {
+        EtherType::Ipv6 as u16
+    } else {
+        EtherType::Ipv4 as u16
+    }
 }

@@ -216,8 +216,13 @@ pub fn is_unspecified(addr: &[u8; 16]) -> bool {
 /// `addr` is one of the pod's own: its IPv6 address or its link-local one.
 #[inline(always)]
 fn is_address_of(addr: &[u8; 16], source: &Source) -> bool {
-    is_link_local_of(addr, &source.mac)
-        || (!is_unspecified(&source.ip6) && same_address(addr, &source.ip6))
+    is_link_local_of(addr, &source.mac) || is_configured_address_of(addr, source)
+}
+
+/// `addr` is the IPv6 address the pod was given (it has one).
+#[inline(always)]
+pub fn is_configured_address_of(addr: &[u8; 16], source: &Source) -> bool {
+    !is_unspecified(&source.ip6) && same_address(addr, &source.ip6)
 }
 
 /// Two addresses compared as two 8-byte words: a 16-byte comparison compiles to a call to

@@ -600,10 +600,7 @@ impl Reconciler<'_> {
         }
         // The VXLAN device carries the pod CIDRs' network addresses, as flannel does: they are
         // the next hops peers route this node's pods through.
-        let addresses: Vec<IpNet> = overlay_routes(node.pod_cidr, node.pod_cidr6)
-            .into_iter()
-            .map(|(_, next_hop)| IpNet::from(next_hop))
-            .collect();
+        let addresses = vxlan_addresses(node);
         self.converge_link(
             &nl,
             &vx.device,
@@ -626,10 +623,7 @@ impl Reconciler<'_> {
             .flat_map(|p| overlay_routes(p.pod_cidr, p.pod_cidr6))
             .collect();
         // The kernel's own route to the device's IPv6 address (an address's prefix route).
-        let own: Vec<IpNet> = overlay_routes(node.pod_cidr, node.pod_cidr6)
-            .into_iter()
-            .map(|(_, next_hop)| IpNet::from(next_hop))
-            .collect();
+        let own = vxlan_addresses(node);
         for (dst, gateway) in &routes {
             let kernels = gateway.is_none() && own.contains(dst);
             if !kernels && !wanted.iter().any(|(cidr, _)| cidr == dst) {
@@ -835,6 +829,14 @@ fn overlay_routes(pod_cidr: Option<Ipv4Net>, pod_cidr6: Option<Ipv6Net>) -> Vec<
     let v4 = pod_cidr.map(|cidr| (IpNet::V4(cidr), IpAddr::V4(cidr.network())));
     let v6 = pod_cidr6.map(|cidr| (IpNet::V6(cidr), IpAddr::V6(cidr.network())));
     v4.into_iter().chain(v6).collect()
+}
+
+/// The addresses of a node's VXLAN device: its next hops (host prefixes).
+fn vxlan_addresses(node: &NodeConfig) -> Vec<IpNet> {
+    overlay_routes(node.pod_cidr, node.pod_cidr6)
+        .into_iter()
+        .map(|(_, next_hop)| IpNet::from(next_hop))
+        .collect()
 }
 
 fn list(addresses: &[Ipv4Net]) -> String {

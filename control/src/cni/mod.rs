@@ -12,7 +12,7 @@ mod show;
 mod spec;
 mod store;
 
-use std::{io::Read as _, net::IpAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Read as _, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
@@ -576,13 +576,10 @@ impl Plugin<'_> {
             ));
         }
         let netns = self.container_netns()?;
-        let address = record.address.expect("complete records have an address");
-        let addresses: Vec<IpNet> = std::iter::once(IpNet::V4(address))
-            .chain(record.address6.map(IpNet::V6))
-            .collect();
-        let mut missing = network::check_container(&netns, ifname, &addresses, &prev_parsed.routes)
-            .await
-            .map_err(failed)?;
+        let mut missing =
+            network::check_container(&netns, ifname, &record.addresses(), &prev_parsed.routes)
+                .await
+                .map_err(failed)?;
         missing.extend(self.check_host(&record).await.map_err(failed)?);
         if !missing.is_empty() {
             return Err(CniError::new(
@@ -619,7 +616,6 @@ impl Plugin<'_> {
             }
         }
         if self.settings.mode == Mode::Tc {
-            let ip = record.address.expect("complete").addr();
             let pins = self.settings.pins();
             if !fastpath::runs_on(&host, pins.dir(), &record.host_veth, veth.index).await? {
                 missing.push(format!("tc_pod on {}", record.host_veth));
@@ -630,9 +626,7 @@ impl Plugin<'_> {
                     pins.dir().display()
                 ));
             } else {
-                let ips = std::iter::once(IpAddr::V4(ip))
-                    .chain(record.address6.map(|a| IpAddr::V6(a.addr())));
-                for ip in ips {
+                for ip in record.addresses().iter().map(IpNet::addr) {
                     if pins.endpoint_ifindex(ip)? != Some(veth.index) {
                         missing.push(format!(
                             "the fast-path map entry {ip} -> {} (ifindex {})",

@@ -11,7 +11,7 @@ use super::{
     spec::{CniResult, Interface, IpConfig, Route},
 };
 use crate::{
-    fnv,
+    config, fnv,
     mac::Mac,
     netlink::{LinkView, Netlink},
     netns::Netns,
@@ -78,8 +78,10 @@ pub fn ipv6_of(result: &CniResult, interface: Option<usize>) -> Option<(Ipv6Net,
         .iter()
         .filter(|ip| interface.is_none() || ip.interface.is_none() || ip.interface == interface)
         .find_map(|ip| ip.ipv6().map(|net| (net, ip.ipv6_gateway())))?;
-    let first = Ipv6Addr::from(u128::from(address.network()) + 1);
-    Some((address, gateway.unwrap_or(first)))
+    Some((
+        address,
+        gateway.unwrap_or_else(|| config::first_host6(address)),
+    ))
 }
 
 pub struct Standalone<'a> {

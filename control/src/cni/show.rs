@@ -5,6 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, Result};
+use ipnet::IpNet;
 use serde::Serialize;
 
 use super::{fastpath, store};
@@ -143,12 +144,7 @@ pub async fn show(data_dir: &std::path::Path) -> Result<Vec<NetworkView>> {
                 None => false,
             };
             let mut mapped = r.address.is_some() && ifindex.is_some();
-            let addresses = r
-                .address
-                .map(|a| a.addr().into())
-                .into_iter()
-                .chain(r.address6.map(|a| a.addr().into()));
-            for ip in addresses {
+            for ip in r.addresses().iter().map(IpNet::addr) {
                 mapped = mapped && fastpath::endpoint_ifindex(&dir, ip)? == ifindex;
             }
             attachments.push(AttachmentView {

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +61,13 @@ pub struct Record {
 }
 
 impl Record {
+    /// The attachment's addresses: IPv4, then IPv6 on a dual-stack one (none before ADD has
+    /// them).
+    pub fn addresses(&self) -> Vec<IpNet> {
+        let v4 = self.address.map(IpNet::V4);
+        v4.into_iter().chain(self.address6.map(IpNet::V6)).collect()
+    }
+
     /// The record ADD writes before it changes anything: a standalone attachment makes its own
     /// veth (`host_veth`) and asks the IPAM plugin; a chained one does neither.
     pub fn started(

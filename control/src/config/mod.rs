@@ -172,11 +172,7 @@ impl PodConfig {
     /// has none (see [`Mac::pod`]). Validation makes sure it has one and that the MACs of a
     /// node's pods differ.
     pub fn mac(&self) -> Mac {
-        match (self.address, self.address6) {
-            (Some(v4), _) => Mac::pod(v4),
-            (None, Some(v6)) => Mac::pod6(v6),
-            (None, None) => unreachable!("validation gives every pod an address"),
-        }
+        Mac::pod_of(self.address, self.address6).expect("validation gives every pod an address")
     }
 
     /// Its addresses: IPv4, then IPv6.
@@ -712,20 +708,22 @@ pub fn node_gateway(node: &NodeConfig) -> Option<Ipv4Addr> {
 /// The MAC of `node`'s bridge, derived from its IPv4 gateway, or its IPv6 one on an IPv6-only
 /// node (see [`Mac::node_bridge`]).
 pub fn node_bridge_mac(node: &NodeConfig) -> Mac {
-    match (node_gateway(node), node_gateway6(node)) {
-        (Some(v4), _) => Mac::node_bridge(v4),
-        (None, Some(v6)) => Mac::node_bridge6(v6),
-        (None, None) => unreachable!("validation gives every node a pod prefix"),
-    }
+    node_gateway(node)
+        .map(Mac::node_bridge)
+        .or(node_gateway6(node).map(Mac::node_bridge6))
+        .expect("validation gives every node a pod prefix")
 }
 
 /// The IPv6 gateway (bridge) address of `node`, when it has IPv6 pods.
 pub fn node_gateway6(node: &NodeConfig) -> Option<Ipv6Addr> {
     let cidr = node.pod_cidr6?;
-    Some(
-        node.gateway6
-            .unwrap_or_else(|| Ipv6Addr::from(u128::from(cidr.network()) + 1)),
-    )
+    Some(node.gateway6.unwrap_or_else(|| first_host6(cidr)))
+}
+
+/// The address after `net`'s network address (which is the subnet-router anycast address, the
+/// VXLAN device's): a node's default IPv6 gateway, and an IPAM range's.
+pub fn first_host6(net: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(net.network()) + 1)
 }
 
 /// True when `addr` is inside `net` and is not its network address (the subnet-router anycast

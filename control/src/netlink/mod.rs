@@ -534,7 +534,6 @@ impl Netlink {
     }
 
     /// The IPv4 addresses on link `index`, with their prefix lengths.
-    /// The IPv4 addresses of link `index`.
     pub async fn ipv4_addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetlinkError> {
         let addresses = self.addresses(index).await?;
         Ok(addresses
@@ -632,25 +631,23 @@ impl Netlink {
     /// The routes of both families in the main table out of link `index`: destination and
     /// gateway. The kernel's own IPv6 routes (link-local, multicast) are left out.
     pub async fn routes(&self, index: u32) -> Result<Vec<(IpNet, Option<IpAddr>)>, NetlinkError> {
-        let mut routes: Vec<RouteMessage> = self
+        // One dump of every family (an unspecified family asks for all).
+        let routes: Vec<RouteMessage> = self
             .handle
             .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .get(RouteMessageBuilder::<IpAddr>::new().build())
             .execute()
             .try_collect()
             .await
             .map_err(self.request_error("list routes of", self.netns.label()))?;
-        let v6: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(self.request_error("list routes of", self.netns.label()))?;
-        routes.extend(v6);
         Ok(routes
             .iter()
+            .filter(|r| {
+                matches!(
+                    r.header.address_family,
+                    AddressFamily::Inet | AddressFamily::Inet6
+                )
+            })
             .filter(|r| r.header.scope != RouteScope::Host)
             .filter(|r| r.header.table == RouteHeader::RT_TABLE_MAIN)
             .filter(|r| {
